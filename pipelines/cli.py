@@ -1,0 +1,51 @@
+"""The ``videobert`` command: dispatches ``videobert <stage> ...`` to ``pipelines.<stage>.main``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Sequence
+
+# stage -> (module, one-line description), in pipeline order.
+STAGES: dict[str, tuple[str, str]] = {
+    "synth": ("pipelines.synth", "generate the synthetic narrated-video corpus"),
+}
+
+
+def usage() -> str:
+    from videobert import __version__
+
+    width = max(map(len, STAGES))
+    lines = [
+        f"usage: videobert [--version] <stage> [options]   (videobert {__version__})",
+        "",
+        "VideoBERT pipeline: videos and speech -> S3D clip features -> visual words -> joint BERT -> retrieval.",
+        "",
+        "stages:",
+    ]
+    lines += [f"  {name:<{width}}  {description}" for name, (_, description) in STAGES.items()]
+    lines += ["", "Run 'videobert <stage> --help' for a stage's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if args else 2
+    if args[0] == "--version":
+        from videobert import __version__
+
+        print(f"videobert {__version__}")
+        return 0
+    stage, rest = args[0], args[1:]
+    if stage not in STAGES:
+        print(usage(), file=sys.stderr)
+        print(f"\nvideobert: error: unknown stage '{stage}' (choose from {', '.join(STAGES)})", file=sys.stderr)
+        return 2
+    module = importlib.import_module(STAGES[stage][0])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""What every stage entry point shares: config flags generated from the stage's dataclass, logging,
+and the mapping of errors to exit codes (0 success, 2 usage, 1 failure with a one-line reason)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import traceback
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence, TypeVar, Union
+
+from videobert import config as cfgmod
+from videobert.errors import ConfigError, VideoBertError
+from videobert.logs import set_progress, setup_logging
+
+T = TypeVar("T")
+log = logging.getLogger("pipelines")
+
+_CFG_PREFIX = "cfg__"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line plus the usage, exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    return parser
+
+
+def _flag_type(tp: Any) -> tuple[Callable[[str], Any] | None, dict[str, Any]]:
+    """argparse ``type`` and extra kwargs for a config field type, or (None, {}) if it has no flag."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            inner, extra = _flag_type(args[0])
+            if inner is None:
+                return None, {}
+
+            def optional(text: str) -> Any:
+                return None if text.lower() in ("none", "null") else inner(text)
+
+            return optional, extra
+        return None, {}
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        return type(choices[0]), {"choices": choices}
+    if tp in (int, float, str):
+        return tp, {}
+    if tp is Path:
+        return Path, {}
+    return None, {}
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (), title: str | None = None
+) -> None:
+    """``--config FILE``, ``--set KEY=VALUE`` and one ``--field-name`` flag per field of ``cls``.
+
+    Flags only override what is given (defaults < YAML < flags < --set). Fields without a simple
+    type (lists, nested configs) are reachable through ``--config`` and ``--set``.
+    """
+    group = parser.add_argument_group(title or "configuration (defaults < --config YAML < flags < --set)")
+    group.add_argument("--config", type=Path, metavar="YAML", help="YAML file with keys of this stage's config")
+    group.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key, e.g. --set lr=1e-4"
+    )
+    hints = cfgmod.field_types(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp = hints[f.name]
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if default is not None and default != "":
+            help_text += f" (default: {default})"
+        flag = "--" + f.name.replace("_", "-")
+        dest = _CFG_PREFIX + f.name
+        if tp is bool:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            continue
+        conv, extra = _flag_type(tp)
+        if conv is None:
+            continue
+        group.add_argument(flag, dest=dest, type=conv, default=argparse.SUPPRESS, help=help_text, **extra)
+
+
+def resolve_config(cls: type[T], args: argparse.Namespace, section: str | None = None, **fixed: Any) -> T:
+    """The stage config from ``--config``, flags, ``--set`` and ``fixed`` values (last wins)."""
+    overrides = {k[len(_CFG_PREFIX) :]: v for k, v in vars(args).items() if k.startswith(_CFG_PREFIX)}
+    overrides.update({k: v for k, v in fixed.items() if v is not None})
+    return cfgmod.load(cls, getattr(args, "config", None), overrides, getattr(args, "set", None), section=section)
+
+
+def run_main(
+    prog: str,
+    build_parser: Callable[[], argparse.ArgumentParser],
+    run: Callable[[argparse.Namespace], int | None],
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse ``argv``, set up logging, call ``run`` and turn errors into exit codes."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    setup_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
+    set_progress(not args.quiet)
+    try:
+        return int(run(args) or 0)
+    except ConfigError as exc:
+        _report(prog, exc, args.debug)
+        return 2
+    except VideoBertError as exc:
+        _report(prog, exc, args.debug)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        _report(prog, exc, args.debug, unexpected=True)
+        return 1
+
+
+def _report(prog: str, exc: BaseException, debug: bool, unexpected: bool = False) -> None:
+    if debug:
+        traceback.print_exc()
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if unexpected:
+        message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        if not debug:
+            message += " (rerun with --debug for the traceback)"
+    print(f"{prog}: error: {message}", file=sys.stderr)

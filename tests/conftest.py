@@ -1,0 +1,42 @@
+"""Shared fixtures: a small synthetic corpus generated once per test session, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m videobert ARGS`` as a user would run ``videobert ARGS``."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "VIDEOBERT_PROGRESS": "0", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "videobert", *map(str, args)],
+        cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    """Six synthetic videos (seed 1): 4 train, 1 val, 1 test."""
+    from videobert.synthetic import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("synth6")
+    generate(SynthConfig(videos=6, seed=1), out)
+    return out
