@@ -207,3 +207,21 @@ def run_ffmpeg(args: list[str], what: str) -> subprocess.CompletedProcess:
         lines = proc.stderr.decode(errors="replace").strip().splitlines()
         raise InputError(f"{what}: ffmpeg failed ({lines[-1] if lines else 'exit ' + str(proc.returncode)})")
     return proc
+
+
+def grab_frame(path: str | Path, seconds: float, size: int | None = None) -> np.ndarray:
+    """One RGB frame (uint8 [H, W, 3]) at ``seconds``; with ``size``, the centred square crop
+    scaled to ``size``×``size`` (what feature extraction sees). Raises :class:`InputError`."""
+    crop = "crop='min(iw,ih)':'min(iw,ih)'"
+    vf = f"{crop},scale={size}:{size}" if size else "null"
+    proc = run_ffmpeg(
+        ["-ss", f"{max(0.0, seconds):.3f}", "-i", ffmpeg_url(path), "-frames:v", "1", "-vf", vf,
+         "-f", "image2pipe", "-vcodec", "ppm", "pipe:"],
+        what=str(path),
+    )
+    if not proc.stdout:
+        raise InputError(f"{path}: no frame at {seconds:.2f} s")
+    from PIL import Image
+    import io
+
+    return np.asarray(Image.open(io.BytesIO(proc.stdout)).convert("RGB"))
