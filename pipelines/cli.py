@@ -9,6 +9,7 @@ from typing import Sequence
 # stage -> (module, one-line description), in pipeline order.
 STAGES: dict[str, tuple[str, str]] = {
     "synth": ("pipelines.synth", "generate the synthetic narrated-video corpus"),
+    "pretrain": ("pipelines.pretrain", "train VideoBERT: masked text, masked visual words, text-video alignment"),
 }
 
 

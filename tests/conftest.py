@@ -40,3 +40,15 @@ def synth_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth6")
     generate(SynthConfig(videos=6, seed=1), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def pretrain_corpus(tmp_path_factory) -> Path:
+    """A corpus folder for pretraining, built from the synthetic plans of 48 videos without
+    rendering them (visual words are a noisy function of colour and action; see
+    tests/pretrain_corpus.py)."""
+    from tests.pretrain_corpus import build_corpus
+
+    out = tmp_path_factory.mktemp("pretrain_corpus")
+    build_corpus(out, videos=48, seed=0)
+    return out
