@@ -167,3 +167,51 @@ def test_asr_cli_transcribes_shards_resumes_and_records_videos_without_audio(syn
     again = run_cli("asr", manifest, "-o", out, "--shard", "0/2")
     assert again.returncode == 0 and "already transcribed" in again.stderr
     assert (out / "a_narrated.vtt").stat().st_mtime_ns == before
+
+
+FAKE_FASTER_WHISPER = '''
+"""Stands in for faster-whisper: checks what it is given, returns fixed words."""
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+
+class WhisperModel:
+    def __init__(self, path, device="cpu", device_index=0, compute_type="default"):
+        assert (Path(path) / "model.bin").is_file() and device in ("cpu", "cuda")
+
+    def transcribe(self, audio, language=None, word_timestamps=False):
+        assert audio.dtype == np.float32 and np.abs(audio).max() <= 1.0 and word_timestamps
+        seconds = len(audio) / 16000
+        words = [(0.5, 0.9, " Hello"), (0.9, 1.4, " world."), (2.0, 2.3, " This"), (2.3, 2.5, " is"),
+                 (2.5, seconds, f" {language}.")]
+        return iter([SimpleNamespace(words=[SimpleNamespace(start=a, end=b, word=w) for a, b, w in words])]), None
+'''
+
+
+def test_whisper_backend_through_the_cli_with_a_stand_in_package(tmp_path):
+    """The whisper adapter (audio as float32, word timestamps, punctuation-led sentences) run by the
+    real CLI; a stand-in faster_whisper package replaces the model."""
+    from tests.conftest import REPO
+
+    package = tmp_path / "site" / "faster_whisper"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(FAKE_FASTER_WHISPER)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.bin").write_bytes(b"")
+    audio = tmp_path / "tone.wav"
+    with wave.open(str(audio), "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(16000)
+        wav.writeframes((8000 * np.sin(np.arange(4 * 16000) * 0.05)).astype(np.int16).tobytes())
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"video_id": "tone", "video": "tone.wav"}) + "\n")
+    result = run_cli("asr", manifest, "-o", tmp_path / "out", "--backend", "whisper", "--model", model,
+                     "--language", "fr", env={"PYTHONPATH": f"{REPO}:{tmp_path / 'site'}"})
+    assert result.returncode == 0, result.stderr
+    cues = read_transcript(tmp_path / "out" / "tone.vtt")
+    assert [c.text for c in cues] == ["Hello world.", "This is fr."]
+    assert [(w.start, w.text) for w in cues[1].words] == [(2.0, "This"), (2.3, "is"), (2.5, "fr.")]
+    assert cues[1].end == pytest.approx(4.0, abs=0.05)  # the whole audio reached the model
+    assert json.loads((tmp_path / "out" / "asr.json").read_text())["backend"] == "faster_whisper"

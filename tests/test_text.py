@@ -179,6 +179,11 @@ def test_webvtt_without_cues_is_a_video_without_speech(tmp_path):
     assert read_transcript(write(tmp_path, "silent.vtt", "WEBVTT\n\n")) == []
 
 
+def test_webvtt_without_an_empty_line_after_the_header(tmp_path):
+    path = write(tmp_path, "tight.vtt", "WEBVTT\n00:00:01.000 --> 00:00:02.000\nhello\n\n00:00:02.000 --> 00:00:03.000\nthere\n")
+    assert read_transcript(path) == [Cue(1.0, 2.0, "hello"), Cue(2.0, 3.0, "there")]
+
+
 def test_written_webvtt_reads_back_with_word_timings(tmp_path):
     words = (Word(1.0, 1.3, "okay"), Word(1.3, 1.52, "so"), Word(1.6, 2.0, "<now>"))
     cues = [Cue(1.0, 2.0, "okay so <now>", words), Cue(3.0, 4.5, "fish & chips")]

@@ -276,8 +276,13 @@ def _parse_webvtt(path: Path, text: str) -> list[_Located]:
         raise InputError(f"{path}:1: not a WebVTT file (the first line must be 'WEBVTT')")
     # Only an empty line ends a WebVTT block: YouTube writes lines of one space inside its cues.
     blocks = _blocks(text, lambda line: line == "")
+    header = blocks[0]
+    timed = [k for k, (_, line) in enumerate(header) if "-->" in line]
+    cue_blocks = blocks[1:]
+    if timed:  # no empty line after the header: the cues start at the first timing line
+        cue_blocks.insert(0, header[timed[0]:])
     raw: list[tuple[str, float, float, list[str]]] = []
-    for block in blocks[1:]:  # the first block is the header
+    for block in cue_blocks:
         number, head = block[0]
         if head.startswith(("NOTE", "STYLE", "REGION")) and "-->" not in head:
             continue
