@@ -230,3 +230,20 @@ def test_corpus_cli_on_the_synthetic_corpus_matches_the_labelled_segments(synth_
     summary = json.loads((out / "summary.json").read_text())
     assert narrated + summary["dropped_sentences"]["outside_clips"] == len(expected)
     assert (out / "config.yaml").exists() and (out / "failures.jsonl").read_text() == ""
+
+
+def test_a_punctuation_model_splits_unpunctuated_speech(tmp_path):
+    from tests.test_text import make_punctuation_model
+
+    words = "first we bake the bread then we eat it".split()
+    timed = tuple(Word(round(0.5 * i, 3), round(0.5 * i + 0.4, 3), w) for i, w in enumerate(words))
+    write_webvtt(tmp_path / "a.vtt", [Cue(0.0, timed[-1].end, " ".join(words), timed)])
+    (tmp_path / "m.jsonl").write_text(json.dumps({"video_id": "a", "video": "a.mp4", "transcript": "a.vtt"}) + "\n")
+    tokens = write_tokens(tmp_path / "tokens", {"a": np.arange(4)}, vocab_size=4)
+    out = tmp_path / "corpus"
+    cfg = CorpusConfig(punctuator=make_punctuation_model(tmp_path / "punct"), wordpiece_min_frequency=1)
+    with FailureLog(out / "failures.jsonl") as failures:
+        build_corpus(read_manifest(tmp_path / "m.jsonl"), tokens, out, cfg, failures)
+    examples = load_corpus(out, "train")
+    assert [(e["text"], e["start"], e["end"], e["first_clip"], len(e["video_ids"])) for e in examples] == [
+        ("first, we bake the bread.", 0.0, 2.5, 0, 2), ("then we eat it", 2.5, 4.4, 1, 2)]  # a word ends where the next begins

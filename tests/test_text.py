@@ -263,3 +263,52 @@ def test_trained_wordpiece_is_a_bert_tokenizer_capped_by_the_data(tmp_path):
     JointVocabulary(tokenizer, 10).save(tmp_path)
     again = load_tokenizer(tmp_path / "tokenizer")
     assert again("the red zzz", add_special_tokens=False)["input_ids"] == tokenizer("the red zzz", add_special_tokens=False)["input_ids"]
+
+
+def test_label_marks_of_common_punctuation_models():
+    from videobert.text import label_mark
+
+    assert [label_mark(l) for l in ("0", "O", ".", ",", "?", "PERIOD", "B-COMMA", ".U", "OU", "QUESTION")] == [
+        "", "", ".", ",", "?", ".", ",", ".", "", "?"]
+
+
+def make_punctuation_model(folder):
+    """A BERT token classifier (no encoder layers) whose weights are set by hand: it puts a full
+    stop after "bread", a comma after "first", and nothing after any other word."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    tokenizer = train_wordpiece(["first we bake the bread then we eat it"] * 3, min_frequency=1)
+    tokenizer.save_pretrained(str(folder))
+    labels = {0: "O", 1: "PERIOD", 2: "COMMA"}
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=0, num_attention_heads=2,
+                        intermediate_size=32, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()})
+    model = BertForTokenClassification(config)
+    vocab = tokenizer.get_vocab()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model.bert.embeddings.LayerNorm.weight.fill_(1.0)
+        model.bert.embeddings.word_embeddings.weight[vocab["bread"], 0] = 1.0
+        model.bert.embeddings.word_embeddings.weight[vocab["first"], 1] = 1.0
+        model.classifier.weight[1, 0] = 5.0
+        model.classifier.weight[2, 1] = 5.0
+        model.classifier.bias[0] = 1.0
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def test_a_local_punctuation_model_adds_the_punctuation_that_splits_sentences(tmp_path):
+    from videobert.text import Punctuator
+
+    punctuator = Punctuator(make_punctuation_model(tmp_path / "punct"), device="cpu", window=4)
+    words = "first we bake the bread then we eat it".split()
+    assert punctuator(words) == ["first,", "we", "bake", "the", "bread.", "then", "we", "eat", "it"]
+    sentences = split_sentences([Cue(0.0, 4.5, " ".join(words))], punctuator=punctuator)
+    assert [(s.text, s.start, s.end) for s in sentences] == [
+        ("first, we bake the bread.", 0.0, 2.5), ("then we eat it", 2.5, 4.5)]
+    # text that has its own punctuation is left as it is
+    assert [s.text for s in split_sentences([Cue(0, 2, "the bread is done. first it cools")], punctuator=punctuator)] == [
+        "the bread is done.", "first it cools"]
+    with pytest.raises(InputError, match="not a Hugging Face model folder"):
+        Punctuator(tmp_path)

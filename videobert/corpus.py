@@ -13,7 +13,8 @@ How :func:`build_corpus` makes the examples:
   output of ``videobert asr``); otherwise the video has no speech. A transcript that cannot be
   read, or a video that ``videobert asr`` recorded as failed for a reason other than having no
   audio stream, is a failure (``failures.jsonl``), never taken for silence.
-* **Sentences**: :func:`videobert.text.split_sentences` (``pause``, ``max_words``).
+* **Sentences**: :func:`videobert.text.split_sentences` (``pause``, ``max_words``, and a local
+  punctuation model with ``punctuator``).
 * **Alignment**: clip *i* covers ``[i·cs, (i+1)·cs)`` with ``cs = clip_seconds``; a sentence
   ``[start, end)`` takes exactly the clips with ``i·cs < end`` and ``(i+1)·cs > start`` (and
   ``i < n_clips``). A sentence that overlaps no clip (for instance one after the last full clip)
@@ -63,6 +64,9 @@ class CorpusConfig:
     lowercase: bool = field(True, help="trained WordPiece: lowercase (and strip accents) before tokenising")
     pause: float = field(DEFAULT_PAUSE, help="a silence of at least this many seconds between timed words ends a sentence")
     max_words: int = field(DEFAULT_MAX_WORDS, help="longest sentence in words (longer runs are cut evenly)")
+    punctuator: Path | None = field(
+        None, help="local Hugging Face token-classification punctuation model, for transcripts without punctuation (ASR)"
+    )
     video_only_words: int = field(16, help="visual words per example for videos without speech (paper: 16)")
 
     def check(self) -> None:
@@ -207,7 +211,7 @@ def asr_failures(transcripts_dir: Path | None) -> dict[str, str]:
 
 
 def video_sentences(
-    entry: VideoEntry, transcripts_dir: Path | None, failed_asr: dict[str, str], cfg: CorpusConfig
+    entry: VideoEntry, transcripts_dir: Path | None, failed_asr: dict[str, str], cfg: CorpusConfig, punctuator=None
 ) -> list[Cue]:
     """The sentences of one video (empty: no speech); raises :class:`InputError` with the reason."""
     path = find_transcript(entry, transcripts_dir)
@@ -216,7 +220,7 @@ def video_sentences(
         if reason is not None and reason != NO_AUDIO_REASON:
             raise InputError(f"no transcript: speech recognition failed ({reason})")
         return []
-    return split_sentences(read_transcript(path), cfg.pause, cfg.max_words)
+    return split_sentences(read_transcript(path), cfg.pause, cfg.max_words, punctuator)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,7 +244,8 @@ def _stats(counts: Counter) -> dict[str, float]:
 
 
 def _train_texts(
-    entries: Sequence[VideoEntry], transcripts_dir: Path | None, failed_asr: dict[str, str], cfg: CorpusConfig
+    entries: Sequence[VideoEntry], transcripts_dir: Path | None, failed_asr: dict[str, str], cfg: CorpusConfig,
+    punctuator,
 ) -> Iterator[str]:
     """Sentences of the train split's videos (unreadable transcripts are skipped here and recorded
     by the second pass)."""
@@ -248,21 +253,21 @@ def _train_texts(
         if (entry.split or "train") != "train":
             continue
         try:
-            sentences = video_sentences(entry, transcripts_dir, failed_asr, cfg)
+            sentences = video_sentences(entry, transcripts_dir, failed_asr, cfg, punctuator)
         except InputError:
             continue
         for sentence in sentences:
             yield sentence.text
 
 
-def make_tokenizer(cfg: CorpusConfig, entries, transcripts_dir, failed_asr):
+def make_tokenizer(cfg: CorpusConfig, entries, transcripts_dir, failed_asr, punctuator=None):
     """The WordPiece tokenizer: loaded from ``cfg.tokenizer`` or trained on the train split."""
     from videobert.text import train_wordpiece
     from videobert.vocabulary import load_tokenizer
 
     if cfg.tokenizer is not None:
         return load_tokenizer(Path(cfg.tokenizer).expanduser())
-    texts = _train_texts(entries, transcripts_dir, failed_asr, cfg)
+    texts = _train_texts(entries, transcripts_dir, failed_asr, cfg, punctuator)
     return train_wordpiece(texts, cfg.wordpiece_vocab_size, cfg.wordpiece_min_frequency, cfg.lowercase)
 
 
@@ -304,7 +309,12 @@ def build_corpus(
         raise InputError(f"{transcripts_dir}: transcripts folder not found")
     failed_asr = asr_failures(transcripts_dir)
 
-    tokenizer = make_tokenizer(cfg, entries, transcripts_dir, failed_asr)
+    punctuator = None
+    if cfg.punctuator is not None:
+        from videobert.text import Punctuator
+
+        punctuator = Punctuator(cfg.punctuator)
+    tokenizer = make_tokenizer(cfg, entries, transcripts_dir, failed_asr, punctuator)
     vocabulary = JointVocabulary(tokenizer, info.vocab_size, visual_vocab=info.vocab)
     if cfg.tokenizer is None and len(tokenizer) <= len(vocabulary.special_ids):
         log.warning("the train split has no text: the trained WordPiece vocabulary holds only the special tokens")
@@ -319,7 +329,7 @@ def build_corpus(
             split = entry.split or "train"
             try:
                 words = video_tokens(info, entry.video_id)
-                sentences = video_sentences(entry, transcripts_dir, failed_asr, cfg)
+                sentences = video_sentences(entry, transcripts_dir, failed_asr, cfg, punctuator)
             except InputError as exc:
                 failures.record(entry.video_id, str(exc))
                 videos["failed"] += 1
