@@ -215,3 +215,23 @@ def test_whisper_backend_through_the_cli_with_a_stand_in_package(tmp_path):
     assert [(w.start, w.text) for w in cues[1].words] == [(2.0, "This"), (2.3, "is"), (2.5, "fr.")]
     assert cues[1].end == pytest.approx(4.0, abs=0.05)  # the whole audio reached the model
     assert json.loads((tmp_path / "out" / "asr.json").read_text())["backend"] == "faster_whisper"
+
+
+@needs_espeak
+def test_speech_without_pauses_is_decoded_in_pieces_that_keep_their_times(tmp_path, monkeypatch):
+    import videobert.asr
+
+    monkeypatch.setattr(videobert.asr, "MAX_UTTERANCE_SECONDS", 0.8)
+    rate, samples = speak(SENTENCES[1], tmp_path / "s.wav")
+    silence = np.zeros(rate, np.int16)
+    audio = tmp_path / "speech.wav"
+    with wave.open(str(audio), "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(rate)
+        wav.writeframes(np.concatenate([silence, samples, silence]).tobytes())
+    start, end = 1.0, 1.0 + len(samples) / rate
+    cues, _ = transcribe(audio, PocketsphinxRecognizer(), AsrConfig())
+    words = [w for c in cues for w in c.words]
+    assert len(words) >= 4
+    # the pieces after the first are placed where they were spoken, not at the start of the speech
+    assert all(start - 0.25 <= w.start < w.end <= end + 0.25 for w in words)
+    assert words[-1].end > end - 0.6 and words[0].start < start + 0.6

@@ -9,8 +9,8 @@ tag, so that everything downstream reads one format (:func:`videobert.text.read_
 Backends:
 
 * ``pocketsphinx`` (default): CMU PocketSphinx 5 with its bundled US-English model, offline.
-  Speech regions are found with its voice-activity endpointer and each region is decoded as one
-  utterance; word times come from the decoder's segmentation (10 ms frames). Fillers and silences
+  Speech regions are found with its voice-activity endpointer and each region (in pieces of at
+  most 30 s) is decoded as one utterance; word times come from the decoder's segmentation (10 ms frames). Fillers and silences
   (``<s>``, ``<sil>``, ``[NOISE]``, ``++BREATH++``) are dropped and alternate-pronunciation marks
   (``the(2)``) removed. Dither is on (with a fixed seed), which keeps the features finite on
   digitally silent audio such as synthesized narration.
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 _BYTES_PER_SECOND = 2 * SAMPLE_RATE
+# Speech that never pauses (talk over music) is decoded in pieces of at most this length, which
+# bounds the decoder's memory; a word may be cut at a piece boundary.
+MAX_UTTERANCE_SECONDS = 30.0
 _ALTERNATE_PRONUNCIATION = re.compile(r"\(\d+\)$")
 NO_AUDIO_REASON = "no audio stream"
 
@@ -208,9 +211,10 @@ class PocketsphinxRecognizer:
         from pocketsphinx import Endpointer
 
         endpointer = Endpointer(sample_rate=SAMPLE_RATE)
+        longest = int(MAX_UTTERANCE_SECONDS * _BYTES_PER_SECOND)
         words: list[Word] = []
         utterance: list[bytes] = []
-        start = 0.0
+        size, start, continued = 0, 0.0, False
         for frame in _frames(chunks, endpointer.frame_bytes):
             if len(frame) == endpointer.frame_bytes:
                 speech = endpointer.process(frame)
@@ -218,12 +222,15 @@ class PocketsphinxRecognizer:
                 speech = endpointer.end_stream(frame)
             if speech is None:
                 continue
-            if not utterance:
+            if not utterance and not continued:
                 start = endpointer.speech_start
             utterance.append(speech)
-            if not endpointer.in_speech:
+            size += len(speech)
+            if not endpointer.in_speech or size >= longest:
                 words += self._decode(b"".join(utterance), start)
-                utterance = []
+                continued = endpointer.in_speech
+                start += size / _BYTES_PER_SECOND
+                utterance, size = [], 0
         if utterance:  # the audio ended while speech was going on
             words += self._decode(b"".join(utterance), start)
         return words
@@ -294,9 +301,21 @@ def transcribe(path: str | Path, recognizer, cfg: AsrConfig) -> tuple[list[Cue],
             decoded += len(chunk)
             yield chunk
 
-    words = recognizer.words(counted(audio_pcm(path)))
-    cues = split_sentences([Cue(words[0].start, words[-1].end, "", tuple(words))], cfg.pause, cfg.max_words) if words else []
-    return cues, decoded / _BYTES_PER_SECOND
+    words = in_time_order(recognizer.words(counted(audio_pcm(path))))
+    if not words:
+        return [], decoded / _BYTES_PER_SECOND
+    stream = Cue(words[0].start, words[-1].end, " ".join(w.text for w in words), tuple(words))
+    return split_sentences([stream], cfg.pause, cfg.max_words), decoded / _BYTES_PER_SECOND
+
+
+def in_time_order(words: list[Word]) -> list[Word]:
+    """Words with starts that never go back and ends never before starts (recognisers' word times
+    can overlap slightly; WebVTT timestamp tags must not decrease)."""
+    ordered: list[Word] = []
+    for word in words:
+        start = max(word.start, ordered[-1].start) if ordered else word.start
+        ordered.append(Word(start, max(start, word.end), word.text))
+    return ordered
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,7 +343,6 @@ class VideoResult:
     reason: str | None  # None: transcribed
     audio_seconds: float = 0.0
     words: int = 0
-    sentences: int = 0
 
 
 _worker_recognizer = None
@@ -349,7 +367,7 @@ def _transcribe_one(entry: VideoEntry, out_dir: Path, cfg: AsrConfig) -> VideoRe
     except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch; the reason is recorded
         return VideoResult(entry.video_id, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
     write_webvtt(transcript_path(out_dir, entry.video_id), cues)
-    return VideoResult(entry.video_id, None, seconds, sum(len(c.words) for c in cues), len(cues))
+    return VideoResult(entry.video_id, None, seconds, sum(len(c.words) for c in cues))
 
 
 @dataclass(frozen=True)
