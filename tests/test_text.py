@@ -223,6 +223,7 @@ def test_timed_words_split_at_punctuation_pauses_and_max_words():
     for sentence in sentences:
         assert sentence.start == sentence.words[0].start and sentence.end == sentence.words[-1].end
     assert sum(len(s.words) for s in sentences) == len(words)
+    assert split_sentences(words, pause=0.7, max_words=4) == sentences  # the words themselves will do
 
 
 def test_timed_words_form_one_stream_across_cues():

@@ -302,10 +302,7 @@ def transcribe(path: str | Path, recognizer, cfg: AsrConfig) -> tuple[list[Cue],
             yield chunk
 
     words = in_time_order(recognizer.words(counted(audio_pcm(path))))
-    if not words:
-        return [], decoded / _BYTES_PER_SECOND
-    stream = Cue(words[0].start, words[-1].end, " ".join(w.text for w in words), tuple(words))
-    return split_sentences([stream], cfg.pause, cfg.max_words), decoded / _BYTES_PER_SECOND
+    return split_sentences(words, cfg.pause, cfg.max_words), decoded / _BYTES_PER_SECOND
 
 
 def in_time_order(words: list[Word]) -> list[Word]:

@@ -511,12 +511,13 @@ def _split_stream(
 
 
 def split_sentences(
-    cues: Iterable[Cue],
+    cues: Iterable[Cue | Word],
     pause: float = DEFAULT_PAUSE,
     max_words: int = DEFAULT_MAX_WORDS,
     punctuator: Callable[[list[str]], list[str]] | None = None,
 ) -> list[Cue]:
-    """Sentences of a transcript, in time order (the rule is in the module docstring).
+    """Sentences of a transcript (its cues, or timed words), in time order (the rule is in the
+    module docstring).
 
     Sentences cut from timed words keep their ``words``; those cut from plain cues have none
     (their times are shares of the cue's span, not measurements). ``punctuator`` maps a list of
@@ -536,6 +537,9 @@ def split_sentences(
         stream.clear()
 
     for cue in cues:
+        if isinstance(cue, Word):
+            stream.append(cue)
+            continue
         if cue.words:
             stream.extend(cue.words)
             continue
