@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pipelines.common import add_config_arguments, new_parser, resolve_config, run_main
+from videobert.distributed import dist_env
 from videobert.train import PretrainConfig, load_centroids, pretrain
 
 log = logging.getLogger("pipelines.pretrain")
@@ -33,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(PretrainConfig, args)
+    main_process = dist_env().is_main
+    if not main_process:  # under torchrun, rank 0 speaks for all
+        for name in ("videobert", "pipelines"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     centroids = None
     if args.vocab is not None:
         centroids = load_centroids(args.vocab)
@@ -42,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
                        visual_vocab=str(args.vocab) if args.vocab else None, resume=args.resume)
     if summary.get("val"):
         log.info("validation: %s", ", ".join(f"{k} {v:.3f}" for k, v in summary["val"].items()))
-    print(args.out)
+    if main_process:
+        print(args.out)
     return 0
 
 

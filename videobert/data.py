@@ -11,10 +11,11 @@ A corpus sentence becomes one of these, drawn uniformly among the objectives tha
 and that it can feed (a sentence without speech feeds only the video objective). Augmentations
 (paper §3.2): with ``concat_prob`` the sentence is joined with 1 to ``concat_max - 1`` following
 sentences of the same video (text concatenated, clips merged); the video side is subsampled at a
-rate drawn from 1 … ``subsample_max`` with a random phase. Half of the video-text sequences are
-misaligned: their video comes from another segment (``negatives``: of another video, of a
-distant part of the same video — at least ``negative_min_distance`` sentences away — or either,
-half and half).
+rate drawn from 1 … ``subsample_max`` with a random phase (the rate is capped at half the number
+of visual words, so that no video side shrinks to a single word). Half of the video-text
+sequences are misaligned: their video — as many sentences' worth as the positive's — comes from
+another segment (``negatives``: of another video, of a distant part of the same video — at least
+``negative_min_distance`` sentences away — or either, half and half).
 
 Masking is BERT's: ``mask_prob`` of the non-special tokens of each modality are targets (the count
 rounded stochastically, so short sides are not over-masked; single-modality sequences get at least
@@ -306,11 +307,13 @@ class PretrainExamples:
         return text, ends, [clips[c] for c in sorted(clips)]
 
     def _subsample(self, video: list[int], rng: np.random.Generator) -> list[int]:
-        rate = int(rng.integers(1, self.options.subsample_max + 1))
-        if rate == 1 or len(video) <= 1:
+        """Every r-th visual word from a random phase, r drawn from 1 … ``subsample_max`` but at most
+        half the length, so that a short video side keeps at least two words."""
+        highest = min(self.options.subsample_max, len(video) // 2)
+        if highest < 2:
             return video
-        phase = int(rng.integers(min(rate, len(video))))
-        return video[phase::rate]
+        rate = int(rng.integers(1, highest + 1))
+        return video[int(rng.integers(rate)) :: rate]
 
     def _negative(self, window: list[int], rng: np.random.Generator) -> int | None:
         """Position of a sentence whose video is wrong for ``window``, or None if the corpus has none."""

@@ -397,9 +397,11 @@ def pretrain(
         val_batches = validation_batches(val_examples, batches.micro_batch, cfg.seed, cfg.eval_sentences,
                                          env.rank, env.world_size)
     run = _Run(run_dir, env.is_main, start_step)
-    log.info("pretrain: %s model, %.1f M parameters, %d train / %d val sentences, %s %s, %d process(es), steps %d -> %d",
-             cfg.preset if cfg.init == "scratch" else cfg.init, sum(p.numel() for p in model.parameters()) / 1e6,
-             len(train_examples), len(val_examples or []), device, precision, env.world_size, start_step, cfg.steps)
+    if env.is_main:
+        log.info("pretrain: %d layers x %d hidden (%s), %.1f M parameters, %d train / %d val sentences, %s %s, "
+                 "%d process(es), steps %d -> %d", model.config.layers, model.config.hidden_size,
+                 cfg.preset if cfg.init == "scratch" else cfg.init, sum(p.numel() for p in model.parameters()) / 1e6,
+                 len(train_examples), len(val_examples or []), device, precision, env.world_size, start_step, cfg.steps)
 
     val_metrics: dict[str, float] = {}
     step = start_step
@@ -420,7 +422,8 @@ def pretrain(
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
                 run.record(step, "train", metrics)
                 window.update(tokens=0, time=time.perf_counter(), steps=0, sums=None)
-            if val_batches and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
+            # decided by val_examples, never by this rank's share of batches: evaluate() is collective
+            if val_examples is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
                 val_metrics = evaluate(model, val_batches, device, precision)
                 run.record(step, "val", val_metrics)
                 log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.3f}" for k, v in val_metrics.items()))
