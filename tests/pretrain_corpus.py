@@ -38,6 +38,19 @@ def visual_words(plan, rng: np.random.Generator, vocab_size: int, signal: float)
     return words
 
 
+def stand_in_centroids(vocab_size: int = 48, seed: int = 0) -> np.ndarray:
+    """[V, 16] word vectors standing in for codebook centroids: like real ones they place words of
+    the same colour or action close together (one-hot colour and action plus noise for the 36
+    meaningful words, a shared 'background' direction for the others)."""
+    rng = np.random.default_rng(seed)
+    centroids = rng.normal(0, 0.3, (vocab_size, 16))
+    for word in range(SIGNAL_WORDS):
+        centroids[word, word // len(ACTIONS)] += 1
+        centroids[word, len(COLOURS) + word % len(ACTIONS)] += 1
+    centroids[SIGNAL_WORDS:, 12] += 1
+    return centroids
+
+
 def make_pretrain_corpus(out: Path, videos: int = 48, seed: int = 0, vocab_size: int = 48, signal: float = 0.8,
                          silent_every: int = 8) -> Path:
     """Write TOKENS/ and transcripts/ under ``out`` and the corpus into ``out/corpus``; returns it."""

@@ -189,14 +189,17 @@ def test_a_malicious_checkpoint_is_refused_without_running_it(pretrain_corpus, t
         load_training_state(checkpoint)
 
 
-def test_tiny_model_learns_the_synthetic_corpus(tmp_path):
-    from tests.pretrain_corpus import make_pretrain_corpus
+def test_tiny_model_learns_the_synthetic_corpus(pretrain_corpus, tmp_path):
+    """Masked words of both modalities, alone and across modalities, well above chance after a few
+    hundred steps. (Alignment leaves chance only after thousands: bench/pretrain_synthetic.py.)"""
+    from tests.pretrain_corpus import stand_in_centroids
 
-    corpus = make_pretrain_corpus(tmp_path / "data", videos=96, seed=3)
-    cfg = PretrainConfig(preset="tiny", steps=300, batch_size=32, lr=3e-3, warmup=30, eval_every=0,
-                         eval_sentences=400, save_every=0, log_every=100, device="cpu", seed=0)
-    summary = pretrain(corpus, tmp_path / "run", cfg)
+    cfg = PretrainConfig(preset="tiny", steps=600, batch_size=32, lr=3e-3, warmup=60, concat_prob=0.0,
+                         subsample_max=1, eval_every=0, eval_sentences=1000, save_every=0, log_every=100,
+                         device="cpu", seed=0)
+    summary = pretrain(pretrain_corpus, tmp_path / "run", cfg, centroids=stand_in_centroids())
     val, chance = summary["val"], summary["chance"]
-    assert val["text_mlm_acc"] > 5 * chance["text_acc"] and val["text_mlm_acc"] > 0.3
-    assert val["video_text_text_acc"] > 0.3
-    assert val["video_text_video_acc"] > 5 * chance["video_acc"]
+    assert val["text_mlm_acc"] > max(0.3, 10 * chance["text_acc"])
+    assert val["video_text_text_acc"] > max(0.3, 10 * chance["text_acc"])
+    assert val["video_mlm_acc"] > 10 * chance["video_acc"]
+    assert val["video_text_video_acc"] > 10 * chance["video_acc"]

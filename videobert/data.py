@@ -7,9 +7,12 @@ video side, ``[CLS]`` is type 0)::
     video only   [CLS] [>] video [SEP]
     video-text   [CLS] text [>] video [SEP]
 
-A corpus sentence becomes one of these, drawn uniformly among the objectives that are switched on
-and that it can feed (a sentence without speech feeds only the video objective). Augmentations
-(paper §3.2): with ``concat_prob`` the sentence is joined with 1 to ``concat_max - 1`` following
+A corpus sentence becomes one of these among the objectives that are switched on and that it can
+feed (a sentence without speech feeds only the video objective): a sentence with both text and
+video becomes a video-text sequence with probability ``pair_share`` — the only kind that trains
+alignment and cross-modal prediction — and otherwise a text-only or video-only one, evenly.
+
+Augmentations (paper §3.2): with ``concat_prob`` the sentence is joined with 1 to ``concat_max - 1`` following
 sentences of the same video (text concatenated, clips merged); the video side is subsampled at a
 rate drawn from 1 … ``subsample_max`` with a random phase (the rate is capped at half the number
 of visual words, so that no video side shrinks to a single word). Half of the video-text
@@ -91,6 +94,7 @@ class DataOptions:
     """How sequences are built from corpus sentences (filled from the training config)."""
 
     kinds: tuple[int, ...] = (TEXT, VIDEO, PAIR)
+    pair_share: float = 0.5
     max_len: int = 256
     mask_prob: float = 0.15
     concat_prob: float = 0.3
@@ -247,8 +251,7 @@ class PretrainExamples:
         options, layout = self.options, self.layout
         example = self.corpus[index]
         if kind is None:
-            kinds = self.kinds_of(example)
-            kind = kinds[int(rng.integers(len(kinds)))]
+            kind = self._draw_kind(self.kinds_of(example), rng)
         window = self._window(index, rng)
         text, sentence_ends, video = self._merge(window)
         if kind == PAIR:
@@ -274,6 +277,13 @@ class PretrainExamples:
             "kind": kind,
             "aligned": int(aligned) if kind == PAIR else -1,
         }
+
+    def _draw_kind(self, kinds: list[int], rng: np.random.Generator) -> int:
+        if PAIR in kinds and len(kinds) > 1:
+            if rng.random() < self.options.pair_share:
+                return PAIR
+            kinds = [kind for kind in kinds if kind != PAIR]
+        return kinds[int(rng.integers(len(kinds)))]
 
     def _window(self, index: int, rng: np.random.Generator) -> list[int]:
         """Sentence ``index`` and, with ``concat_prob``, some of the sentences that follow it."""

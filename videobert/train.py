@@ -72,6 +72,8 @@ class PretrainConfig:
     video_text_mlm: float = field(1.0, help="weight of masked tokens in aligned video-text pairs (0: off)")
     align: float = field(1.0, help="weight of the [CLS] text-video alignment classifier (0: off)")
     mask_prob: float = field(0.15, help="fraction of tokens of each modality that are masking targets")
+    pair_share: float = field(0.5, help="share of sentences with text and video that become video-text sequences "
+                              "(the rest: text-only or video-only, evenly)")
     batch_size: int = field(128, help="global batch (sequences per optimiser step, over all ranks)")
     grad_accum: int = field(1, help="micro-batches accumulated per optimiser step")
     lr: float = field(1e-5, help="peak learning rate (paper: 1e-5 from BERT-large; ~1e-4 from scratch)")
@@ -111,8 +113,8 @@ class PretrainConfig:
             raise ConfigError("max_len: need at least 8 tokens")
         if self.concat_max < 1 or self.subsample_max < 1 or self.negative_min_distance < 1:
             raise ConfigError("concat_max, subsample_max, negative_min_distance: need >= 1")
-        if not 0 <= self.concat_prob <= 1 or not 0 <= self.dropout < 1:
-            raise ConfigError("concat_prob: need 0..1; dropout: need 0 <= dropout < 1")
+        if not 0 <= self.concat_prob <= 1 or not 0 <= self.pair_share <= 1 or not 0 <= self.dropout < 1:
+            raise ConfigError("concat_prob, pair_share: need 0..1; dropout: need 0 <= dropout < 1")
         if min(self.save_every, self.eval_every, self.log_every, self.keep_checkpoints) < 0:
             raise ConfigError("save_every, eval_every, log_every, keep_checkpoints: need >= 0")
         if self.init != "scratch" and any(v is not None for v in (self.hidden_size, self.layers, self.heads, self.intermediate_size)):
@@ -122,7 +124,7 @@ class PretrainConfig:
         kinds = [kind for kind, on in ((TEXT, self.text_mlm), (VIDEO, self.video_mlm),
                                        (PAIR, self.video_text_mlm + self.align)) if on > 0]
         return DataOptions(
-            kinds=tuple(kinds), max_len=self.max_len, mask_prob=self.mask_prob, concat_prob=self.concat_prob,
+            kinds=tuple(kinds), pair_share=self.pair_share, max_len=self.max_len, mask_prob=self.mask_prob, concat_prob=self.concat_prob,
             concat_max=self.concat_max, subsample_max=self.subsample_max, negatives=self.negatives,
             negative_min_distance=self.negative_min_distance, pad_to_multiple=pad_to_multiple,
         )
