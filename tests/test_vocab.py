@@ -416,7 +416,7 @@ def synthetic_features(synth_corpus, folder, seed: int = 0) -> dict[str, int]:
     return clips
 
 
-def test_vocab_and_tokenize_end_to_end_on_the_synthetic_corpus(synth_corpus, tmp_path):
+def test_vocab_and_tokenize_end_to_end_on_the_synthetic_corpus(synth_corpus, tmp_path, capsys):
     from PIL import Image
 
     features, vocab, tokens = tmp_path / "features", tmp_path / "vocab", tmp_path / "tokens"
@@ -453,12 +453,13 @@ def test_vocab_and_tokenize_end_to_end_on_the_synthetic_corpus(synth_corpus, tmp
     assert (meta["fps"], meta["clip_frames"], meta["clip_seconds"]) == (20, 30, 1.5)
 
     # rerunning either stage redoes nothing
-    again = run_cli("vocab", features, "-o", vocab, "--k", "4", "--depth", "2", "--min-points-per-centroid", "2",
-                    "--pca-dim", "16", "--exemplar-size", "48", "--sheet-words", "6")
-    assert again.returncode == 0 and "kept" in again.stderr
+    capsys.readouterr()
+    assert vocab_stage.main([str(features), "-o", str(vocab), "--k", "4", "--depth", "2", "--min-points-per-centroid", "2",
+                             "--pca-dim", "16", "--exemplar-size", "48", "--sheet-words", "6"]) == 0
+    assert "kept" in capsys.readouterr().err
     assert load(vocab).hash == codebook.hash
-    again = run_cli("tokenize", features, "--vocab", vocab, "-o", tokens)
-    assert again.returncode == 0 and f"{len(clips)} already done" in again.stderr
+    assert tokenize_stage.main([str(features), "--vocab", str(vocab), "-o", str(tokens)]) == 0
+    assert f"{len(clips)} already done" in capsys.readouterr().err
 
 
 def test_tokenize_resumes_shards_and_refuses_another_vocabulary(planted_folder, tmp_path):

@@ -63,8 +63,10 @@ import hashlib
 import io
 import logging
 import math
+import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Mapping, Sequence
@@ -81,6 +83,7 @@ log = logging.getLogger(__name__)
 CODEBOOK_FORMAT = 1
 Normalise = Literal["standardise", "l2", "none"]
 Init = Literal["kmeans++", "random"]
+Descent = Literal["auto", "grouped", "gathered"]
 
 
 @dataclass
@@ -112,7 +115,7 @@ class VocabConfig:
     exemplars: bool = field(True, help="write each word's exemplar thumbnail and the contact sheet (needs the videos)")
     exemplar_size: int = field(96, help="side of exemplar thumbnails, pixels")
     sheet_words: int = field(64, help="most frequent words shown on the contact sheet")
-    workers: int = field(0, help="parallel frame grabs for exemplars (0: one per CPU core)")
+    workers: int = field(0, help="threads for small k-means nodes and exemplar frame grabs (0: one per CPU core)")
 
     def check(self) -> None:
         if self.k < 2:
@@ -188,14 +191,22 @@ class Normalisation:
     def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
         key = str(device)
         if key not in self._on_device:
-            names = ("mean", "scale", "pca_mean", "pca_components", "pca_scale")
-            self._on_device[key] = {n: torch.from_numpy(getattr(self, n)).to(device) for n in names}
+            inverse = 1.0 / self.scale.astype(np.float64)
+            arrays = {
+                "inverse_scale": inverse.astype(np.float32),
+                "shift": (-self.mean.astype(np.float64) * inverse).astype(np.float32),
+                "pca_mean": self.pca_mean,
+                "pca_components": self.pca_components,
+                "pca_scale": self.pca_scale,
+            }
+            self._on_device[key] = {n: torch.from_numpy(a).to(device) for n, a in arrays.items()}
         return self._on_device[key]
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """[n, F] float32 (already centred per video if asked) -> [n, D] float32, on x's device."""
+        """[n, F] float16/32 (already centred per video if asked) -> [n, D] float32, on x's device."""
         t = self._tensors(x.device)
-        x = (x - t["mean"]) / t["scale"]
+        # (x - mean) / scale as one fused pass that also widens float16 input
+        x = torch.addcmul(t["shift"], x, t["inverse_scale"])
         if self.method == "l2":
             x = x / x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
         if len(self.pca_scale):
@@ -325,19 +336,34 @@ def faiss_gpu_wanted(device: str) -> bool:
     return device != "cpu" and gpus > 0
 
 
-def _node_kmeans(x: np.ndarray, k: int, niter: int, init: str, rng: np.random.Generator,
-                 min_points: int, max_points: int, gpu: bool) -> np.ndarray:
-    """float32 [k, D] centroids of one node's clips ``x`` [m, D], m >= k * min_points."""
+# Below this much arithmetic per k-means iteration (points x k x D multiply-adds) a node is
+# clustered on one thread, several nodes at once: OpenMP start-up and barriers cost more than the
+# arithmetic of such small problems, and on a busy machine they can cost ten times more.
+SMALL_NODE_WORK = 1 << 27
+
+
+def _node_centroids(x: np.ndarray, members: np.ndarray, node: int, k: int, niter: int, seed: int, init: str,
+                    min_points: int, max_points: int, gpu: bool, threads: int | None) -> np.ndarray:
+    """float32 [k, D] centroids of one node's clips ``x[members]`` (len(members) >= k * min_points).
+
+    With more than ``k * max_points`` clips it trains on a subset of that size drawn, like the
+    initialisation, from ``default_rng([seed, node])``. ``threads`` caps faiss's OpenMP threads for
+    this call (None: leave them).
+    """
     import faiss
 
-    if len(x) > k * max_points:
-        x = x[np.sort(rng.choice(len(x), k * max_points, replace=False))]
-    start = kmeans_plus_plus(x, k, rng) if init == "kmeans++" else None
+    rng = np.random.default_rng([seed, node])
+    if len(members) > k * max_points:
+        members = members[np.sort(rng.choice(len(members), k * max_points, replace=False))]
+    train = x[members]
+    start = kmeans_plus_plus(train, k, rng) if init == "kmeans++" else None
+    if threads is not None:
+        faiss.omp_set_num_threads(threads)  # this thread's OpenMP setting only
     kmeans = faiss.Kmeans(
         x.shape[1], k, niter=niter, seed=int(rng.integers(2**31 - 1)), gpu=gpu, verbose=False,
         min_points_per_centroid=min_points, max_points_per_centroid=max_points,
     )
-    kmeans.train(np.ascontiguousarray(x, dtype=np.float32), init_centroids=start)
+    kmeans.train(train, init_centroids=start)
     return np.asarray(kmeans.centroids, dtype=np.float32)
 
 
@@ -351,17 +377,21 @@ def hierarchical_kmeans(
     min_points_per_centroid: int = 39,
     max_points_per_centroid: int = 256,
     gpu: bool = False,
+    workers: int = 0,
     progress=None,
 ) -> tuple[VocabTree, np.ndarray]:
     """Grow the tree on ``x`` (float32 [n, D], already normalised).
 
     Returns the tree and the leaf node of every row (int64 [n]). Node ``i`` draws its subset and
     initialisation from ``numpy.random.default_rng([seed, i])``, so the result does not depend on
-    the order nodes are processed in. ``progress`` optionally wraps the iterator over nodes.
+    the order or the threads nodes are processed with. On CPU, small nodes are clustered
+    ``workers`` at a time (0: one per core), each on one thread; large ones one after the other
+    on all threads. ``progress`` optionally wraps the iterator over a level's nodes.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, dim = x.shape
     xt = torch.from_numpy(x)
+    workers = workers or os.cpu_count() or 1
     too_few = max(k, k * min_points_per_centroid)
     centroids = [x.mean(axis=0, dtype=np.float64).astype(np.float32)[None] if n else np.zeros((1, dim), np.float32)]
     first_child, node_level, node_points = [-1], [0], [n]
@@ -372,31 +402,52 @@ def hierarchical_kmeans(
         sorted_nodes = point_node[order]
         starts = np.searchsorted(sorted_nodes, frontier, side="left")
         ends = np.searchsorted(sorted_nodes, frontier, side="right")
+        members = {node: order[a:b] for node, a, b in zip(frontier.tolist(), starts.tolist(), ends.tolist())}
+        splitting = [node for node in frontier.tolist() if len(members[node]) >= too_few]
+
+        def centroids_of(node: int, threads: int | None = None) -> np.ndarray:
+            return _node_centroids(x, members[node], node, k, niter, seed, init, min_points_per_centroid,
+                                   max_points_per_centroid, gpu, threads)
+
+        def work(node: int) -> int:
+            return min(len(members[node]), k * max_points_per_centroid) * k * dim
+
+        small = [] if gpu else [node for node in splitting if work(node) <= SMALL_NODE_WORK]
+        found: dict[int, np.ndarray] = {}
+        bar = progress(total=len(splitting), desc=f"level {level + 1}", unit="node") if progress else None
+        for node in splitting:
+            if node not in small:
+                found[node] = centroids_of(node)
+                if bar is not None:
+                    bar.update(1)
+        if small:
+            torch_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    for node, result in zip(small, pool.map(lambda node: centroids_of(node, threads=1), small)):
+                        found[node] = result
+                        if bar is not None:
+                            bar.update(1)
+            finally:
+                torch.set_num_threads(torch_threads)
+        if bar is not None:
+            bar.close()
+
         first_new = len(first_child)
-        kept = 0
-        nodes = zip(frontier.tolist(), starts.tolist(), ends.tolist())
-        if progress is not None:
-            nodes = progress(nodes, total=len(frontier), desc=f"level {level + 1}", unit="node")
-        for node, start, end in nodes:
-            members = order[start:end]
-            if len(members) < too_few:
-                kept += 1
-                continue
-            rng = np.random.default_rng([seed, node])
-            children = _node_kmeans(x[members], k, niter, init, rng, min_points_per_centroid, max_points_per_centroid, gpu)
-            child_t = torch.from_numpy(children)
-            assigned = nearest_centroid(xt[members], child_t, (child_t * child_t).sum(dim=1)).numpy()
+        for node in splitting:
+            children = torch.from_numpy(found[node])
+            assigned = nearest_centroid(xt[members[node]], children, (children * children).sum(dim=1)).numpy()
             first = len(first_child)
             first_child[node] = first
-            point_node[members] = first + assigned
-            centroids.append(children)
+            point_node[members[node]] = first + assigned
+            centroids.append(found[node])
             first_child += [-1] * k
             node_level += [level + 1] * k
             node_points += np.bincount(assigned, minlength=k).tolist()
-        split = len(frontier) - kept
         log.info(
             "level %d: %d of %d node(s) split into %d children; %d kept as words (fewer than %d clips)",
-            level + 1, split, len(frontier), split * k, kept, too_few,
+            level + 1, len(splitting), len(frontier), len(splitting) * k, len(frontier) - len(splitting), too_few,
         )
         frontier = np.arange(first_new, len(first_child))
         if not len(frontier):
@@ -452,7 +503,8 @@ def descend(
             lo = 0
             for first, count in zip(firsts.tolist(), counts.tolist()):
                 idx = active[lo : lo + count]
-                best = nearest_centroid(x[idx], centroids[first : first + k], sqnorms[first : first + k])
+                rows = x if count == len(x) else x[idx]  # one group of every row: no copy needed
+                best = nearest_centroid(rows, centroids[first : first + k], sqnorms[first : first + k])
                 node[idx] = first + best
                 lo += count
 
@@ -493,13 +545,15 @@ class Codebook:
     embeddings from them). Load one with :func:`load`."""
 
     def __init__(self, tree: VocabTree, normalisation: Normalisation, depth: int, seed: int,
-                 device: str | torch.device = "auto", batch_clips: int = 262_144):
+                 device: str | torch.device = "auto", batch_clips: int = 262_144, descent: Descent = "auto"):
         self.tree = tree
         self.normalisation = normalisation
         self.depth = depth
         self.seed = seed
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.batch_clips = batch_clips
+        # auto: gathered on CUDA (a fixed number of kernels, no host round trips), grouped on CPU
+        self.gathered = descent == "gathered" or (descent == "auto" and self.device.type == "cuda")
         self.path: Path | None = None
         self._on_device: dict[str, torch.Tensor] | None = None
 
@@ -558,8 +612,7 @@ class Codebook:
     def words_of_normalised(self, z: torch.Tensor) -> torch.Tensor:
         """int32 [n] words of rows already in the clustering space (``z`` [n, D] on ``self.device``)."""
         t = self._tensors()
-        gathered = self.device.type == "cuda"
-        leaves = descend(z, t["centroids"], t["sqnorms"], t["first_child"], self.k, gathered)
+        leaves = descend(z, t["centroids"], t["sqnorms"], t["first_child"], self.k, self.gathered)
         return t["node_word"][leaves]
 
     def tokenize(self, features: np.ndarray) -> np.ndarray:
@@ -577,8 +630,11 @@ class Codebook:
         for pieces in _batches([len(v) for v in videos], self.batch_clips):
             parts = [videos[v][a:b] for v, a, b in pieces]
             host = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            x = _as_tensor(host).to(self.device, non_blocking=True).float()
+            x = _as_tensor(host).to(self.device, non_blocking=True)
+            if x.dtype not in (torch.float16, torch.float32):
+                x = x.float()
             if means is not None:
+                x = x.float()
                 piece_means = _as_tensor(np.stack([means[v] for v, _, _ in pieces])).to(self.device)
                 lengths = torch.tensor([b - a for _, a, b in pieces], device=self.device)
                 x = x - piece_means.repeat_interleave(lengths, dim=0)

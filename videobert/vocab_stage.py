@@ -219,7 +219,7 @@ def _build(features_dir: Path, out: Path, cfg: VocabConfig, listing, info: dict,
     sample.features = np.empty((0, FEATURE_DIM), np.float32)  # free the raw copy before clustering
     tree, leaves = hierarchical_kmeans(
         z, cfg.k, cfg.depth, cfg.niter, cfg.seed, cfg.init, cfg.min_points_per_centroid, cfg.max_points_per_centroid,
-        gpu, progress=progress,
+        gpu, workers=cfg.workers, progress=progress,
     )
     codebook = Codebook(tree, norm, cfg.depth, cfg.seed, device="cpu")
     codebook.save(out)
