@@ -51,6 +51,16 @@ def machine() -> str:
     )
 
 
+def calibration() -> str:
+    """Host memory copy bandwidth and float32 GEMM rate: what CPU tokenize and the build lean on."""
+    block = torch.empty(64 * 2**20 // 4)  # 64 MiB, beyond the caches
+    a, b = torch.randn(4096, 1024), torch.randn(1024, 1024)
+    block.clone(), a @ b  # warm-up
+    _, t_copy = timed(lambda: [block.clone() for _ in range(8)])
+    _, t_gemm = timed(lambda: [a @ b for _ in range(4)])
+    return f"host copy {8 * 2 * block.numel() * 4 / t_copy / 1e9:.1f} GB/s, float32 GEMM {4 * 2 * 4096 * 1024 * 1024 / t_gemm / 1e9:.0f} GFLOP/s"
+
+
 def clustered(points: int, dim: int, blobs: int, seed: int) -> np.ndarray:
     """float16 [points, dim]: ``blobs`` Gaussian clusters (unit centres, noise 0.5), in chunks to bound memory."""
     rng = np.random.default_rng(seed)
@@ -92,6 +102,7 @@ def main() -> None:
     import faiss
 
     print(f"machine: {machine()}")
+    print(f"calibration: {calibration()}; load average {os.getloadavg()[0]:.1f}")
     print(f"settings: {args.points} x {args.dim} clips ({args.blobs} planted clusters), k={args.k}, depth={args.depth}, "
           f"niter={args.niter}, min/max points per centroid {args.min_points_per_centroid}/{args.max_points_per_centroid}")
     features, seconds = timed(clustered, args.points, args.dim, args.blobs, args.seed)

@@ -462,6 +462,30 @@ def test_vocab_and_tokenize_end_to_end_on_the_synthetic_corpus(synth_corpus, tmp
     assert f"{len(clips)} already done" in capsys.readouterr().err
 
 
+def test_manifest_flag_finds_the_videos_and_missing_ones_are_recorded(synth_corpus, tmp_path):
+    from videobert.manifest import read_manifest, write_manifest
+
+    features = tmp_path / "features"
+    synthetic_features(synth_corpus, features, seed=1)
+    info = json.loads((features / "extract.json").read_text())
+    del info["manifest"]
+    (features / "extract.json").write_text(json.dumps(info))
+    entries = read_manifest(synth_corpus / "manifest.jsonl")
+    partial = tmp_path / "partial.jsonl"
+    write_manifest(partial, entries[:3])
+    args = [str(features), "--k", "2", "--depth", "2", "--min-points-per-centroid", "5", "--exemplar-size", "32", *FAST]
+    assert vocab_stage.main([*args, "-o", str(tmp_path / "without")]) == 0
+    assert json.loads((tmp_path / "without" / "vocab.json").read_text())["exemplars"] == {"skipped": "no manifest"}
+    assert vocab_stage.main([*args, "-o", str(tmp_path / "vocab"), "--manifest", str(partial)]) == 0
+    exemplars = json.loads((tmp_path / "vocab" / "exemplars.json").read_text())
+    known = {e.video_id for e in entries[:3]}
+    missing = {f"exemplar-{e['word']}" for e in exemplars if e["video_id"] not in known}
+    assert missing  # seed 1 puts some exemplars in the other three videos
+    assert {r["id"] for r in read_failures(tmp_path / "vocab")} == missing
+    on_disk = {int(p.stem) for p in (tmp_path / "vocab" / "exemplars").glob("*.jpg")}
+    assert on_disk == {e["word"] for e in exemplars if e["video_id"] in known}
+
+
 def test_tokenize_resumes_shards_and_refuses_another_vocabulary(planted_folder, tmp_path):
     root, videos, _ = planted_folder
     features, vocab, tokens = root / "features", root / "vocab", tmp_path / "tokens"

@@ -69,7 +69,14 @@ def write_thumbnails(
 
     from videobert.video import grab_frame
 
-    todo = [e for e in entries if not exemplar_path(vocab_dir, e["word"]).exists()]
+    def present(entry: Mapping) -> bool:  # written earlier, at this size
+        try:
+            with Image.open(exemplar_path(vocab_dir, entry["word"])) as thumb:
+                return thumb.size == (size, size)
+        except (OSError, ValueError):
+            return False
+
+    todo = [e for e in entries if not present(e)]
     done = len(entries) - len(todo)
 
     def grab(entry: Mapping) -> str | None:

@@ -23,7 +23,7 @@ dimension to dimension by orders of magnitude (randomly initialised networks giv
 1e-5, pretrained ones around 1-10, and in both a few dimensions dominate the variance), and
 Euclidean k-means would otherwise be decided by those few dimensions. The default is a
 per-dimension z-score with mean and standard deviation measured on the training sample
-(``standardise``; a dimension that never varies keeps scale 1). Optional steps, applied in this
+(``standardise``; a dimension that (almost) never varies is not inflated). Optional steps, applied in this
 order: ``center_per_video`` subtracts each video's mean feature (what stays constant within a
 video, such as the background, is removed; tokenize does the same with the video's own mean),
 ``l2`` scales every feature to unit length instead of standardising, and ``pca_dim > 0``
@@ -217,7 +217,8 @@ class Normalisation:
 def fit_normalisation(sample: np.ndarray, method: str = "standardise", center_per_video: bool = False, pca_dim: int = 0) -> Normalisation:
     """Fit the normalisation on ``sample`` (float32 [n, F], already centred per video if asked).
 
-    ``standardise`` measures each dimension's mean and standard deviation (float64); PCA is fitted
+    ``standardise`` measures each dimension's mean and standard deviation (float64; deviations
+    below 1e-6 of the largest count as that floor); PCA is fitted
     on the normalised sample, eigenvectors sorted by variance with a fixed sign (largest entry
     positive) so that the same sample gives the same codebook.
     """
@@ -225,7 +226,9 @@ def fit_normalisation(sample: np.ndarray, method: str = "standardise", center_pe
     if method == "standardise":
         mean = sample.mean(axis=0, dtype=np.float64)
         std = sample.std(axis=0, dtype=np.float64)
-        scale = np.where(std > 0, std, 1.0)
+        # A dimension that (almost) never varies is left at (almost) zero rather than having its
+        # rounding noise blown up to unit variance.
+        scale = np.maximum(std, 1e-6 * std.max() or 1.0)
     elif method in ("l2", "none"):
         mean, scale = np.zeros(dim), np.ones(dim)
     else:
