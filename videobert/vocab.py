@@ -214,6 +214,17 @@ class Normalisation:
         return x
 
 
+def _mean_std(sample: np.ndarray, rows: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation (float64 [F] each), two passes over row blocks so
+    that no float64 copy of the whole sample is made."""
+    n = max(len(sample), 1)
+    mean = sum(sample[i : i + rows].sum(axis=0, dtype=np.float64) for i in range(0, len(sample), rows)) / n
+    square = sum(
+        np.square(sample[i : i + rows].astype(np.float64) - mean).sum(axis=0) for i in range(0, len(sample), rows)
+    )
+    return np.asarray(mean, np.float64), np.sqrt(np.asarray(square, np.float64) / n)
+
+
 def fit_normalisation(sample: np.ndarray, method: str = "standardise", center_per_video: bool = False, pca_dim: int = 0) -> Normalisation:
     """Fit the normalisation on ``sample`` (float32 [n, F], already centred per video if asked).
 
@@ -224,8 +235,7 @@ def fit_normalisation(sample: np.ndarray, method: str = "standardise", center_pe
     """
     n, dim = sample.shape
     if method == "standardise":
-        mean = sample.mean(axis=0, dtype=np.float64)
-        std = sample.std(axis=0, dtype=np.float64)
+        mean, std = _mean_std(sample)
         # A dimension that (almost) never varies is left at (almost) zero rather than having its
         # rounding noise blown up to unit variance.
         scale = np.maximum(std, 1e-6 * std.max() or 1.0)
@@ -440,7 +450,8 @@ def hierarchical_kmeans(
         first_new = len(first_child)
         for node in splitting:
             children = torch.from_numpy(found[node])
-            assigned = nearest_centroid(xt[members[node]], children, (children * children).sum(dim=1)).numpy()
+            rows = xt if len(members[node]) == n else xt[members[node]]  # the root holds every row, in order
+            assigned = nearest_centroid(rows, children, (children * children).sum(dim=1)).numpy()
             first = len(first_child)
             first_child[node] = first
             point_node[members[node]] = first + assigned
