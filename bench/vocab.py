@@ -83,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=200_000, help="clips the vocabulary is built from")
     parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--blobs", type=int, default=4096, help="planted clusters in the synthetic features")
+    parser.add_argument("--blobs", type=int, default=65536, help="planted clusters in the synthetic features (many: a near-continuous distribution)")
     parser.add_argument("--k", type=int, default=12)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--niter", type=int, default=20)
