@@ -121,7 +121,7 @@ def main() -> None:
     levels = tree.node_level[tree.word_node]
     per_level = {int(level): int((levels == level).sum()) for level in np.unique(levels)}
     build = t_fit + t_apply + t_tree
-    print(f"\nbuild ({'faiss GPU' if gpu else 'faiss CPU'}): {build:.1f} s  = normalisation fit {t_fit:.1f} s + apply {t_apply:.1f} s "
+    print(f"\nbuild ({'faiss GPU for large nodes' if gpu else 'faiss CPU'}): {build:.1f} s  = normalisation fit {t_fit:.1f} s + apply {t_apply:.1f} s "
           f"+ tree {t_tree:.1f} s; {tree.size} words (per level {per_level}), {len(tree.first_child)} nodes")
     words = tree.node_word[leaves]
     vectors = tree.centroids[tree.word_node]

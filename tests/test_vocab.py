@@ -221,13 +221,13 @@ def test_flat_comparison_is_bounded():
     assert report["clips"] == 200
 
 
-def test_same_seed_same_tree_and_another_seed_another():
+def test_same_seed_same_tree_whatever_the_threads_and_another_seed_another():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3000, 8)).astype(np.float32)
     # max_points 100: nodes train on seeded subsets, which the seed must also fix
     args = dict(k=4, depth=2, niter=5, min_points_per_centroid=20, max_points_per_centroid=100)
-    a, _ = hierarchical_kmeans(x, seed=1, **args)
-    b, _ = hierarchical_kmeans(x, seed=1, **args)
+    a, _ = hierarchical_kmeans(x, seed=1, **args)  # small nodes: concurrently, one thread each
+    b, _ = hierarchical_kmeans(x, seed=1, workers=1, small_node_work=0, **args)  # one by one, all threads
     c, _ = hierarchical_kmeans(x, seed=2, **args)
     assert np.array_equal(a.centroids, b.centroids) and np.array_equal(a.first_child, b.first_child)
     assert not np.array_equal(a.centroids, c.centroids)
@@ -533,6 +533,6 @@ def test_faiss_gpu_build_recovers_planted_clusters():
         pytest.skip("faiss has no GPU support here")
     rng = np.random.default_rng(2)
     x, labels = planted_hierarchy(rng, k=4, per_leaf=60, dim=32, scale=1.0)
-    tree, leaves = hierarchical_kmeans(x, k=4, depth=2, niter=10, seed=0, gpu=True)
+    tree, leaves = hierarchical_kmeans(x, k=4, depth=2, niter=10, seed=0, gpu=True, small_node_work=0)
     assert recovered(labels, tree.node_word[leaves])
     assert math.isfinite(float(tree.centroids.sum()))

@@ -14,6 +14,13 @@ minimum, so it never prints its "please provide at least …" warning. A node wi
 then assigns all its clips (faiss would subsample anyway, silently and with its own generator; here
 it is reproducible and faiss receives a ``max_points_per_centroid`` it never exceeds).
 
+Threads and GPU. Most nodes are small (at most ``k * max_points_per_centroid`` training clips:
+3 072 by default); they are clustered concurrently, one CPU thread each, because a small k-means
+spends more time starting OpenMP threads — or, on a GPU, copying data each iteration — than
+computing. Larger nodes run one after the other on all CPU threads, or on the GPU when faiss has
+one (``device``). Which does not change the result: every node draws its randomness from its own
+seeded generator.
+
 Initialisation. ``init="kmeans++"`` (default) seeds each node's k-means with greedy k-means++
 computed here with numpy, so the result does not depend on the faiss version; ``"random"`` is
 faiss's own initialisation.
@@ -96,7 +103,9 @@ class VocabConfig:
     niter: int = field(20, help="k-means iterations at every node")
     seed: int = field(0, help="random seed of the sample, the subsets and the initialisation (same seed, same codebook)")
     init: Init = field("kmeans++", help="initialisation of every node's k-means: kmeans++ (seeded, numpy) or random (faiss's)")
-    device: DeviceName = field("auto", help="where faiss clusters: auto (a GPU when faiss has one), cpu, cuda")
+    device: DeviceName = field(
+        "auto", help="faiss GPU for large nodes and the flat comparison: auto (when faiss has one), cpu, cuda (small nodes always use CPU threads)"
+    )
     min_points_per_centroid: int = field(
         39, help="a node with fewer than k x this many clips (or fewer than k) is not split: it becomes a word (faiss's minimum: 39)"
     )
@@ -350,18 +359,20 @@ def faiss_gpu_wanted(device: str) -> bool:
 
 
 # Below this much arithmetic per k-means iteration (points x k x D multiply-adds) a node is
-# clustered on one thread, several nodes at once: OpenMP start-up and barriers cost more than the
-# arithmetic of such small problems, and on a busy machine they can cost ten times more.
+# clustered on one CPU thread, several nodes at once: OpenMP start-up and barriers (or a GPU's
+# launches and copies) cost more than the arithmetic of such small problems, and on a busy
+# machine threads waiting at barriers can make them ten times slower.
 SMALL_NODE_WORK = 1 << 27
 
 
 def _node_centroids(x: np.ndarray, members: np.ndarray, node: int, k: int, niter: int, seed: int, init: str,
-                    min_points: int, max_points: int, gpu: bool, threads: int | None) -> np.ndarray:
+                    min_points: int, max_points: int, gpu_resources, threads: int | None) -> np.ndarray:
     """float32 [k, D] centroids of one node's clips ``x[members]`` (len(members) >= k * min_points).
 
     With more than ``k * max_points`` clips it trains on a subset of that size drawn, like the
-    initialisation, from ``default_rng([seed, node])``. ``threads`` caps faiss's OpenMP threads for
-    this call (None: leave them).
+    initialisation, from ``default_rng([seed, node])``. With ``gpu_resources`` (faiss
+    StandardGpuResources, shared by all nodes) the k-means runs on that GPU; ``threads`` caps
+    faiss's OpenMP threads for this call (None: leave them).
     """
     import faiss
 
@@ -373,9 +384,12 @@ def _node_centroids(x: np.ndarray, members: np.ndarray, node: int, k: int, niter
     if threads is not None:
         faiss.omp_set_num_threads(threads)  # this thread's OpenMP setting only
     kmeans = faiss.Kmeans(
-        x.shape[1], k, niter=niter, seed=int(rng.integers(2**31 - 1)), gpu=gpu, verbose=False,
+        x.shape[1], k, niter=niter, seed=int(rng.integers(2**31 - 1)), verbose=False,
         min_points_per_centroid=min_points, max_points_per_centroid=max_points,
     )
+    if gpu_resources is not None:
+        # what Kmeans(gpu=True) does, without creating GPU resources again for every node
+        kmeans.index = faiss.GpuIndexFlatL2(gpu_resources, x.shape[1])
     kmeans.train(train, init_centroids=start)
     return np.asarray(kmeans.centroids, dtype=np.float32)
 
@@ -391,20 +405,25 @@ def hierarchical_kmeans(
     max_points_per_centroid: int = 256,
     gpu: bool = False,
     workers: int = 0,
+    small_node_work: int = SMALL_NODE_WORK,
     progress=None,
 ) -> tuple[VocabTree, np.ndarray]:
     """Grow the tree on ``x`` (float32 [n, D], already normalised).
 
     Returns the tree and the leaf node of every row (int64 [n]). Node ``i`` draws its subset and
     initialisation from ``numpy.random.default_rng([seed, i])``, so the result does not depend on
-    the order or the threads nodes are processed with. On CPU, small nodes are clustered
-    ``workers`` at a time (0: one per core), each on one thread; large ones one after the other
-    on all threads. ``progress`` optionally wraps the iterator over a level's nodes.
+    the order or the threads nodes are processed with. Small nodes (a k-means iteration of at most
+    ``small_node_work`` multiply-adds) are clustered ``workers`` at a time (0: one per core), each
+    on one CPU thread; larger ones one after the other on all threads, or on the GPU with ``gpu``.
+    ``progress`` optionally makes a progress bar (``progress(total=, desc=, unit=)``).
     """
+    import faiss
+
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, dim = x.shape
     xt = torch.from_numpy(x)
     workers = workers or os.cpu_count() or 1
+    gpu_resources = faiss.StandardGpuResources() if gpu else None
     too_few = max(k, k * min_points_per_centroid)
     centroids = [x.mean(axis=0, dtype=np.float64).astype(np.float32)[None] if n else np.zeros((1, dim), np.float32)]
     first_child, node_level, node_points = [-1], [0], [n]
@@ -418,19 +437,16 @@ def hierarchical_kmeans(
         members = {node: order[a:b] for node, a, b in zip(frontier.tolist(), starts.tolist(), ends.tolist())}
         splitting = [node for node in frontier.tolist() if len(members[node]) >= too_few]
 
-        def centroids_of(node: int, threads: int | None = None) -> np.ndarray:
-            return _node_centroids(x, members[node], node, k, niter, seed, init, min_points_per_centroid,
-                                   max_points_per_centroid, gpu, threads)
-
         def work(node: int) -> int:
             return min(len(members[node]), k * max_points_per_centroid) * k * dim
 
-        small = [] if gpu else [node for node in splitting if work(node) <= SMALL_NODE_WORK]
+        small = [node for node in splitting if work(node) <= small_node_work]
         found: dict[int, np.ndarray] = {}
         bar = progress(total=len(splitting), desc=f"level {level + 1}", unit="node") if progress else None
         for node in splitting:
             if node not in small:
-                found[node] = centroids_of(node)
+                found[node] = _node_centroids(x, members[node], node, k, niter, seed, init, min_points_per_centroid,
+                                              max_points_per_centroid, gpu_resources, threads=None)
                 if bar is not None:
                     bar.update(1)
         if small:
@@ -438,7 +454,12 @@ def hierarchical_kmeans(
             torch.set_num_threads(1)
             try:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
-                    for node, result in zip(small, pool.map(lambda node: centroids_of(node, threads=1), small)):
+                    results = pool.map(
+                        lambda node: _node_centroids(x, members[node], node, k, niter, seed, init, min_points_per_centroid,
+                                                     max_points_per_centroid, None, threads=1),
+                        small,
+                    )
+                    for node, result in zip(small, results):
                         found[node] = result
                         if bar is not None:
                             bar.update(1)

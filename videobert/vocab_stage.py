@@ -212,7 +212,7 @@ def _build(features_dir: Path, out: Path, cfg: VocabConfig, listing, info: dict,
     log.info(
         "clustering %d clips of %d videos (corpus: %d clips) with k=%d, depth=%d on %s",
         len(sample.features), len(np.unique(sample.video)), sample.corpus_clips, cfg.k, cfg.depth,
-        "faiss GPU" if gpu else "faiss CPU",
+        "faiss (GPU for large nodes)" if gpu else "faiss CPU",
     )
     norm = fit_normalisation(sample.features, cfg.normalise, cfg.center_per_video, cfg.pca_dim)
     z = norm.apply(torch.from_numpy(sample.features)).numpy()
@@ -272,7 +272,7 @@ def _build(features_dir: Path, out: Path, cfg: VocabConfig, listing, info: dict,
         "codebook": codebook.hash,
         "build_key": key,
         "seed": cfg.seed,
-        "clustering": "faiss GPU" if gpu else "faiss CPU",
+        "clustering": "faiss GPU for large nodes, CPU threads for small ones" if gpu else "faiss CPU",
         "build_seconds": round(build_seconds, 3),
         "features": str(features_dir.resolve()),
         "extract": {k: info[k] for k in ("model", "weights", "fps", "clip_frames", "clip_seconds") if k in info},
