@@ -10,7 +10,7 @@ from typing import Sequence
 
 from pipelines.common import add_config_arguments, new_parser, resolve_config, run_main
 from videobert.vocab import VocabConfig
-from videobert.vocab_stage import build_vocab, quantisation_text
+from videobert.vocab_stage import build_vocab
 
 log = logging.getLogger("pipelines.vocab")
 
@@ -36,9 +36,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(VocabConfig, args)
     summary = build_vocab(args.features, args.out, cfg, manifest=args.manifest)
     log.info(
-        "%d visual words (per level %s) from %d clips; quantisation MSE %s -> %s",
-        summary["vocab_size"], summary["words_per_level"], summary["sample"]["clips"],
-        quantisation_text(summary["quantisation"]), args.out,
+        "%d visual words (per level %s) from %d clips of %d videos -> %s",
+        summary["vocab_size"], summary["words_per_level"], summary["sample"]["clips"], summary["sample"]["videos"], args.out,
     )
     print(args.out)
     return 0

@@ -22,7 +22,7 @@ one (``device``). Which does not change the result: every node draws its randomn
 seeded generator.
 
 Initialisation. ``init="kmeans++"`` (default) seeds each node's k-means with greedy k-means++
-computed here with numpy, so the result does not depend on the faiss version; ``"random"`` is
+computed here, so the result does not depend on the faiss version; ``"random"`` is
 faiss's own initialisation.
 
 Normalisation. Clustering runs on normalised features: raw S3D activations differ in scale from
@@ -102,7 +102,7 @@ class VocabConfig:
     sample: int = field(1_000_000, help="clips the tree is trained on: a seeded uniform sample when the corpus has more")
     niter: int = field(20, help="k-means iterations at every node")
     seed: int = field(0, help="random seed of the sample, the subsets and the initialisation (same seed, same codebook)")
-    init: Init = field("kmeans++", help="initialisation of every node's k-means: kmeans++ (seeded, numpy) or random (faiss's)")
+    init: Init = field("kmeans++", help="initialisation of every node's k-means: kmeans++ (seeded, computed here) or random (faiss's own)")
     device: DeviceName = field(
         "auto", help="faiss GPU for large nodes and the flat comparison: auto (when faiss has one), cpu, cuda (small nodes always use CPU threads)"
     )

@@ -345,6 +345,7 @@ def build_vocab(features_dir: str | Path, vocab_dir: str | Path, cfg: VocabConfi
         summary = _previous_build(out, key)
         if summary is not None:
             log.info("%s: codebook already built from the same features and settings; kept", out)
+            log.info("quantisation MSE %s", quantisation_text(summary["quantisation"]))
             already = {record["id"] for record in _records(failures)}
             for record in summary.get("failed_videos", []):
                 if record["id"] not in already:
