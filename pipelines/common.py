@@ -95,7 +95,10 @@ def add_config_arguments(
         conv, extra = _flag_type(tp)
         if conv is None:
             continue
-        group.add_argument(flag, dest=dest, type=conv, default=argparse.SUPPRESS, help=help_text, **extra)
+        group.add_argument(
+            flag, dest=dest, type=conv, default=argparse.SUPPRESS, help=help_text,
+            metavar=None if "choices" in extra else f.name.upper(), **extra,
+        )
 
 
 def resolve_config(cls: type[T], args: argparse.Namespace, section: str | None = None, **fixed: Any) -> T:

@@ -29,7 +29,7 @@ STEM_WAVELENGTHS = (4.0, 7.0)  # pixels of the input frame
 STEM_ORIENTATIONS = 4
 STEM_SIGMA = 2.0  # Gaussian envelope of the 7×7 Gabor filters, pixels
 TEMPORAL_PERIOD = 6.0  # frames per cycle of the temporal quadrature pair
-MOTION_GAIN = 2.0  # balances motion against colour channels after the stem
+MOTION_GAIN = 3.0  # balances motion against colour channels after the stem
 COLOUR_GAIN = 1.5
 
 
@@ -54,11 +54,13 @@ def _temporal_pair(size: int) -> tuple[torch.Tensor, torch.Tensor]:
 def init_stem(spatial: nn.Conv3d, temporal: nn.Conv3d, generator: torch.Generator) -> None:
     """Motion-energy and colour filters in S3D's first separable convolution.
 
-    ``spatial``: Conv3d(3, C, (1, k, k)); ``temporal``: Conv3d(C, C, (kt, 1, 1)), C >= 64 even.
-    Spatial channels [0, 8·W·2) are ±even/±odd Gabor filters (the ± pairs survive the ReLU between
-    the two convolutions); temporal units [0, 16·W/2·…) combine a pair into one direction of motion
-    — even_space·even_time ± odd_space·odd_time — in two temporal phases. The remaining channels are
-    colour-opponent blobs (random colour directions from ``generator``) averaged over time.
+    ``spatial``: Conv3d(3, C, (1, k, k)); ``temporal``: Conv3d(C, C, (kt, 1, 1)), C >= 64.
+    The first 32 spatial channels are Gabor filters (2 wavelengths x 4 orientations x ±even, ±odd:
+    the ± copies carry the sign through the ReLU between the two convolutions). The first 32
+    temporal units each combine one quadrature set into a single direction of motion —
+    even_space·even_time ± odd_space·odd_time — in two temporal phases. The remaining spatial
+    channels are colour-opponent blobs (random colour directions from ``generator``) and the
+    remaining temporal units average them over time.
     """
     channels = spatial.out_channels
     size = spatial.kernel_size[-1]
