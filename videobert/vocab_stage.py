@@ -398,13 +398,12 @@ def tokenize_folder(
     mine = worker.take(all_ids, key=str)
     out = prepare_output_dir(tokens_dir)
     info = extract_info(features_dir)
+    timing = {"fps": info.get("fps"), "clip_frames": info.get("clip_frames"), "clip_seconds": clip_seconds(info)}
     meta = {
         "vocab": str(vocab_dir.resolve()),
         "vocab_size": codebook.size,
         "codebook": codebook.hash,
-        "fps": info.get("fps"),
-        "clip_frames": info.get("clip_frames"),
-        "clip_seconds": clip_seconds(info),
+        **{key: value for key, value in timing.items() if value is not None},  # unknown without extract.json
         "features": str(features_dir.resolve()),
     }
     meta_path = out / "tokens.json"
