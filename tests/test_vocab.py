@@ -452,6 +452,16 @@ def test_vocab_and_tokenize_end_to_end_on_the_synthetic_corpus(synth_corpus, tmp
     assert meta["vocab_size"] == codebook.size and meta["codebook"] == codebook.hash
     assert (meta["fps"], meta["clip_frames"], meta["clip_seconds"]) == (20, 30, 1.5)
 
+    # the corpus stage reads this TOKENS folder: every example's visual words are its clips' tokens
+    from pipelines import corpus as corpus_stage
+    from videobert.corpus import load_corpus
+
+    assert corpus_stage.main([str(synth_corpus / "manifest.jsonl"), "--tokens", str(tokens), "-o", str(tmp_path / "corpus"), "-q"]) == 0
+    examples = [e for split in ("train", "val", "test") for e in load_corpus(tmp_path / "corpus", split)]
+    assert examples and {e["video_id"] for e in examples} == set(clips)
+    for e in examples:
+        assert e["video_ids"] == words[e["video_id"]][e["first_clip"] : e["first_clip"] + len(e["video_ids"])].tolist()
+
     # rerunning either stage redoes nothing
     capsys.readouterr()
     assert vocab_stage.main([str(features), "-o", str(vocab), "--k", "4", "--depth", "2", "--min-points-per-centroid", "2",
