@@ -17,16 +17,17 @@ QUADRANTS = "geq=r='255*lt(X,W/2)':g='255*lt(Y,H/2)':b='0'"
 
 def lavfi_video(path, seconds, fps=20, size=(64, 48), content="testsrc2", pix_fmt="yuv420p", lossless=False,
                 audio=False, output_args=()):
-    """Encode a short H.264 video from an ffmpeg lavfi source; ``content`` is a source or a geq filter."""
+    """Encode a short H.264 video from an ffmpeg lavfi source (``content``: a source, with options
+    if any, or a geq filter over a black frame)."""
     width, height = size
     if content.startswith("geq="):
-        source = f"color=c=black:s={width}x{height}:r={fps}:d={seconds},format=yuv444p,{content}"
+        source = f"color=c=black:s={width}x{height}:r={fps},format=yuv444p,{content}"
     else:
-        source = f"{content}=s={width}x{height}:r={fps}:d={seconds}"
+        source = f"{content}{':' if '=' in content else '='}s={width}x{height}:r={fps}"
     args = ["-y", "-f", "lavfi", "-i", source]
     if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac", "-shortest"]
-    args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", pix_fmt, *output_args]
+        args += ["-f", "lavfi", "-i", "sine=frequency=440", "-c:a", "aac"]
+    args += ["-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", pix_fmt, *output_args]
     if lossless:
         args += ["-qp", "0"]
     run_ffmpeg([*args, str(path)], what=str(path))

@@ -133,7 +133,9 @@ def _display_rotation(container, stream) -> int:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    # PyAV's str() repeats errno and path ("[Errno 1094995529] Invalid data …: '/x.mp4'"); the path is
+    # in our message already.
+    text = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
 
 
@@ -302,17 +304,17 @@ class ClipReader:
         if code != 0:
             raise InputError(f"{self.path}: ffmpeg could not decode it ({last or 'exit ' + str(code)})")
         seconds = self.frames / self.fps
-        if self.frames < self.clip_frames:
-            raise InputError(
-                f"{self.path}: shorter than one clip ({self.frames} frames = {seconds:.2f} s at {self.fps:g} fps; "
-                f"a clip is {self.clip_frames} frames = {self.clip_frames / self.fps:.2f} s)"
-            )
         expected = self.expected_seconds
         if expected is not None and math.isfinite(expected) and expected - seconds > max(1.0, 0.05 * expected):
             detail = f"; ffmpeg: {last}" if last else ""
             raise InputError(
                 f"{self.path}: truncated or corrupt (decoded {seconds:.1f} s of the {expected:.1f} s "
                 f"the container announces{detail})"
+            )
+        if self.frames < self.clip_frames:
+            raise InputError(
+                f"{self.path}: shorter than one clip ({self.frames} frames = {seconds:.2f} s at {self.fps:g} fps; "
+                f"a clip is {self.clip_frames} frames = {self.clip_frames / self.fps:.2f} s)"
             )
 
     def close(self) -> None:
