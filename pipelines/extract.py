@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import datetime
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -129,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    runtime = resolve_runtime(cfg, device, precision, local_processes=env.world_size if env.is_distributed else 1)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", env.world_size))  # ranks sharing this machine
+    runtime = resolve_runtime(cfg, device, precision, local_processes)
     if cfg.decoder == "cuda":
         if device.type != "cuda":
             raise ConfigError("--decoder cuda needs the model on a CUDA device (--device cuda or auto on a GPU machine)")

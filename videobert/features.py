@@ -180,6 +180,7 @@ class ClipEncoder:
         self._scale = 1.0 / (255.0 * std)
         self._shift = mean / std
         if device.type == "cuda":
+            torch.cuda.set_device(device)  # streams, events and pinned buffers of this GPU
             torch.backends.cudnn.benchmark = True
 
     def submit(self, clips: torch.Tensor) -> PendingFeatures:
@@ -353,13 +354,21 @@ def resolve_runtime(cfg: ExtractConfig, device: torch.device, precision: str, lo
 
 @dataclass(frozen=True)
 class DecodeSettings:
+    """What a decoding worker needs to know."""
+
     fps: int
     clip_frames: int
     size: int
     decoder: str
-    threads: int
+    threads: int  # ffmpeg threads per video
     gpu: int
-    chunk_clips: int
+    chunk_clips: int  # clips per record sent to the main process
+
+    @classmethod
+    def of(cls, cfg: ExtractConfig, runtime: Runtime) -> "DecodeSettings":
+        # a few clips per record: small enough to bound memory, large enough to amortise the hand-over
+        chunk_clips = max(1, min(runtime.batch_size, 4))
+        return cls(cfg.fps, cfg.clip_frames, cfg.size, cfg.decoder, runtime.decode_threads, runtime.gpu, chunk_clips)
 
 
 class _ClipChunks(torch.utils.data.IterableDataset):
@@ -434,6 +443,20 @@ class _ClipChunks(torch.utils.data.IterableDataset):
                     first += filled
                 if filled < s.chunk_clips:
                     return
+
+
+def clip_loader(videos: list[Path], settings: DecodeSettings, workers: int, pin_memory: bool = False):
+    """A DataLoader of :class:`_ClipChunks` records decoded by ``workers`` processes (0: in this one),
+    delivered as soon as any worker has one."""
+    return torch.utils.data.DataLoader(
+        _ClipChunks(videos, settings),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        worker_init_fn=_init_decoding_worker if workers else None,
+        in_order=False,
+        prefetch_factor=2 if workers else None,
+    )
 
 
 def _init_decoding_worker(_: int) -> None:
@@ -512,19 +535,8 @@ def extract_features(
         summary.seconds = time.perf_counter() - began
         return summary
 
-    settings = DecodeSettings(
-        cfg.fps, cfg.clip_frames, cfg.size, cfg.decoder, runtime.decode_threads, runtime.gpu,
-        chunk_clips=max(1, min(runtime.batch_size, 4)),
-    )
-    loader = torch.utils.data.DataLoader(
-        _ClipChunks([e.video for e in todo], settings),
-        batch_size=None,
-        num_workers=runtime.workers,
-        pin_memory=runtime.device.type == "cuda",
-        worker_init_fn=_init_decoding_worker if runtime.workers else None,
-        in_order=False,
-        prefetch_factor=2 if runtime.workers else None,
-    )
+    settings = DecodeSettings.of(cfg, runtime)
+    loader = clip_loader([e.video for e in todo], settings, runtime.workers, pin_memory=runtime.device.type == "cuda")
     videos = [_Video(entry) for entry in todo]
     bar = progress(total=len(todo), desc="extract", unit="video") if progress else None
     batch_size = runtime.batch_size

@@ -179,8 +179,10 @@ def clip_command(
     width = f"max({size},ceil({size}*dar))"
     height = f"max({size},ceil({size}/dar))"
     if decoder == "cuda":
+        # even sizes: GPU frames in 4:2:0 are allocated in whole chroma samples
         stream = (
-            stream.filter("scale_cuda", w=width, h=height, format="yuv420p", interp_algo="bicubic")
+            stream.filter("scale_cuda", w=f"2*ceil({width}/2)", h=f"2*ceil({height}/2)", format="yuv420p",
+                          interp_algo="bicubic")
             .filter("hwdownload")
             .filter("format", "yuv420p")
         )
