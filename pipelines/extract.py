@@ -20,7 +20,7 @@ import torch
 from pipelines.common import add_config_arguments, new_parser, resolve_config, run_main
 from videobert import config as cfgmod
 from videobert.device import resolve_device, resolve_precision
-from videobert.distributed import DistEnv, combined_shard, dist_env, parse_shard
+from videobert.distributed import combined_shard, dist_env, parse_shard
 from videobert.errors import ConfigError, StageError
 from videobert.features import (
     ClipEncoder,
@@ -67,11 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Group:
-    """The torchrun process group (gloo: only barriers and a few counters travel), or a no-op alone."""
+    """The torchrun process group (gloo: only barriers and a few counters travel), or a no-op."""
 
-    def __init__(self, env: DistEnv):
-        self.env = env
-        self.active = env.is_distributed
+    def __init__(self, active: bool):
+        self.active = active
 
     def barrier(self) -> None:
         if self.active:
@@ -89,16 +88,16 @@ class _Group:
 
 
 @contextlib.contextmanager
-def process_group(env: DistEnv) -> Iterator[_Group]:
-    group = _Group(env)
-    if group.active and not torch.distributed.is_initialized():
+def process_group(active: bool) -> Iterator[_Group]:
+    """Join the launcher's process group for the run (``active``: launched by torchrun)."""
+    if active and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
         try:
-            yield group
+            yield _Group(True)
         finally:
             torch.distributed.destroy_process_group()
     else:
-        yield group
+        yield _Group(active)
 
 
 def _merge_failures(out: Path, count: int) -> None:
@@ -120,12 +119,15 @@ def _remove_stale_failures(out: Path, count: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(ExtractConfig, args)
-    job_shard = parse_shard(args.shard)
     env = dist_env()
+    job_shard = parse_shard(args.shard)
     shard = combined_shard(job_shard, env)
-    if args.overwrite and job_shard.count > 1:
-        raise ConfigError("--overwrite cannot be combined with --shard (writers of other shards could not see it); "
-                          "delete the folder first, or run --overwrite without --shard")
+    # torchrun gives its ranks a rendezvous (MASTER_ADDR); SLURM tasks without it just take their share
+    coordinated = env.is_distributed and "MASTER_ADDR" in os.environ
+    merged = coordinated and job_shard.count == 1  # the ranks together cover every video
+    if args.overwrite and shard.count > 1 and not merged:
+        raise ConfigError("--overwrite needs one run over all the videos (alone, or torchrun without --shard): "
+                          "other shards' writers would not see it; delete the folder first instead")
     entries = read_manifest(args.manifest)
     out = prepare_output_dir(args.out)
     device = resolve_device(cfg.device)
@@ -134,12 +136,13 @@ def run(args: argparse.Namespace) -> int:
     runtime = resolve_runtime(cfg, device, precision, local_processes)
     if cfg.decoder == "cuda":
         if device.type != "cuda":
-            raise ConfigError("--decoder cuda needs the model on a CUDA device (--device cuda or auto on a GPU machine)")
+            raise ConfigError("--decoder cuda needs the model on a CUDA device (--device cuda, or auto on a GPU machine)")
         check_cuda_decoder(runtime.gpu)
     model, weights = build_s3d(cfg.weights, cfg.init_seed)
     meta = extraction_meta(cfg, weights, device, precision, args.manifest)
+    failures_file = out / failures_name(shard.index, shard.count)
 
-    with process_group(env) as group:
+    with process_group(coordinated) as group:
         if env.is_main:
             if args.overwrite:
                 removed = remove_features(out)
@@ -159,25 +162,23 @@ def run(args: argparse.Namespace) -> int:
             len(mine), len(entries), shard, device, precision, runtime.batch_size, runtime.workers, cfg.decoder,
         )
         encoder = ClipEncoder(model, device, precision)
-        failures_file = out / failures_name(shard.index, shard.count)
         with FailureLog(failures_file) as failures:
             summary = extract_features(mine, out, cfg, encoder, runtime, failures, progress=progress)
         group.barrier()
         total = group.total(summary)
-        merged = group.active and job_shard.count == 1
         if merged and env.is_main:
             _merge_failures(out, shard.count)
 
-    reasons = failures_name() if merged else failures_file.name
+    reasons = out / (failures_name() if merged else failures_file.name)
     if group.active:
         log.info("rank %d: %s", env.rank, summary.line(failures_file.name))
     if env.is_main or not group.active:
-        print(total.line(reasons))
+        print(total.line(reasons.name))
     if not mine and not group.active:
         log.warning("shard %s has no videos (%d in the manifest)", shard, len(entries))
         return 0
     if total.ok + total.skipped == 0:
-        raise StageError(f"no video could be processed ({total.failed} failed; reasons in {out / reasons})")
+        raise StageError(f"no video could be processed ({total.failed} failed; reasons in {reasons})")
     return 0
 
 

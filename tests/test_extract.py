@@ -328,10 +328,10 @@ def test_changed_settings_are_refused_unless_overwrite(reference, corpus, tmp_pa
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--size", "64"], "size: S3D needs frames of at least 112"),
+    (["--size", "64"], "size: need at least 112 pixels"),
     (["--clip-frames", "4"], "clip_frames: S3D needs at least 8"),
     (["--shard", "2/2"], "need 0 <= I < N"),
-    (["--shard", "0/2", "--overwrite"], "--overwrite cannot be combined with --shard"),
+    (["--shard", "0/2", "--overwrite"], "--overwrite needs one run over all the videos"),
 ])
 def test_invalid_settings_exit_2(corpus, tmp_path, capsys, flags, message):
     assert extract(corpus, "-o", tmp_path / "out", *flags)[0] == 2

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import multiprocessing
 import os
 import time
@@ -73,7 +72,7 @@ class ExtractConfig:
         if self.clip_frames < MIN_CLIP_FRAMES:
             raise ConfigError(f"clip_frames: S3D needs at least {MIN_CLIP_FRAMES} frames per clip")
         if self.size < MIN_SIZE:
-            raise ConfigError(f"size: S3D needs frames of at least {MIN_SIZE} pixels")
+            raise ConfigError(f"size: need at least {MIN_SIZE} pixels (smaller frames leave S3D's last block under 3x3 positions)")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("batch_size: need at least 1")
         if self.workers is not None and self.workers < 0:
