@@ -68,21 +68,21 @@ def test_variable_frame_rate_is_resampled_by_timestamp(tmp_path):
     assert np.abs(shown[42:] - wanted[42:]).max() <= 1 / 10 + 0.03  # held frames of the 10 fps part
 
 
-@pytest.mark.parametrize("size, pix_fmt", [((161, 123), "yuv444p"), ((90, 160), "yuv420p")])
-def test_short_side_scaled_then_centre_cropped(tmp_path, size, pix_fmt):
+@pytest.mark.parametrize("size, pix_fmt, out", [((161, 123), "yuv444p", 40), ((90, 160), "yuv420p", 41)])
+def test_short_side_scaled_then_centre_cropped(tmp_path, size, pix_fmt, out):
     import av
     from PIL import Image
 
     video = lavfi_video(tmp_path / "odd.mp4", 1.5, size=size, content=GRADIENT, pix_fmt=pix_fmt, lossless=True)
-    clips, _ = decode(video, fps=20, clip_frames=30, size=40)
+    clips, _ = decode(video, fps=20, clip_frames=30, size=out)
     with av.open(str(video)) as container:
         frames = [f.to_image() for f in container.decode(video=0)]
     width, height = frames[0].size
-    scale = 40 / min(width, height)
-    resized = [f.resize((max(40, round(width * scale)), max(40, round(height * scale))), Image.BICUBIC) for f in frames]
-    left, top = (resized[0].width - 40) // 2, (resized[0].height - 40) // 2
-    reference = np.stack([np.asarray(r.crop((left, top, left + 40, top + 40))) for r in resized])
-    assert clips.shape == (1, 30, 40, 40, 3)
+    scale = out / min(width, height)
+    resized = [f.resize((max(out, round(width * scale)), max(out, round(height * scale))), Image.BICUBIC) for f in frames]
+    left, top = (resized[0].width - out) // 2, (resized[0].height - out) // 2
+    reference = np.stack([np.asarray(r.crop((left, top, left + out, top + out))) for r in resized])
+    assert clips.shape == (1, 30, out, out, 3)
     assert np.abs(clips[0].astype(float) - reference).mean() < 6
 
 

@@ -188,7 +188,7 @@ def clip_command(
         )
     else:
         stream = stream.filter("scale", w=width, h=height, flags="bicubic")
-    stream = stream.filter("setsar", 1).filter("crop", size, size)
+    stream = stream.filter("setsar", 1).filter("crop", size, size, exact=1)  # exact: odd sizes of 4:2:0 frames too
     turn = (rotation or 0) % 360
     if turn in _UPRIGHT:
         name, options = _UPRIGHT[turn]
