@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         )
         encoder = ClipEncoder(model, device, precision)
         with FailureLog(failures_file) as failures:
-            summary = extract_features(mine, out, cfg, encoder, runtime, failures, progress=progress)
+            summary = extract_features(mine, out, cfg, encoder, runtime, failures, progress=progress if env.is_main else None)
         group.barrier()
         total = group.total(summary)
         if merged and env.is_main:

@@ -64,7 +64,7 @@ class ExtractConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field("auto", help="model precision (auto: bf16/fp16 on CUDA, fp32 on CPU)")
     decoder: Literal["cpu", "cuda"] = field("cpu", help="video decoding: ffmpeg on the CPU, or NVDEC + scale_cuda on the GPU")
     batch_size: int | None = field(None, help="clips per model call (none: 64 on CUDA, 4 on CPU)")
-    workers: int | None = field(None, help="decoding processes beside the model (0: decode in the main process; none: 1 on CPU, one per spare core on CUDA)")
+    workers: int | None = field(None, help="decoding processes beside the model (0: decode in the main process; none: one per spare core on CUDA, one per 8 cores on CPU)")
 
     def check(self) -> None:
         if self.fps < 1:
@@ -337,15 +337,18 @@ class Runtime:
 
 
 def resolve_runtime(cfg: ExtractConfig, device: torch.device, precision: str, local_processes: int = 1) -> Runtime:
-    """Defaults that keep every core busy without oversubscribing: on CPU one decoding process beside
-    the model (decoding costs a few percent of S3D there); on CUDA one per core left to this process."""
+    """Defaults that keep every core busy: on CUDA, one decoding process per core left to this process;
+    on CPU, where S3D costs far more than decoding, one decoding process per 8 cores beside the model's
+    threads (on 2 cores, 1 worker beside 2 torch threads beat 0 or 2 workers, and 1 torch thread)."""
     cores = max(1, cpu_cores() // max(1, local_processes))
     on_gpu = device.type == "cuda"
     batch_size = cfg.batch_size or (64 if on_gpu else 4)
     if cfg.workers is not None:
         workers = cfg.workers
+    elif on_gpu:
+        workers = max(1, cores - 1)
     else:
-        workers = max(1, cores - 1) if on_gpu else min(1, cores - 1)
+        workers = max(1, cores // 8) if cores > 1 else 0
     decode_threads = max(1, cores // max(1, workers)) if on_gpu else 1
     gpu = device.index if on_gpu and device.index is not None else 0
     return Runtime(device, precision, batch_size, workers, decode_threads, gpu)
