@@ -104,8 +104,9 @@ def load_s3d_state(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        if "weights only load failed" in text.lower() or "unsupported global" in text.lower():
             reason = "it holds Python objects other than tensors; refused (loaded with weights_only=True)"
         raise InputError(f"{path}: not a loadable S3D state dict ({reason})") from None
     for key in ("state_dict", "model"):
