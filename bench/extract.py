@@ -1,6 +1,6 @@
 """Benchmark of the extract stage: the model, the decoders, and the whole mp4 -> .npy path.
 
-    python bench/extract.py                                   # a CPU box, size 112 (about 2 minutes on 2 cores)
+    python bench/extract.py                                   # a CPU box, size 112 (about 2 minutes on 2 idle cores)
     python bench/extract.py --size 224 --videos 32 --seconds 60   # a GPU machine (H100 targets at 30x224x224)
 
 Figures printed, each with the baseline measured beside it in the same run:
@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="length of each generated video (default: 60 on CUDA, 24 on CPU)")
     parser.add_argument("--source-size", default="640x360", help="generated videos' frame size (360p)")
     parser.add_argument("--source-fps", type=int, default=30)
-    parser.add_argument("--model-seconds", type=float, default=12.0, help="time spent measuring each model path")
+    parser.add_argument("--model-seconds", type=float, default=9.0, help="time spent measuring each model path")
     parser.add_argument("--rounds", type=int, default=3, help="alternating model-only measurements (best kept)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "videobert-bench-videos",
                         help="folder of the generated videos (reused between runs)")
