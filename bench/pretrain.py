@@ -96,7 +96,7 @@ def measure(model, step_fn, batch, device, precision, steps: int, warmup: int) -
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - began) / steps
     tokens = batch["input_ids"].numel()
-    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    memory = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}" if device.type == "cuda" else "n/a"
     return {"step_s": seconds, "tokens_per_s": tokens / seconds, "peak_gib": memory}
 
 
@@ -152,7 +152,7 @@ def main() -> None:
             mfu = f"{per_token * result['tokens_per_s'] / peak:.1%}" if peak else "n/a"
             params = sum(p.numel() for p in model.parameters()) / 1e6
             print(f"{label:<34} {params:>7.0f}M {result['tokens_per_s']:>11,.0f} {result['step_s'] * 1e3:>9.1f} "
-                  f"{mfu:>7} {result['peak_gib']:>9.1f} {result['tokens_per_s'] / baseline:>6.2f}x")
+                  f"{mfu:>7} {result['peak_gib']:>9} {result['tokens_per_s'] / baseline:>6.2f}x")
             del model
             if gpu:
                 torch.cuda.empty_cache()

@@ -94,10 +94,9 @@ def test_pairs_are_half_misaligned_and_only_aligned_pairs_have_targets():
     for p in pairs:
         ids = p["input_ids"]
         assert ids[0] == LAYOUT.cls_id and ids[-1] == LAYOUT.sep_id and (ids == SEP_VIDEO).sum() == 1
-        has_targets = (p["labels"] != IGNORE).any()
-        assert has_targets == bool(p["aligned"]) or (p["aligned"] and not has_targets)
         if not p["aligned"]:
             assert (p["labels"] == IGNORE).all()
+    assert np.mean([(p["labels"] != IGNORE).any() for p in pairs if p["aligned"]]) > 0.8
     masked_misaligned = np.mean([(p["input_ids"] == LAYOUT.mask_id).any() for p in pairs if not p["aligned"]])
     masked_aligned = np.mean([(p["input_ids"] == LAYOUT.mask_id).any() for p in pairs if p["aligned"]])
     assert abs(masked_misaligned - masked_aligned) < 0.15  # no "no mask = misaligned" shortcut

@@ -189,15 +189,20 @@ def test_a_malicious_checkpoint_is_refused_without_running_it(pretrain_corpus, t
         load_training_state(checkpoint)
 
 
-def test_tiny_model_learns_the_synthetic_corpus(pretrain_corpus, tmp_path):
-    """Masked words of both modalities, alone and across modalities, well above chance after a few
-    hundred steps. (Alignment leaves chance only after thousands: bench/pretrain_synthetic.py.)"""
-    from tests.pretrain_corpus import stand_in_centroids
+def test_from_features_to_a_model_that_learns_with_codebook_centroids(tmp_path, capsys):
+    """Features -> vocab -> tokenize -> corpus -> pretrain --vocab: masked words of both
+    modalities, alone and across modalities, well above chance after a few hundred steps.
+    (Alignment leaves chance only after thousands: bench/pretrain_synthetic.py.)"""
+    from tests.pretrain_corpus import make_feature_corpus
 
-    cfg = PretrainConfig(preset="tiny", steps=600, batch_size=32, lr=3e-3, warmup=60, concat_prob=0.0,
-                         subsample_max=1, eval_every=0, eval_sentences=1000, save_every=0, log_every=100,
-                         device="cpu", seed=0)
-    summary = pretrain(pretrain_corpus, tmp_path / "run", cfg, centroids=stand_in_centroids())
+    corpus, vocab_dir = make_feature_corpus(tmp_path / "data", videos=48, seed=0)
+    flags = ["--preset", "tiny", "--steps", "600", "--batch-size", "32", "--lr", "3e-3", "--warmup", "60",
+             "--concat-prob", "0", "--subsample-max", "1", "--eval-every", "0", "--eval-sentences", "1000",
+             "--save-every", "0", "--log-every", "100", "--device", "cpu", "-q"]
+    run = tmp_path / "run"
+    assert pretrain_stage.main([str(corpus), "--vocab", str(vocab_dir), "-o", str(run), *flags]) == 0
+    assert JointVocabulary.load(run).visual_vocab == str(vocab_dir)
+    summary = json.loads((run / "summary.json").read_text())
     val, chance = summary["val"], summary["chance"]
     assert val["text_mlm_acc"] > max(0.3, 10 * chance["text_acc"])
     assert val["video_text_text_acc"] > max(0.3, 10 * chance["text_acc"])
