@@ -96,7 +96,9 @@ def test_pairs_are_half_misaligned_and_only_aligned_pairs_have_targets():
         assert ids[0] == LAYOUT.cls_id and ids[-1] == LAYOUT.sep_id and (ids == SEP_VIDEO).sum() == 1
         if not p["aligned"]:
             assert (p["labels"] == IGNORE).all()
-    assert np.mean([(p["labels"] != IGNORE).any() for p in pairs if p["aligned"]]) > 0.8
+    # 4 words and 3 clips: 0.6 and 0.45 expected targets, rounded stochastically per side
+    with_targets = np.mean([(p["labels"] != IGNORE).any() for p in pairs if p["aligned"]])
+    assert abs(with_targets - (1 - 0.4 * 0.55)) < 0.07
     masked_misaligned = np.mean([(p["input_ids"] == LAYOUT.mask_id).any() for p in pairs if not p["aligned"]])
     masked_aligned = np.mean([(p["input_ids"] == LAYOUT.mask_id).any() for p in pairs if p["aligned"]])
     assert abs(masked_misaligned - masked_aligned) < 0.15  # no "no mask = misaligned" shortcut

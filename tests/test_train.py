@@ -189,13 +189,19 @@ def test_a_malicious_checkpoint_is_refused_without_running_it(pretrain_corpus, t
         load_training_state(checkpoint)
 
 
-def test_from_features_to_a_model_that_learns_with_codebook_centroids(tmp_path, capsys):
-    """Features -> vocab -> tokenize -> corpus -> pretrain --vocab: masked words of both
-    modalities, alone and across modalities, well above chance after a few hundred steps.
-    (Alignment leaves chance only after thousands: bench/pretrain_synthetic.py.)"""
+@pytest.fixture(scope="module")
+def feature_corpus(tmp_path_factory):
+    """Features -> vocab -> tokenize -> corpus on 48 planned synthetic videos: (corpus, vocab)."""
     from tests.pretrain_corpus import make_feature_corpus
 
-    corpus, vocab_dir = make_feature_corpus(tmp_path / "data", videos=48, seed=0)
+    return make_feature_corpus(tmp_path_factory.mktemp("features") / "data", videos=48, seed=0)
+
+
+def test_from_features_to_a_model_that_learns_with_codebook_centroids(feature_corpus, tmp_path):
+    """pretrain --vocab after the real vocab, tokenize and corpus stages: masked words of both
+    modalities, alone and across modalities, well above chance after a few hundred steps.
+    (Alignment leaves chance only after thousands: bench/pretrain_synthetic.py.)"""
+    corpus, vocab_dir = feature_corpus
     flags = ["--preset", "tiny", "--steps", "600", "--batch-size", "32", "--lr", "3e-3", "--warmup", "60",
              "--concat-prob", "0", "--subsample-max", "1", "--eval-every", "0", "--eval-sentences", "1000",
              "--save-every", "0", "--log-every", "100", "--device", "cpu", "-q"]
@@ -208,3 +214,19 @@ def test_from_features_to_a_model_that_learns_with_codebook_centroids(tmp_path, 
     assert val["video_text_text_acc"] > max(0.3, 10 * chance["text_acc"])
     assert val["video_mlm_acc"] > 10 * chance["video_acc"]
     assert val["video_text_video_acc"] > 10 * chance["video_acc"]
+
+
+def test_without_vocab_flag_the_corpus_vocabulary_initialises_visual_words(feature_corpus, tmp_path):
+    corpus, vocab_dir = feature_corpus
+    flags = ["--preset", "tiny", "--steps", "1", "--batch-size", "8", "--lr", "1e-9", "--warmup", "0", "--dropout", "0",
+             "--eval-every", "0", "--save-every", "0", "--device", "cpu", "-q"]
+    assert pretrain_stage.main([str(corpus), "-o", str(tmp_path / "run"), *flags]) == 0
+    assert JointVocabulary.load(tmp_path / "run").visual_vocab == str(vocab_dir.resolve())
+    model = VideoBERT.from_pretrained(tmp_path / "run")
+    visual = model.embeddings.word.weight[model.config.visual_offset :].detach().double().numpy()
+    from videobert.train import load_centroids
+
+    centroids = load_centroids(vocab_dir).astype(np.float64)
+    # the centroids' geometry, up to scale: their pairwise distances correlate perfectly
+    distance = lambda x: np.linalg.norm(x[:, None] - x[None], axis=-1)[np.triu_indices(len(x), 1)]  # noqa: E731
+    assert np.corrcoef(distance(visual), distance(centroids))[0, 1] > 0.99

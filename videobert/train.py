@@ -124,9 +124,9 @@ class PretrainConfig:
         kinds = [kind for kind, on in ((TEXT, self.text_mlm), (VIDEO, self.video_mlm),
                                        (PAIR, self.video_text_mlm + self.align)) if on > 0]
         return DataOptions(
-            kinds=tuple(kinds), pair_share=self.pair_share, max_len=self.max_len, mask_prob=self.mask_prob, concat_prob=self.concat_prob,
-            concat_max=self.concat_max, subsample_max=self.subsample_max, negatives=self.negatives,
-            negative_min_distance=self.negative_min_distance, pad_to_multiple=pad_to_multiple,
+            kinds=tuple(kinds), pair_share=self.pair_share, max_len=self.max_len, mask_prob=self.mask_prob,
+            concat_prob=self.concat_prob, concat_max=self.concat_max, subsample_max=self.subsample_max,
+            negatives=self.negatives, negative_min_distance=self.negative_min_distance, pad_to_multiple=pad_to_multiple,
         )
 
 
