@@ -209,3 +209,13 @@ def test_validation_set_is_fixed_and_covers_each_objective():
     assert (counts > 0).all()
     sequences = sum(len(b["input_ids"]) for b in first)
     assert sequences == 10 * 3 + 2  # sentence 3 of each video is silent: video only
+
+
+def test_data_loader_workers_build_the_same_batches():
+    examples = PretrainExamples(corpus(videos=8), LAYOUT, options(concat_prob=0.5, subsample_max=3))
+    batches = StepBatches(examples, batch_size=8, grad_accum=1, seed=1)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(3, 9), num_workers=2,
+                                         collate_fn=lambda item: item)
+    for step, micro_batches in zip(range(3, 9), loader):
+        assert torch.equal(micro_batches[0]["input_ids"], batches[step][0]["input_ids"])
+        assert torch.equal(micro_batches[0]["mlm_labels"], batches[step][0]["mlm_labels"])
