@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         summary = build_corpus(
             entries, args.tokens, out, cfg, failures, transcripts_dir=args.transcripts,
             progress=lambda it, total: progress(it, total=total, desc="corpus", unit="video"),
+            manifest=args.manifest,
         )
     splits = summary["splits"]
     log.info(

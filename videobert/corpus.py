@@ -293,11 +293,14 @@ def build_corpus(
     failures,
     transcripts_dir: str | Path | None = None,
     progress=None,
+    manifest: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write the split files, the joint vocabulary and ``summary.json`` into ``out_dir``.
 
     ``failures`` is a :class:`videobert.store.FailureLog`; ``progress`` wraps the iterator of
-    videos. Returns the summary. Raises :class:`StageError` when no example could be made.
+    videos; ``manifest`` (where ``entries`` came from) is recorded in the summary's ``inputs`` so
+    that later stages can find the videos. Returns the summary. Raises :class:`StageError` when no
+    example could be made.
     """
     from videobert.store import atomic_write, atomic_write_json, atomic_write_text
     from videobert.vocabulary import JointVocabulary
@@ -395,6 +398,11 @@ def build_corpus(
         "visual_vocab_size": vocabulary.visual_vocab_size,
         "joint_vocab_size": vocabulary.size,
         "clip_seconds": info.clip_seconds,
+        "inputs": {
+            "manifest": str(Path(manifest).absolute()) if manifest is not None else None,
+            "tokens": str(Path(tokens_dir).absolute()),
+            "transcripts": str(Path(transcripts_dir).absolute()) if transcripts_dir is not None else None,
+        },
     }
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
