@@ -52,3 +52,13 @@ def pretrain_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pretrain_corpus")
     build_corpus(out, videos=48, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def eval_demo_run(synth_corpus, tmp_path_factory) -> dict:
+    """A small trained run over the rendered synth_corpus videos, for the evaluate/retrieve
+    commands and the notebook: ``run``, ``corpus``, ``labels`` and ``vocab`` (with exemplars)
+    folders; see tests/eval_data.py."""
+    from tests.eval_data import make_demo_run
+
+    return make_demo_run(synth_corpus, tmp_path_factory.mktemp("eval_demo"))
