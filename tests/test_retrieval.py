@@ -13,8 +13,8 @@ from videobert.errors import ConfigError
 from videobert.evaluation import EvaluateConfig, evaluate
 from videobert.model import ModelConfig, VideoBERT
 from videobert.retrieval import (
-    LoadedModel, chance_metrics, metrics_from_counts, retrieval_metrics, score_matrix, score_pairs, two_stage_counts,
-    two_stage_search,
+    LoadedModel, chance_metrics, length_batches, metrics_from_counts, retrieval_metrics, score_matrix, score_pairs,
+    two_stage_counts, two_stage_search,
 )
 from videobert.synthetic import ACTION_WORDS, ACTIONS, ATTRIBUTES, COLOURS
 from videobert.zeroshot import class_scores, load_spec, text_to_video, top_k_accuracy
@@ -174,6 +174,19 @@ def test_two_stage_with_k_covering_the_gallery_equals_exhaustive():
     assert metrics_from_counts(*narrow.t2v)["r1"] <= narrow.first_stage_recall["t2v"]
     with pytest.raises(ConfigError):
         two_stage_search(loaded, texts, videos, k=0)
+
+
+def test_length_batches_cover_every_row_once_within_the_token_budget():
+    rng = np.random.default_rng(0)
+    for budget in (1, 40, 500):
+        lengths = rng.integers(1, 60, size=300)
+        batches = list(length_batches(lengths, budget))
+        assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(300))
+        for rows in batches:
+            assert len(rows) == 1 or len(rows) * lengths[rows].max() <= budget
+        # greedy: the next row would not have fitted
+        for rows, following in zip(batches, batches[1:]):
+            assert (len(rows) + 1) * max(lengths[rows].max(), lengths[following[0]]) > budget
 
 
 def test_score_pairs_refuses_empty_sides():

@@ -99,13 +99,19 @@ def length_batches(lengths: np.ndarray, batch_tokens: int) -> Iterator[np.ndarra
     """Indices into ``lengths`` in batches of similar length whose padded size (rows × longest)
     stays within ``batch_tokens`` (a longer single row is a batch of its own)."""
     order = np.argsort(lengths, kind="stable")
+    sorted_lengths = np.asarray(lengths)[order]
     start = 0
     while start < order.size:
-        stop = start + 1
-        while stop < order.size and (stop + 1 - start) * lengths[order[stop]] <= batch_tokens:
-            stop += 1
-        yield order[start:stop]
-        start = stop
+        # rows start … stop-1 pad to sorted_lengths[stop-1]; (stop - start) × that grows with stop
+        low, high = start + 1, order.size
+        while low < high:
+            middle = (low + high + 1) // 2
+            if (middle - start) * sorted_lengths[middle - 1] <= batch_tokens:
+                low = middle
+            else:
+                high = middle - 1
+        yield order[start:low]
+        start = low
 
 
 @torch.no_grad()
@@ -315,22 +321,28 @@ def two_stage_counts(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``greater``/``equal`` counts (see :func:`true_match_counts`) of the two-stage ranking:
     the candidates (int [N, K]) ordered by their cross-encoder scores (float [N, K]), then every
-    other gallery item in first-stage order. Query i's true item is gallery item i."""
+    other gallery item in first-stage order. Query i's true item is gallery item i; the
+    embeddings are float32 [N, D]."""
+    first_queries = np.ascontiguousarray(first_queries, dtype=np.float32)
+    first_gallery = np.ascontiguousarray(first_gallery, dtype=np.float32)
     n, k = candidates.shape
-    greater, equal = np.empty(n, np.int64), np.empty(n, np.int64)
-    for i in range(n):
-        hit = np.flatnonzero(candidates[i] == i)
-        if hit.size:
-            true = candidate_scores[i, hit[0]]
-            greater[i] = int((candidate_scores[i] > true).sum())
-            equal[i] = int((candidate_scores[i] == true).sum())
-        else:
-            sims = first_gallery @ first_queries[i]
-            outside = np.ones(first_gallery.shape[0], bool)
-            outside[candidates[i]] = False
-            greater[i] = k + int((sims[outside] > sims[i]).sum())
-            equal[i] = int((sims[outside] == sims[i]).sum())
-    return greater, equal
+    rows = np.arange(n)
+    found = candidates == rows[:, None]
+    inside = found.any(axis=1)
+    true = np.where(inside, candidate_scores[rows, found.argmax(axis=1)], 0.0)[:, None]
+    greater = np.where(inside, (candidate_scores > true).sum(axis=1), 0)
+    equal = np.where(inside, (candidate_scores == true).sum(axis=1), 0)
+    missed = np.flatnonzero(~inside)
+    for block in np.array_split(missed, max(1, -(-missed.size // 256))):  # [block, gallery] sims at a time
+        if block.size == 0:
+            continue
+        sims = (torch.from_numpy(first_queries[block]) @ torch.from_numpy(first_gallery).T).numpy()
+        true_sims = sims[np.arange(block.size), block][:, None]
+        outside = np.ones_like(sims, dtype=bool)
+        outside[np.arange(block.size)[:, None], candidates[block]] = False
+        greater[block] = k + ((sims > true_sims) & outside).sum(axis=1)
+        equal[block] = ((sims == true_sims) & outside).sum(axis=1)
+    return greater.astype(np.int64), equal.astype(np.int64)
 
 
 @dataclass
