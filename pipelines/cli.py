@@ -9,6 +9,8 @@ from typing import Sequence
 # stage -> (module, one-line description), in pipeline order.
 STAGES: dict[str, tuple[str, str]] = {
     "synth": ("pipelines.synth", "generate the synthetic narrated-video corpus"),
+    "vocab": ("pipelines.vocab", "hierarchical k-means visual vocabulary over clip features"),
+    "tokenize": ("pipelines.tokenize", "every clip -> its visual word"),
     "asr": ("pipelines.asr", "transcribe speech (pocketsphinx or whisper) into WebVTT with word timings"),
     "corpus": ("pipelines.corpus", "align transcript sentences with visual words into train/val/test examples"),
     "pretrain": ("pipelines.pretrain", "train VideoBERT: masked text, masked visual words, text-video alignment"),
