@@ -56,9 +56,10 @@ def pretrain_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def eval_demo_run(synth_corpus, tmp_path_factory) -> dict:
-    """A small trained run over the rendered synth_corpus videos, for the evaluate/retrieve
-    commands and the notebook: ``run``, ``corpus``, ``labels`` and ``vocab`` (with exemplars)
-    folders; see tests/eval_data.py."""
+    """A small run over the rendered synth_corpus videos made by the stage commands (vocab,
+    tokenize, corpus, pretrain; planted clip features until extraction is merged), for the
+    evaluate/retrieve commands and the notebook: ``run``, ``corpus``, ``labels``, ``vocab``
+    (with exemplars); see tests/eval_data.py."""
     from tests.eval_data import make_demo_run
 
     return make_demo_run(synth_corpus, tmp_path_factory.mktemp("eval_demo"))

@@ -7,6 +7,9 @@ segment shows, with probability ``signal``, its colour (words ``0 … 5``) or it
 words ``12 … V-1``. Shape is not encoded, so a model can only guess it from the text. The
 folders are the real formats: ``TOKENS/`` (with ``tokens.json``), WebVTT transcripts, a
 manifest, ``labels.jsonl`` and a corpus built by :func:`videobert.corpus.build_corpus`.
+
+For the commands and the notebook, :func:`make_demo_run` turns the same kind of plan into clip
+features of the rendered fixture videos and runs the stage commands on them.
 """
 
 from __future__ import annotations
@@ -40,13 +43,9 @@ def planted_words(plan, rng: np.random.Generator, vocab_size: int, signal: float
     return words
 
 
-def make_learnable_corpus(out: Path, videos: int = 96, seed: int = 3, vocab_size: int = 48, signal: float = 0.85,
-                          videos_dir: Path | None = None, exemplars: bool = False) -> Path:
-    """Write ``tokens/``, ``transcripts/``, ``manifest.jsonl``, ``labels.jsonl`` and ``corpus/``
-    under ``out``; returns the corpus folder. ``videos_dir``: where the rendered videos of the same
-    plans are (``videobert synth`` with the same videos and seed), for the manifest; without it
-    the manifest names videos that do not exist. ``exemplars`` (needs the videos): also write a
-    visual vocabulary folder ``vocab/`` with exemplar thumbnails, recorded in ``tokens.json``."""
+def make_learnable_corpus(out: Path, videos: int = 96, seed: int = 3, vocab_size: int = 48, signal: float = 0.85) -> Path:
+    """Write ``tokens/``, ``transcripts/``, ``manifest.jsonl`` (naming videos that are never
+    rendered), ``labels.jsonl`` and ``corpus/`` under ``out``; returns the corpus folder."""
     out.mkdir(parents=True, exist_ok=True)
     plans = plan_corpus(SynthConfig(videos=videos, seed=seed))
     tokens, transcripts = out / "tokens", out / "transcripts"
@@ -57,42 +56,17 @@ def make_learnable_corpus(out: Path, videos: int = 96, seed: int = 3, vocab_size
         rng = np.random.default_rng([seed, plan.index, 7])
         atomic_save_npy(tokens / f"{plan.video_id}.npy", planted_words(plan, rng, vocab_size, signal).astype(np.int32))
         write_webvtt(transcripts / f"{plan.video_id}.vtt", [s.narration for s in plan.segments if s.narration])
-        video = (videos_dir or out / "videos") / f"{plan.video_id}.mp4"
-        entries.append(VideoEntry(plan.video_id, video, transcripts / f"{plan.video_id}.vtt", plan.split))
+        entries.append(VideoEntry(plan.video_id, out / "videos" / f"{plan.video_id}.mp4",
+                                  transcripts / f"{plan.video_id}.vtt", plan.split))
         labels += label_rows(plan)
     write_manifest(out / "manifest.jsonl", entries)
     (out / "labels.jsonl").write_text("".join(json.dumps(row) + "\n" for row in labels))
-    vocab_dir = None
-    if exemplars:
-        vocab_dir = out / "vocab"
-        write_exemplars(tokens, out / "manifest.jsonl", vocab_dir)
-    (tokens / "tokens.json").write_text(json.dumps({
-        "vocab": str(vocab_dir) if vocab_dir else None, "vocab_size": vocab_size, "fps": 20, "clip_frames": 30,
-        "clip_seconds": CLIP_SECONDS}))
+    (tokens / "tokens.json").write_text(json.dumps({"vocab": None, "vocab_size": vocab_size, "fps": 20,
+                                                    "clip_frames": 30, "clip_seconds": CLIP_SECONDS}))
     corpus = out / "corpus"
     with FailureLog(corpus / "failures.jsonl") as failures:
         build_corpus(entries, tokens, corpus, CorpusConfig(), failures, manifest=out / "manifest.jsonl")
     return corpus
-
-
-def write_exemplars(tokens_dir: Path, manifest: Path, vocab_dir: Path, size: int = 64) -> int:
-    """``VOCAB/exemplars/<word>.jpg`` as ``videobert vocab`` writes them: the middle frame of one
-    clip of each word that occurs (the first found). Returns the number written."""
-    from PIL import Image
-
-    from videobert.manifest import read_manifest
-    from videobert.video import grab_frame
-
-    videos = {entry.video_id: entry.video for entry in read_manifest(manifest)}
-    found: dict[int, tuple[str, int]] = {}
-    for path in sorted(tokens_dir.glob("*.npy")):
-        for clip, word in enumerate(np.load(path)):
-            found.setdefault(int(word), (path.stem, clip))
-    (vocab_dir / "exemplars").mkdir(parents=True, exist_ok=True)
-    for word, (video_id, clip) in found.items():
-        frame = grab_frame(videos[video_id], (clip + 0.5) * CLIP_SECONDS, size=size)
-        Image.fromarray(frame).save(vocab_dir / "exemplars" / f"{word}.jpg")
-    return len(found)
 
 
 def train_tiny(corpus: Path, run_dir: Path, steps: int = 1000, seed: int = 0, lr: float = 2e-3) -> Path:
@@ -143,18 +117,42 @@ def train_tiny(corpus: Path, run_dir: Path, steps: int = 1000, seed: int = 0, lr
     return run_dir
 
 
-def make_demo_run(synth_corpus: Path, out: Path) -> dict[str, Path]:
-    """A small real run over the rendered ``synth_corpus`` fixture (6 videos, seed 1): learnable
-    visual words for its clips, a visual vocabulary folder with exemplars, the corpus, and a
-    tiny model trained by the ``videobert pretrain`` command. Returns the folders by name."""
-    from tests.conftest import run_cli
+def planted_features(synth_corpus: Path, videos: int, seed: int, out: Path, signal: float = 0.85) -> Path:
+    """A FEATURES folder (``videobert extract``'s format) for the rendered synthetic corpus: each
+    clip's 1024-d feature is the centre of what it shows (:func:`planted_words` with 16 kinds:
+    6 colours, 6 actions, 4 backgrounds) plus noise, so the vocabulary stage can find them."""
+    from videobert.features import FEATURE_DIM
 
-    data = out / "data"
-    corpus = make_learnable_corpus(data, videos=6, seed=1, vocab_size=24, videos_dir=synth_corpus / "videos",
-                                   exemplars=True)
-    run = out / "run"
-    result = run_cli("pretrain", corpus, "-o", run, "--preset", "tiny", "--steps", "30", "--batch-size", "16",
-                     "--lr", "2e-3", "--warmup", "3", "--eval-every", "0", "--save-every", "0", "--device", "cpu", "-q",
-                     env={"OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr
-    return {"run": run, "corpus": corpus, "labels": data / "labels.jsonl", "vocab": data / "vocab"}
+    out.mkdir(parents=True, exist_ok=True)
+    centres = np.random.default_rng(seed).standard_normal((SIGNAL_WORDS + 4, FEATURE_DIM)) * 2
+    for plan in plan_corpus(SynthConfig(videos=videos, seed=seed)):
+        rng = np.random.default_rng([seed, plan.index, 7])
+        kinds = planted_words(plan, rng, len(centres), signal)
+        features = centres[kinds] + rng.standard_normal((len(kinds), FEATURE_DIM))
+        atomic_save_npy(out / f"{plan.video_id}.npy", features.astype(np.float16))
+    (out / "extract.json").write_text(json.dumps({
+        "fps": 20, "clip_frames": 30, "clip_seconds": CLIP_SECONDS, "size": 112, "model": "planted",
+        "weights": "none", "manifest": str((synth_corpus / "manifest.jsonl").absolute())}))
+    return out
+
+
+def make_demo_run(synth_corpus: Path, out: Path) -> dict[str, Path]:
+    """A small run over the rendered ``synth_corpus`` fixture (6 videos, seed 1) made by the
+    stage commands — vocab (with exemplar frames), tokenize, corpus, pretrain — from planted
+    features (:func:`planted_features`). Returns the folders by name; ``labels`` is the
+    fixture's ``labels.jsonl``, beside its manifest."""
+    from pipelines import corpus as corpus_stage
+    from pipelines import pretrain as pretrain_stage
+    from pipelines import tokenize as tokenize_stage
+    from pipelines import vocab as vocab_stage
+
+    features = planted_features(synth_corpus, videos=6, seed=1, out=out / "features")
+    vocab, tokens, corpus, run = out / "vocab", out / "tokens", out / "corpus", out / "run"
+    assert vocab_stage.main([str(features), "-o", str(vocab), "--k", "4", "--depth", "2", "--min-points-per-centroid", "2",
+                             "--exemplar-size", "64", "--sheet-words", "0", "--device", "cpu", "-q"]) == 0
+    assert tokenize_stage.main([str(features), "--vocab", str(vocab), "-o", str(tokens), "--device", "cpu", "-q"]) == 0
+    assert corpus_stage.main([str(synth_corpus / "manifest.jsonl"), "--tokens", str(tokens), "-o", str(corpus), "-q"]) == 0
+    assert pretrain_stage.main([str(corpus), "-o", str(run), "--vocab", str(vocab), "--preset", "tiny", "--steps", "30",
+                                "--batch-size", "16", "--lr", "2e-3", "--warmup", "3", "--eval-every", "0",
+                                "--save-every", "0", "--device", "cpu", "-q"]) == 0
+    return {"run": run, "corpus": corpus, "labels": synth_corpus / "labels.jsonl", "vocab": vocab}

@@ -43,14 +43,11 @@ def filmstrip(path: str | Path, start: float, end: float, frames: int = 6) -> np
     return clip[:, picks].permute(1, 2, 3, 0).clamp(0, 255).byte().numpy()
 
 
-def exemplar_path(vocab_dir: str | Path, word: int) -> Path:
-    """The exemplar thumbnail of a visual word written by ``videobert vocab``."""
-    return Path(vocab_dir) / "exemplars" / f"{word}.jpg"
-
-
 def exemplar_images(vocab_dir: str | Path | None, words: Sequence[int]) -> list[np.ndarray | None]:
     """Each word's exemplar thumbnail (uint8 [S, S, 3]), None where the vocabulary has none."""
     from PIL import Image
+
+    from videobert.exemplars import exemplar_path
 
     images: list[np.ndarray | None] = []
     for word in words:
