@@ -176,6 +176,26 @@ def test_two_stage_with_k_covering_the_gallery_equals_exhaustive():
         two_stage_search(loaded, texts, videos, k=0)
 
 
+def bf16_scores_close_to_fp32(device: torch.device):
+    texts, videos = random_gallery(12)
+    expected = score_matrix(random_model(), texts, videos)
+    model = random_model().model.to(device)
+    got = score_matrix(LoadedModel(model, None, LAYOUT, device, "bf16", 64, 8192), texts, videos)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=0.03 * np.abs(expected).max())  # bf16: 8 significant bits
+    # the orders agree but for near-ties
+    assert np.corrcoef(np.argsort(np.argsort(got.ravel())), np.argsort(np.argsort(expected.ravel())))[0, 1] > 0.99
+
+
+def test_bf16_autocast_scores_agree_with_fp32_on_cpu():
+    bf16_scores_close_to_fp32(torch.device("cpu"))
+
+
+@pytest.mark.gpu
+def test_bf16_scores_on_gpu_agree_with_fp32_on_cpu():
+    bf16_scores_close_to_fp32(torch.device("cuda"))
+
+
 def test_length_batches_cover_every_row_once_within_the_token_budget():
     rng = np.random.default_rng(0)
     for budget in (1, 40, 500):

@@ -275,10 +275,11 @@ def format_report(metrics: dict[str, Any]) -> str:
         return (f"{name:<22}" + "".join(f"{m[f'{prefix}r{k}']:>8.3f}" for k in RECALL_AT)
                 + f"{m[prefix + 'median_rank']:>13.1f}{m[prefix + 'mean_rank']:>11.1f}")
 
-    lines.append(row("text → video", metrics["t2v"]))
-    lines.append(row("video → text", metrics["v2t"]))
     two_stage = metrics.get("two_stage")
-    if two_stage and "recall_cost" in two_stage:
+    if two_stage is None or "recall_cost" in two_stage:
+        lines.append(row("text → video", metrics["t2v"]))
+        lines.append(row("video → text", metrics["v2t"]))
+    if two_stage is not None:
         lines.append(row(f"two-stage K={two_stage['k']} t→v", two_stage["t2v"]))
         lines.append(row(f"two-stage K={two_stage['k']} v→t", two_stage["v2t"]))
     lines.append(row("chance", metrics["t2v"], "chance_"))
