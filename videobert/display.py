@@ -60,25 +60,33 @@ def exemplar_images(vocab_dir: str | Path | None, words: Sequence[int]) -> list[
 
 
 def contact_sheet(images: Sequence[np.ndarray | None], captions: Sequence[str], size: int, columns: int = 5):
-    """A grid of ``size``×``size`` tiles, each image scaled to fit with its caption under it
-    (a grey tile where the image is None). Returns a PIL image."""
+    """A grid of tiles ``size`` wide, each image scaled to fit ``size``×``size`` with its caption
+    under it (a grey tile where the image is None); rows are as tall as their tallest image.
+    Returns a PIL image."""
     from PIL import Image, ImageDraw
 
     columns = max(1, min(columns, len(images)))
+    tiles = []
+    for image in images:
+        if image is None:
+            tiles.append(None)
+            continue
+        tile = Image.fromarray(image)
+        tile.thumbnail((size, size))
+        tiles.append(tile)
+    height = max([t.height for t in tiles if t is not None] or [size])
     rows = -(-len(images) // columns)
     caption_height = 14 * max(1, max(c.count("\n") + 1 for c in captions))
-    sheet = Image.new("RGB", (columns * size, rows * (size + caption_height)), (255, 255, 255))
+    sheet = Image.new("RGB", (columns * size, rows * (height + caption_height)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for i, (image, caption) in enumerate(zip(images, captions)):
-        x, y = (i % columns) * size, (i // columns) * (size + caption_height)
-        if image is None:
-            sheet.paste((200, 200, 200), (x, y, x + size, y + size))
+    for i, (tile, caption) in enumerate(zip(tiles, captions)):
+        x, y = (i % columns) * size, (i // columns) * (height + caption_height)
+        if tile is None:
+            sheet.paste((200, 200, 200), (x + 1, y, x + size - 1, y + height))
         else:
-            tile = Image.fromarray(image)
-            tile.thumbnail((size, size))
-            sheet.paste(tile, (x + (size - tile.width) // 2, y + (size - tile.height) // 2))
+            sheet.paste(tile, (x + (size - tile.width) // 2, y + (height - tile.height) // 2))
         left, _, right, _ = draw.multiline_textbbox((0, 0), caption, spacing=2, align="center")
-        draw.multiline_text((x + max(2, (size - (right - left)) // 2), y + size + 1), caption, fill=(0, 0, 0),
+        draw.multiline_text((x + max(2, (size - (right - left)) // 2), y + height + 1), caption, fill=(0, 0, 0),
                             spacing=2, align="center")
     return sheet
 
