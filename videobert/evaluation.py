@@ -182,10 +182,16 @@ def evaluate(
 
     ``progress`` wraps the batches of the exhaustive scoring; ``loaded`` reuses a loaded model.
     """
+    from videobert.zeroshot import labelled_segments, load_spec, zero_shot
+
     began = time.perf_counter()
     if loaded is None:
         loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)
     check_same_vocabulary(loaded, corpus_dir)
+    zero_shot_inputs = None
+    if labels is not None and zero_shot_spec is not None:  # read before the long scoring: errors come first
+        tokens, clip_seconds = corpus_visual_words(corpus_dir)
+        zero_shot_inputs = (load_spec(zero_shot_spec), read_label_rows(labels), tokens, clip_seconds)
     examples = _sample(text_video_examples(corpus_dir, cfg.split), cfg.max_queries, cfg.seed)
     if len(examples) < 2:
         raise StageError(f"{corpus_dir}: the {cfg.split} split has {len(examples)} text-video examples; retrieval needs 2 or more")
@@ -241,14 +247,11 @@ def evaluate(
     metrics["align"] = align
 
     metrics["zero_shot"] = {}
-    if labels is not None and zero_shot_spec is not None:
-        from videobert.zeroshot import labelled_segments, load_spec, zero_shot
-
+    if zero_shot_inputs is not None:
         start = time.perf_counter()
-        specs = load_spec(zero_shot_spec)
-        tokens, clip_seconds = corpus_visual_words(corpus_dir)
+        specs, rows, tokens, clip_seconds = zero_shot_inputs
         split_videos = {e["video_id"] for e in load_corpus(corpus_dir, cfg.split)}
-        segments = labelled_segments(read_label_rows(labels), tokens, clip_seconds, split_videos)
+        segments = labelled_segments(rows, tokens, clip_seconds, split_videos)
         if segments:
             metrics["zero_shot"] = zero_shot(loaded, specs, segments)
         else:
