@@ -9,6 +9,7 @@ from typing import Sequence
 # stage -> (module, one-line description), in pipeline order.
 STAGES: dict[str, tuple[str, str]] = {
     "synth": ("pipelines.synth", "generate the synthetic narrated-video corpus"),
+    "extract": ("pipelines.extract", "S3D features of 1.5 s clips of every video (GPU, torchrun-sharded, resumable)"),
     "vocab": ("pipelines.vocab", "hierarchical k-means visual vocabulary over clip features"),
     "tokenize": ("pipelines.tokenize", "every clip -> its visual word"),
     "asr": ("pipelines.asr", "transcribe speech (pocketsphinx or whisper) into WebVTT with word timings"),

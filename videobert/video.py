@@ -1,21 +1,31 @@
-"""ffmpeg: where the binary is, probing containers, and writing videos.
+"""ffmpeg: where the binary is, probing containers, decoding clips and writing videos.
 
 The ffmpeg binary is the static build shipped by the ``imageio-ffmpeg`` wheel (no system package
 needed); set ``VIDEOBERT_FFMPEG`` to use another. Command lines are built with ``ffmpeg-python`` and
 run as argument lists, never through a shell; input and output paths are passed as ``file:`` URLs
 of absolute paths, so names with spaces, unicode or a leading ``-`` are never read as options.
+
+Clip decoding (:class:`ClipReader`) streams one video through one ffmpeg process: resample to
+``fps``, scale the short side to ``size``, centre-crop ``size``×``size``, and read raw RGB frames
+from a pipe, one clip of ``clip_frames`` frames at a time, so memory stays at a clip whatever the
+video's length or resolution. Clip *i* holds output frames ``[i·clip_frames, (i+1)·clip_frames)``,
+i.e. the picture on screen at times ``i·clip_seconds + k/fps``; a trailing partial window is dropped.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator, Literal
 
 import numpy as np
 
@@ -55,9 +65,10 @@ class VideoInfo:
     height: int
     fps: float  # average frame rate
     frames: int | None  # frame count when the container records it
-    rotation: int  # degrees the player rotates the picture (display matrix), 0/90/180/270
+    rotation: int  # degrees the player rotates the picture clockwise (display matrix), 0/90/180/270
     has_audio: bool
     codec: str
+    video_duration: float = float("nan")  # seconds of the video stream itself (audio may run longer)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -90,16 +101,11 @@ def probe(path: str | Path) -> VideoInfo:
             duration = container.duration / 1_000_000
         elif stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
-        rotation = 0
-        try:
-            frame_rotation = getattr(stream.codec_context, "rotation", None)
-        except Exception:  # noqa: BLE001 - older PyAV versions lack the attribute
-            frame_rotation = None
-        side = stream.metadata.get("rotate") if stream.metadata else None
-        if side is not None:
-            rotation = int(side) % 360
-        elif frame_rotation:
-            rotation = int(frame_rotation) % 360
+        video_duration = duration
+        if stream.duration is not None and stream.time_base is not None:
+            video_duration = float(stream.duration * stream.time_base)
+        tag = stream.metadata.get("rotate") if stream.metadata else None
+        rotation = int(tag) % 360 if tag is not None else _display_rotation(container, stream)
         return VideoInfo(
             duration=float(duration) if duration is not None else float("nan"),
             width=stream.codec_context.width,
@@ -109,12 +115,222 @@ def probe(path: str | Path) -> VideoInfo:
             rotation=rotation,
             has_audio=bool(streams.audio),
             codec=stream.codec_context.name,
+            video_duration=float(video_duration) if video_duration is not None else float("nan"),
         )
 
 
+def _display_rotation(container, stream) -> int:
+    """Clockwise rotation from the stream's display matrix, read off its first frame (PyAV gives
+    the matrix only on frames, counter-clockwise); 0 when no frame decodes."""
+    import av
+
+    try:
+        frame = next(container.decode(stream))
+    except (av.error.FFmpegError, StopIteration, OSError):
+        return 0
+    counter_clockwise = getattr(frame, "rotation", 0) or 0
+    return int(round(-counter_clockwise)) % 360
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    # PyAV's str() repeats errno and path ("[Errno 1094995529] Invalid data …: '/x.mp4'"); the path is
+    # in our message already.
+    text = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+Decoder = Literal["cpu", "cuda"]
+
+# How the picture is turned upright after the crop, per clockwise display rotation (ffmpeg's own
+# autorotation applies the same filters before any other).
+_UPRIGHT = {90: ("transpose", {"dir": "clock"}), 180: ("hflip", {}), 270: ("transpose", {"dir": "cclock"})}
+
+
+def clip_command(
+    path: str | Path,
+    fps: float,
+    size: int,
+    decoder: Decoder = "cpu",
+    rotation: int | None = None,
+    threads: int = 0,
+    gpu: int = 0,
+) -> list[str]:
+    """The ffmpeg argument list that streams ``path`` as raw rgb24 frames, ``size``×``size``, at ``fps``.
+
+    Frames are resampled to ``fps`` first (duplicating or dropping, by timestamp, so variable frame
+    rates come out regular), then the short side is scaled to ``size`` — in display proportions, so
+    non-square pixels are honoured — and the centre ``size``×``size`` square is cropped.
+
+    ``rotation=None`` lets ffmpeg turn rotated videos upright itself; an angle (clockwise, from
+    :func:`probe`) switches that off and rotates the cropped square instead, which is what the
+    ``cuda`` decoder needs (ffmpeg's automatic rotation is a CPU filter that cannot take GPU frames).
+    ``decoder="cuda"`` decodes with NVDEC on GPU ``gpu`` and scales there (``scale_cuda``), then
+    downloads the frames for the crop and the RGB conversion. ``threads`` (0: ffmpeg's choice) bounds
+    ffmpeg's decoding and filtering threads.
+    """
+    import ffmpeg
+
+    input_args: dict = {"threads": threads}
+    if decoder == "cuda":
+        input_args.update(hwaccel="cuda", hwaccel_output_format="cuda", hwaccel_device=gpu)
+    if rotation is not None or decoder == "cuda":
+        input_args["noautorotate"] = None
+    stream = ffmpeg.input(ffmpeg_url(path), **input_args).video.filter("fps", fps=fps)
+    width = f"max({size},ceil({size}*dar))"
+    height = f"max({size},ceil({size}/dar))"
+    if decoder == "cuda":
+        # even sizes: GPU frames in 4:2:0 are allocated in whole chroma samples
+        stream = (
+            stream.filter("scale_cuda", w=f"2*ceil({width}/2)", h=f"2*ceil({height}/2)", format="yuv420p",
+                          interp_algo="bicubic")
+            .filter("hwdownload")
+            .filter("format", "yuv420p")
+        )
+    else:
+        stream = stream.filter("scale", w=width, h=height, flags="bicubic")
+    stream = stream.filter("setsar", 1).filter("crop", size, size, exact=1)  # exact: odd sizes of 4:2:0 frames too
+    turn = (rotation or 0) % 360
+    if turn in _UPRIGHT:
+        name, options = _UPRIGHT[turn]
+        stream = stream.filter(name, **options)
+        if turn == 180:
+            stream = stream.filter("vflip")
+    output = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24")
+    # Global options go first: ffmpeg ignores options after the last output.
+    return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-filter_complex_threads", str(threads),
+            *output.get_args()]
+
+
+def check_cuda_decoder(gpu: int = 0) -> None:
+    """Raise :class:`ConfigError` unless this ffmpeg can run CUDA filters on GPU ``gpu``."""
+    from videobert.errors import ConfigError
+
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-init_hw_device", f"cuda=gpu:{gpu}",
+         "-filter_hw_device", "gpu", "-f", "lavfi", "-i", "testsrc2=size=256x144:rate=20:duration=0.2",
+         "-vf", "format=yuv420p,hwupload_cuda,scale_cuda=w=112:h=112,hwdownload,format=yuv420p",
+         "-f", "null", "-"],
+        capture_output=True,
+    )
+    if proc.returncode != 0:
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise ConfigError(
+            f"--decoder cuda: {ffmpeg_exe()} cannot decode on GPU {gpu} "
+            f"({lines[-1] if lines else 'exit ' + str(proc.returncode)}); use --decoder cpu, or point "
+            "VIDEOBERT_FFMPEG at an ffmpeg built with CUDA (NVDEC, scale_cuda)"
+        )
+
+
+_LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")  # "[vist#0:0/h264 @ 0x55…] [dec:h264 @ 0x55…] "
+
+
+def _enlarge_pipe(fd: int) -> None:
+    # A clip is megabytes; the default 64 KiB pipe costs a context switch per 64 KiB.
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
+
+
+class ClipReader:
+    """The clips of one video, streamed from one ffmpeg process (see :func:`clip_command`).
+
+    Iterating yields uint8 arrays ``[clip_frames, size, size, 3]`` (RGB), clip *i* holding frames
+    ``[i·clip_frames, (i+1)·clip_frames)`` at ``fps``; :meth:`read_clip` fills a caller's buffer
+    instead. When the stream ends, the trailing partial clip is dropped and the decode is checked:
+    :class:`InputError` if ffmpeg failed, if the video is shorter than one clip, or if it decoded
+    well short of ``expected_seconds`` (a truncated or corrupt file). ``frames`` counts the frames
+    read so far. Use it as a context manager: leaving early stops ffmpeg and reaps it.
+
+    ffmpeg's stderr goes to a temporary file, so a chatty ffmpeg can never block on a full pipe.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float = 20,
+        clip_frames: int = 30,
+        size: int = 224,
+        decoder: Decoder = "cpu",
+        rotation: int | None = None,
+        threads: int = 0,
+        gpu: int = 0,
+        expected_seconds: float | None = None,
+    ):
+        self.path = Path(path)
+        self.fps = fps
+        self.clip_frames = clip_frames
+        self.size = size
+        self.expected_seconds = expected_seconds
+        self.frames = 0
+        self.clip_shape = (clip_frames, size, size, 3)
+        self._frame_bytes = size * size * 3
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(
+            clip_command(path, fps, size, decoder, rotation, threads, gpu),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0,
+        )
+        _enlarge_pipe(self._proc.stdout.fileno())
+
+    def read_clip(self, out: np.ndarray) -> bool:
+        """Fill ``out`` (uint8, :attr:`clip_shape`) with the next clip; False at the end of the video,
+        after the checks of :meth:`finish`."""
+        view = memoryview(out.reshape(-1))
+        filled = 0
+        while filled < len(view):
+            got = self._proc.stdout.readinto(view[filled:])
+            if not got:
+                break
+            filled += got
+        self.frames += filled // self._frame_bytes
+        if filled == len(view):
+            return True
+        self.finish()
+        return False
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            clip = np.empty(self.clip_shape, dtype=np.uint8)
+            if not self.read_clip(clip):
+                return
+            yield clip
+
+    def finish(self) -> None:
+        """Wait for ffmpeg and check the whole video was decoded (raises :class:`InputError`)."""
+        code = self._proc.wait()
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+        last = _LOG_PREFIX.sub("", lines[-1]).strip() if lines else ""
+        if code != 0:
+            raise InputError(f"{self.path}: ffmpeg could not decode it ({last or 'exit ' + str(code)})")
+        seconds = self.frames / self.fps
+        expected = self.expected_seconds
+        if expected is not None and math.isfinite(expected) and expected - seconds > max(1.0, 0.05 * expected):
+            detail = f"; ffmpeg: {last}" if last else ""
+            raise InputError(
+                f"{self.path}: truncated or corrupt (decoded {seconds:.1f} s of the {expected:.1f} s "
+                f"the container announces{detail})"
+            )
+        if self.frames < self.clip_frames:
+            raise InputError(
+                f"{self.path}: shorter than one clip ({self.frames} frames = {seconds:.2f} s at {self.fps:g} fps; "
+                f"a clip is {self.clip_frames} frames = {self.clip_frames / self.fps:.2f} s)"
+            )
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._proc.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self) -> "ClipReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class VideoWriter:
