@@ -40,3 +40,26 @@ def synth_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth6")
     generate(SynthConfig(videos=6, seed=1), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def pretrain_corpus(tmp_path_factory) -> Path:
+    """A corpus folder for pretraining, built from the synthetic plans of 48 videos without
+    rendering them (visual words are a noisy function of colour and action; see
+    tests/pretrain_corpus.py)."""
+    from tests.pretrain_corpus import build_corpus
+
+    out = tmp_path_factory.mktemp("pretrain_corpus")
+    build_corpus(out, videos=48, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def eval_demo_run(synth_corpus, tmp_path_factory) -> dict:
+    """A small run over the rendered synth_corpus videos made by the stage commands (vocab,
+    tokenize, corpus, pretrain; planted clip features until extraction is merged), for the
+    evaluate/retrieve commands and the notebook: ``run``, ``corpus``, ``labels``, ``vocab``
+    (with exemplars); see tests/eval_data.py."""
+    from tests.eval_data import make_demo_run
+
+    return make_demo_run(synth_corpus, tmp_path_factory.mktemp("eval_demo"))
