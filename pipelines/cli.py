@@ -15,6 +15,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "asr": ("pipelines.asr", "transcribe speech (pocketsphinx or whisper) into WebVTT with word timings"),
     "corpus": ("pipelines.corpus", "align transcript sentences with visual words into train/val/test examples"),
     "pretrain": ("pipelines.pretrain", "train VideoBERT: masked text, masked visual words, text-video alignment"),
+    "evaluate": ("pipelines.evaluate", "retrieval R@k, alignment accuracy and zero-shot classification of a run"),
+    "retrieve": ("pipelines.retrieve", "search a corpus's video segments with a sentence"),
 }
 
 

@@ -50,3 +50,14 @@ def pretrain_corpus(tmp_path_factory) -> Path:
     from tests.pretrain_corpus import make_pretrain_corpus
 
     return make_pretrain_corpus(tmp_path_factory.mktemp("pretrain_corpus"), videos=48, seed=0)
+
+
+@pytest.fixture(scope="session")
+def eval_demo_run(synth_corpus, tmp_path_factory) -> dict:
+    """A small run over the rendered synth_corpus videos made by the stage commands (vocab,
+    tokenize, corpus, pretrain; planted clip features until extraction is merged), for the
+    evaluate/retrieve commands and the notebook: ``run``, ``corpus``, ``labels``, ``vocab``
+    (with exemplars); see tests/eval_data.py."""
+    from tests.eval_data import make_demo_run
+
+    return make_demo_run(synth_corpus, tmp_path_factory.mktemp("eval_demo"))

@@ -1,0 +1,58 @@
+"""``videobert retrieve RUN "query" --corpus CORPUS``: the segments that best match a sentence."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from pipelines.common import add_config_arguments, new_parser, resolve_config, run_main
+from videobert.display import hits_sheet, save_jpeg, video_paths
+from videobert.errors import StageError
+from videobert.evaluation import RetrieveConfig, check_same_vocabulary, gallery_segments, retrieve
+from videobert.retrieval import load_model
+
+log = logging.getLogger("pipelines.retrieve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser(
+        "videobert retrieve",
+        "Search a corpus's video segments with a sentence: every segment of the split is scored with\n"
+        "the [CLS] alignment head (or only the first stage's best K with --two-stage K), and the best\n"
+        "are printed as rank, video_id, start, end, alignment probability.",
+    )
+    parser.add_argument("run", type=Path, metavar="RUN", help="run folder (videobert pretrain)")
+    parser.add_argument("query", metavar="QUERY", help="the sentence to search for")
+    parser.add_argument("--corpus", type=Path, required=True, metavar="CORPUS", help="corpus folder (videobert corpus)")
+    parser.add_argument("--sheet", type=Path, metavar="JPG", help="write a contact sheet of the hits' middle frames")
+    add_config_arguments(parser, RetrieveConfig)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(RetrieveConfig, args)
+    loaded = load_model(args.run, cfg.device, cfg.precision, cfg.batch_tokens)
+    check_same_vocabulary(loaded, args.corpus)
+    segments = gallery_segments(args.corpus, cfg.split)
+    if not segments:
+        raise StageError(f"{args.corpus}: the {cfg.split} split has no segment with visual words")
+    hits = retrieve(loaded, args.query, segments, cfg.top_k, cfg.two_stage)
+    log.info("%d segments searched for %r", len(segments), args.query)
+    print(f"{'rank':>4}  {'video_id':<24}{'start':>8}{'end':>8}{'score':>8}  sentence")
+    for hit in hits:
+        print(f"{hit.rank:>4}  {hit.video_id:<24}{hit.start:>8.2f}{hit.end:>8.2f}{hit.score:>8.4f}  {hit.text}")
+    if args.sheet is not None:
+        save_jpeg(hits_sheet(hits, video_paths(args.corpus), cfg.sheet_size), args.sheet)
+        print(f"contact sheet: {args.sheet}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("videobert retrieve", build_parser, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
