@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Sequence
 
 from pipelines.common import add_config_arguments, new_parser, resolve_config, run_main
+from videobert.distributed import dist_env
 from videobert.train import PretrainConfig, load_centroids, pretrain
+from videobert.vocabulary import JointVocabulary
 
 log = logging.getLogger("pipelines.pretrain")
 
@@ -25,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--out", type=Path, required=True, metavar="RUN", help="run folder")
     parser.add_argument("--vocab", type=Path, metavar="VOCAB",
                         help="visual vocabulary folder (videobert vocab): its centroids initialise the visual-word "
-                             "embeddings (without it they start random)")
+                             "embeddings (default: the one the corpus was built with, if it is still there; "
+                             "without any they start random)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in RUN")
     add_config_arguments(parser, PretrainConfig)
     return parser
@@ -33,16 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(PretrainConfig, args)
-    centroids = None
-    if args.vocab is not None:
-        centroids = load_centroids(args.vocab)
-    else:
-        log.warning("no --vocab: visual-word embeddings start random instead of from the codebook centroids")
+    main_process = dist_env().is_main
+    if not main_process:  # under torchrun, rank 0 speaks for all
+        for name in ("videobert", "pipelines"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    vocab_dir = args.vocab
+    if vocab_dir is None:
+        recorded = JointVocabulary.load(args.corpus).visual_vocab
+        if recorded and (Path(recorded) / "codebook.npz").exists():
+            vocab_dir = Path(recorded)
+            log.info("visual-word embeddings from %s, the vocabulary the corpus was built with", vocab_dir)
+        else:
+            log.warning("no --vocab: visual-word embeddings start random instead of from the codebook centroids")
+    centroids = load_centroids(vocab_dir) if vocab_dir is not None else None
     summary = pretrain(args.corpus, args.out, cfg, centroids=centroids,
-                       visual_vocab=str(args.vocab) if args.vocab else None, resume=args.resume)
+                       visual_vocab=str(vocab_dir) if vocab_dir else None, resume=args.resume)
     if summary.get("val"):
         log.info("validation: %s", ", ".join(f"{k} {v:.3f}" for k, v in summary["val"].items()))
-    print(args.out)
+    if main_process:
+        print(args.out)
     return 0
 
 

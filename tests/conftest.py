@@ -44,14 +44,12 @@ def synth_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def pretrain_corpus(tmp_path_factory) -> Path:
-    """A corpus folder for pretraining, built from the synthetic plans of 48 videos without
-    rendering them (visual words are a noisy function of colour and action; see
+    """A corpus folder for pretraining, built by the corpus stage from the synthetic plans of 48
+    videos without rendering them (visual words are a noisy function of colour and action; see
     tests/pretrain_corpus.py)."""
-    from tests.pretrain_corpus import build_corpus
+    from tests.pretrain_corpus import make_pretrain_corpus
 
-    out = tmp_path_factory.mktemp("pretrain_corpus")
-    build_corpus(out, videos=48, seed=0)
-    return out
+    return make_pretrain_corpus(tmp_path_factory.mktemp("pretrain_corpus"), videos=48, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -183,7 +183,7 @@ def test_frozen_embeddings_stay_fixed_while_the_rest_trains():
 def test_flop_formula_counts_the_matrix_weights():
     model = tiny()
     matmul_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    matmul_weights += model.embeddings.word.weight.numel() - 0  # the tied output projection
+    matmul_weights += model.embeddings.word.weight.numel()  # the tied output projection
     matmul_weights -= model.align_head.weight.numel()  # one output: negligible, left out of the formula
     config = model.config
     attention = 12 * config.layers * config.hidden_size * 100

@@ -44,11 +44,19 @@ def safe_torch_load(path: str | Path, what: str = "checkpoint") -> Any:
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
-            f"{path}: refused to load the {what}: it is not plain tensors and data (it may carry code; "
-            f"only load files you trust) [{first}]"
+            f"{path}: refused to load the {what}: it holds something other than tensors and plain data "
+            f"({_unpickler_reason(exc)}); such a file can run code when loaded, so load only files you trust"
         ) from None
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The line of torch's long weights-only error that says what was found."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    for line in lines:
+        if "Unsupported" in line or "WeightsUnpickler error" in line:
+            return line.replace("WeightsUnpickler error: ", "").split(" Please use")[0].rstrip(".")
+    return next((line for line in lines if line), type(exc).__name__)
 
 
 def rng_state() -> dict[str, Any]:

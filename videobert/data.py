@@ -7,14 +7,18 @@ video side, ``[CLS]`` is type 0)::
     video only   [CLS] [>] video [SEP]
     video-text   [CLS] text [>] video [SEP]
 
-A corpus sentence becomes one of these, drawn uniformly among the objectives that are switched on
-and that it can feed (a sentence without speech feeds only the video objective). Augmentations
-(paper §3.2): with ``concat_prob`` the sentence is joined with 1 to ``concat_max - 1`` following
+A corpus sentence becomes one of these among the objectives that are switched on and that it can
+feed (a sentence without speech feeds only the video objective): a sentence with both text and
+video becomes a video-text sequence with probability ``pair_share`` — the only kind that trains
+alignment and cross-modal prediction — and otherwise a text-only or video-only one, evenly.
+
+Augmentations (paper §3.2): with ``concat_prob`` the sentence is joined with 1 to ``concat_max - 1`` following
 sentences of the same video (text concatenated, clips merged); the video side is subsampled at a
-rate drawn from 1 … ``subsample_max`` with a random phase. Half of the video-text sequences are
-misaligned: their video comes from another segment (``negatives``: of another video, of a
-distant part of the same video — at least ``negative_min_distance`` sentences away — or either,
-half and half).
+rate drawn from 1 … ``subsample_max`` with a random phase (the rate is capped at half the number
+of visual words, so that no video side shrinks to a single word). Half of the video-text
+sequences are misaligned: their video — as many sentences' worth as the positive's — comes from
+another segment (``negatives``: of another video, of a distant part of the same video — at least
+``negative_min_distance`` sentences away — or either, half and half).
 
 Masking is BERT's: ``mask_prob`` of the non-special tokens of each modality are targets (the count
 rounded stochastically, so short sides are not over-masked; single-modality sequences get at least
@@ -90,6 +94,7 @@ class DataOptions:
     """How sequences are built from corpus sentences (filled from the training config)."""
 
     kinds: tuple[int, ...] = (TEXT, VIDEO, PAIR)
+    pair_share: float = 0.5
     max_len: int = 256
     mask_prob: float = 0.15
     concat_prob: float = 0.3
@@ -246,8 +251,7 @@ class PretrainExamples:
         options, layout = self.options, self.layout
         example = self.corpus[index]
         if kind is None:
-            kinds = self.kinds_of(example)
-            kind = kinds[int(rng.integers(len(kinds)))]
+            kind = self._draw_kind(self.kinds_of(example), rng)
         window = self._window(index, rng)
         text, sentence_ends, video = self._merge(window)
         if kind == PAIR:
@@ -273,6 +277,13 @@ class PretrainExamples:
             "kind": kind,
             "aligned": int(aligned) if kind == PAIR else -1,
         }
+
+    def _draw_kind(self, kinds: list[int], rng: np.random.Generator) -> int:
+        if PAIR in kinds and len(kinds) > 1:
+            if rng.random() < self.options.pair_share:
+                return PAIR
+            kinds = [kind for kind in kinds if kind != PAIR]
+        return kinds[int(rng.integers(len(kinds)))]
 
     def _window(self, index: int, rng: np.random.Generator) -> list[int]:
         """Sentence ``index`` and, with ``concat_prob``, some of the sentences that follow it."""
@@ -306,11 +317,13 @@ class PretrainExamples:
         return text, ends, [clips[c] for c in sorted(clips)]
 
     def _subsample(self, video: list[int], rng: np.random.Generator) -> list[int]:
-        rate = int(rng.integers(1, self.options.subsample_max + 1))
-        if rate == 1 or len(video) <= 1:
+        """Every r-th visual word from a random phase, r drawn from 1 … ``subsample_max`` but at most
+        half the length, so that a short video side keeps at least two words."""
+        highest = min(self.options.subsample_max, len(video) // 2)
+        if highest < 2:
             return video
-        phase = int(rng.integers(min(rate, len(video))))
-        return video[phase::rate]
+        rate = int(rng.integers(1, highest + 1))
+        return video[int(rng.integers(rate)) :: rate]
 
     def _negative(self, window: list[int], rng: np.random.Generator) -> int | None:
         """Position of a sentence whose video is wrong for ``window``, or None if the corpus has none."""

@@ -388,10 +388,6 @@ def _modern_key(key: str) -> str:
     return key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
 
 
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
 def flops_per_token(config: ModelConfig, sequence_length: int) -> float:
     """Model FLOPs of one training token (forward + backward): 6·N + 12·layers·H·L.
 

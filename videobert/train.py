@@ -72,6 +72,8 @@ class PretrainConfig:
     video_text_mlm: float = field(1.0, help="weight of masked tokens in aligned video-text pairs (0: off)")
     align: float = field(1.0, help="weight of the [CLS] text-video alignment classifier (0: off)")
     mask_prob: float = field(0.15, help="fraction of tokens of each modality that are masking targets")
+    pair_share: float = field(0.5, help="share of sentences with text and video that become video-text sequences "
+                              "(the rest: text-only or video-only, evenly)")
     batch_size: int = field(128, help="global batch (sequences per optimiser step, over all ranks)")
     grad_accum: int = field(1, help="micro-batches accumulated per optimiser step")
     lr: float = field(1e-5, help="peak learning rate (paper: 1e-5 from BERT-large; ~1e-4 from scratch)")
@@ -111,8 +113,8 @@ class PretrainConfig:
             raise ConfigError("max_len: need at least 8 tokens")
         if self.concat_max < 1 or self.subsample_max < 1 or self.negative_min_distance < 1:
             raise ConfigError("concat_max, subsample_max, negative_min_distance: need >= 1")
-        if not 0 <= self.concat_prob <= 1 or not 0 <= self.dropout < 1:
-            raise ConfigError("concat_prob: need 0..1; dropout: need 0 <= dropout < 1")
+        if not 0 <= self.concat_prob <= 1 or not 0 <= self.pair_share <= 1 or not 0 <= self.dropout < 1:
+            raise ConfigError("concat_prob, pair_share: need 0..1; dropout: need 0 <= dropout < 1")
         if min(self.save_every, self.eval_every, self.log_every, self.keep_checkpoints) < 0:
             raise ConfigError("save_every, eval_every, log_every, keep_checkpoints: need >= 0")
         if self.init != "scratch" and any(v is not None for v in (self.hidden_size, self.layers, self.heads, self.intermediate_size)):
@@ -122,9 +124,9 @@ class PretrainConfig:
         kinds = [kind for kind, on in ((TEXT, self.text_mlm), (VIDEO, self.video_mlm),
                                        (PAIR, self.video_text_mlm + self.align)) if on > 0]
         return DataOptions(
-            kinds=tuple(kinds), max_len=self.max_len, mask_prob=self.mask_prob, concat_prob=self.concat_prob,
-            concat_max=self.concat_max, subsample_max=self.subsample_max, negatives=self.negatives,
-            negative_min_distance=self.negative_min_distance, pad_to_multiple=pad_to_multiple,
+            kinds=tuple(kinds), pair_share=self.pair_share, max_len=self.max_len, mask_prob=self.mask_prob,
+            concat_prob=self.concat_prob, concat_max=self.concat_max, subsample_max=self.subsample_max,
+            negatives=self.negatives, negative_min_distance=self.negative_min_distance, pad_to_multiple=pad_to_multiple,
         )
 
 
@@ -242,11 +244,6 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _unwrap(model) -> VideoBERT:
-    model = getattr(model, "_orig_mod", model)
-    return getattr(model, "module", model)
-
-
 def parameter_digest(model: VideoBERT) -> str:
     """sha256 of every parameter's bytes, in order: equal digests mean bitwise-equal weights."""
     digest = hashlib.sha256()
@@ -261,17 +258,110 @@ def _identity(item):
 
 
 # ------------------------------------------------------------------------ the run
-class _Run:
-    """Where a run writes: the run folder (rank 0 only), log.jsonl and TensorBoard."""
+class Trainer:
+    """The model and its optimiser, schedule and gradient scaler on one rank: one optimiser step
+    at a time, checkpoints out and back in."""
+
+    def __init__(self, model: VideoBERT, cfg: PretrainConfig, device: torch.device, precision: str):
+        self.model, self.cfg, self.device, self.precision = model, cfg, device, precision
+        self.env = dist_env()
+        self.optimizer = make_optimizer(model, cfg, device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, functools.partial(warmup_linear_decay, warmup=cfg.warmup, total=cfg.steps))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.step_model = model
+        if self.env.is_distributed:
+            self.step_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.compile:
+            self.step_model = torch.compile(self.step_model, dynamic=True)
+
+    def step(self, micro_batches: list[dict[str, Any]]) -> torch.Tensor:
+        """One optimiser step over this rank's micro-batches; returns the loss parts [5] (total, then
+        ``text_mlm, video_mlm, video_text_mlm, align``), detached, averaged over the micro-batches."""
+        sums = torch.zeros(5, device=self.device)
+        for index, batch in enumerate(micro_batches):
+            batch = to_device(batch, self.device)
+            accumulating = index < len(micro_batches) - 1 and hasattr(self.step_model, "no_sync")
+            with self.step_model.no_sync() if accumulating else contextlib.nullcontext():
+                with autocast(self.device, self.precision):
+                    outputs = self.step_model(batch["input_ids"], batch["token_type_ids"],
+                                              batch["attention_mask"] if batch["padded"] else None, batch["mlm_positions"])
+                loss, parts = pretraining_losses(outputs, batch, self.cfg)
+                self.scaler.scale(loss / len(micro_batches)).backward()
+            sums += torch.stack([loss.detach(), *parts.values()]) / len(micro_batches)
+        if self.cfg.clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return sums
+
+    def save(self, run_dir: Path, step: int, data_position: dict[str, int]) -> None:
+        """Checkpoint ``step`` (collective under torchrun: every rank's RNG states go in)."""
+        states: list = [rng_state()]
+        if self.env.is_distributed:
+            states = [None] * self.env.world_size
+            torch.distributed.all_gather_object(states, rng_state())
+        if self.env.is_main:
+            state = {
+                "step": step,
+                "data_position": data_position,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": states,
+                "world_size": self.env.world_size,
+            }
+            save_checkpoint(run_dir, step, self.model, state, self.cfg.keep_checkpoints)
+        if self.env.is_distributed:
+            torch.distributed.barrier()
+
+    def restore(self, path: Path) -> int:
+        """Load checkpoint folder ``path``; returns its step."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        state = load_training_state(path)
+        try:
+            weights = load_file(str(path / "model.safetensors"))
+        except (SafetensorError, OSError) as exc:
+            raise InputError(f"{path / 'model.safetensors'}: unreadable checkpoint weights ({exc})") from None
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if state["world_size"] == self.env.world_size:
+            set_rng_state(state["rng"][self.env.rank])
+        else:
+            log.warning("checkpoint was written by %d processes, resuming with %d: data order is unchanged, "
+                        "dropout masks differ from an uninterrupted run", state["world_size"], self.env.world_size)
+        log.info("resuming from %s (step %d)", path, state["step"])
+        return int(state["step"])
+
+    def replicas_identical(self) -> tuple[str, bool]:
+        """This rank's parameter digest, and whether every rank holds the same one."""
+        digest = parameter_digest(self.model)
+        if not self.env.is_distributed:
+            return digest, True
+        mine = torch.tensor(list(bytes.fromhex(digest)), dtype=torch.int64, device=self.device)
+        gathered = [torch.empty_like(mine) for _ in range(self.env.world_size)]
+        torch.distributed.all_gather(gathered, mine)
+        return digest, all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+class _Curves:
+    """log.jsonl and TensorBoard (rank 0 only); a resumed run continues the curve from its checkpoint."""
 
     def __init__(self, run_dir: Path, is_main: bool, start_step: int):
-        self.run_dir, self.is_main = run_dir, is_main
-        self.writer = None
+        self.is_main = is_main
         if not is_main:
             return
         log_path = run_dir / "log.jsonl"
         kept = []
-        if log_path.exists():  # a resumed run continues the curve from its checkpoint
+        if log_path.exists():
             kept = [line for line in log_path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and json.loads(line)["step"] <= start_step]
         atomic_write_text(log_path, "".join(line + "\n" for line in kept))
@@ -294,18 +384,58 @@ class _Run:
             self.writer.close()
 
 
-def _check_resumable(run_dir: Path, cfg: PretrainConfig) -> None:
+class _Window:
+    """Training losses and tokens since the last log line."""
+
+    def __init__(self):
+        self.sums: torch.Tensor | None = None
+        self.steps = self.tokens = 0
+        self.began = time.perf_counter()
+
+    def add(self, parts: torch.Tensor, tokens: int) -> None:
+        self.sums = parts if self.sums is None else self.sums + parts
+        self.steps += 1
+        self.tokens += tokens
+
+    def metrics(self, lr: float) -> dict[str, float]:
+        """Mean losses over the window and all ranks (collective under torchrun), lr, tokens/s."""
+        means = self.sums / self.steps
+        if torch.distributed.is_initialized():
+            torch.distributed.all_reduce(means)
+            means /= torch.distributed.get_world_size()
+        metrics = dict(zip(("loss", "text_mlm", "video_mlm", "video_text_mlm", "align"), means.tolist()))
+        metrics.update(lr=lr, tokens_per_s=self.tokens / max(time.perf_counter() - self.began, 1e-9))
+        return metrics
+
+
+def _existing_run(run_dir: Path, cfg: PretrainConfig, resume: bool) -> tuple[Path | None, dict | None]:
+    """(the checkpoint to resume from, or the summary of a run already finished); refuses to
+    overwrite a run without ``resume`` and to resume one with a different config."""
+    checkpoints = list_checkpoints(run_dir)
+    finished = run_dir / "summary.json"
+    if not resume:
+        if finished.exists():
+            raise ConfigError(f"{run_dir} already holds a trained model; choose another folder")
+        if checkpoints:
+            raise ConfigError(f"{run_dir} holds checkpoints (last: step {checkpoints[-1][0]}); "
+                              "pass --resume to continue that run or choose another folder")
+        return None, None
     saved_path = run_dir / "config.yaml"
-    if not saved_path.exists():
-        return
-    saved = cfgmod.read_yaml(saved_path)
-    current = cfgmod.to_dict(cfg)
-    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
-    if changed:
-        raise ConfigError(
-            f"{saved_path}: --resume with a different config ({', '.join(f'{k}: {saved.get(k)!r} -> {current[k]!r}' for k in changed)}); "
-            "resume with the same settings or start a new run folder"
-        )
+    if saved_path.exists():
+        saved, current = cfgmod.read_yaml(saved_path), cfgmod.to_dict(cfg)
+        changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+        if changed:
+            differences = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+            raise ConfigError(f"{saved_path}: --resume with a different config ({differences}); "
+                              "resume with the same settings or start a new run folder")
+    if finished.exists():
+        summary = json.loads(finished.read_text(encoding="utf-8"))
+        if summary.get("steps") == cfg.steps:
+            return None, summary
+    if not checkpoints:
+        log.info("%s: no checkpoint to resume from; starting at step 0", run_dir)
+        return None, None
+    return checkpoints[-1][1], None
 
 
 def pretrain(
@@ -329,6 +459,10 @@ def pretrain(
     if cfg.batch_size % (cfg.grad_accum * env.world_size):
         raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by grad_accum × processes "
                           f"({cfg.grad_accum} × {env.world_size})")
+    resume_from, finished = _existing_run(run_dir, cfg, resume)
+    if finished is not None:
+        log.info("%s: already trained for %d steps; nothing to do", run_dir, cfg.steps)
+        return finished
     if env.is_distributed and not torch.distributed.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -346,49 +480,20 @@ def pretrain(
     else:
         log.warning("%s: no val split; validation is skipped", corpus_dir)
 
-    checkpoints = list_checkpoints(run_dir)
-    if (run_dir / "summary.json").exists() and not resume:
-        raise ConfigError(f"{run_dir} already holds a trained model; choose another folder")
-    if checkpoints and not resume:
-        raise ConfigError(f"{run_dir} holds checkpoints (last: step {checkpoints[-1][0]}); "
-                          "pass --resume to continue that run or choose another folder")
-    if resume:
-        _check_resumable(run_dir, cfg)
-        if (run_dir / "summary.json").exists():
-            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-            if summary.get("steps") == cfg.steps:
-                log.info("%s: already trained for %d steps; nothing to do", run_dir, cfg.steps)
-                return summary
-
     model = build_model(cfg, layout, centroids).to(device)
-    optimizer = make_optimizer(model, cfg, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, functools.partial(warmup_linear_decay, warmup=cfg.warmup, total=cfg.steps))
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    trainer = Trainer(model, cfg, device, precision)
     torch.manual_seed(cfg.seed + 1 + env.rank)  # dropout streams differ by rank
-
-    start_step = 0
-    if resume and checkpoints:
-        start_step = _restore(checkpoints[-1][1], model, optimizer, scheduler, scaler, env)
-    elif resume:
-        log.info("%s: no checkpoint to resume from; starting at step 0", run_dir)
+    start_step = trainer.restore(resume_from) if resume_from is not None else 0
     if env.is_main:
         prepare_output_dir(run_dir)
         cfgmod.save(cfg, run_dir / "config.yaml")
         vocab.save(run_dir)
 
-    step_model = model
-    if env.is_distributed:
-        step_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        step_model = torch.compile(step_model)
-
     batches = StepBatches(train_examples, cfg.batch_size, cfg.grad_accum, cfg.seed, env.rank, env.world_size)
     workers = cfg.num_workers if cfg.num_workers is not None else (4 if device.type == "cuda" else 0)
     loader = torch.utils.data.DataLoader(
         batches, batch_size=None, sampler=range(start_step, cfg.steps), num_workers=workers,
-        collate_fn=_identity, pin_memory=device.type == "cuda", persistent_workers=False,
+        collate_fn=_identity, pin_memory=device.type == "cuda",
         # its own generator: creating the loader must not draw from the global RNG (bitwise resume)
         generator=torch.Generator().manual_seed(cfg.seed),
     )
@@ -396,43 +501,41 @@ def pretrain(
     if val_examples is not None:
         val_batches = validation_batches(val_examples, batches.micro_batch, cfg.seed, cfg.eval_sentences,
                                          env.rank, env.world_size)
-    run = _Run(run_dir, env.is_main, start_step)
-    log.info("pretrain: %s model, %.1f M parameters, %d train / %d val sentences, %s %s, %d process(es), steps %d -> %d",
-             cfg.preset if cfg.init == "scratch" else cfg.init, sum(p.numel() for p in model.parameters()) / 1e6,
-             len(train_examples), len(val_examples or []), device, precision, env.world_size, start_step, cfg.steps)
+    if env.is_main:
+        log.info("pretrain: %d layers x %d hidden (%s), %.1f M parameters, %d train / %d val sentences, %s %s, "
+                 "%d process(es), steps %d -> %d", model.config.layers, model.config.hidden_size,
+                 cfg.preset if cfg.init == "scratch" else cfg.init, sum(p.numel() for p in model.parameters()) / 1e6,
+                 len(train_examples), len(val_examples or []), device, precision, env.world_size, start_step, cfg.steps)
 
-    val_metrics: dict[str, float] = {}
-    step = start_step
-    window = {"tokens": 0, "time": time.perf_counter(), "steps": 0, "sums": None}
+    curves = _Curves(run_dir, env.is_main, start_step)
     bar = progress(total=cfg.steps, initial=start_step, desc="pretrain", unit="step",
                    disable=not (env.is_main and progress_enabled()))
+    val_metrics: dict[str, float] = {}
+    window = _Window()
     model.train()
     try:
-        for micro_batches in loader:
-            parts_sum = _train_step(step_model, micro_batches, cfg, device, precision, optimizer, scheduler, scaler)
-            step += 1
-            window["steps"] += 1
-            window["tokens"] += sum(b["tokens"] for b in micro_batches) * env.world_size
-            window["sums"] = parts_sum if window["sums"] is None else window["sums"] + parts_sum
+        for step, micro_batches in enumerate(loader, start=start_step + 1):
+            window.add(trainer.step(micro_batches), sum(b["tokens"] for b in micro_batches) * env.world_size)
             bar.update(1)
-            if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.steps):
-                metrics = _train_metrics(window, scheduler)
+            last = step == cfg.steps
+            if cfg.log_every and (step % cfg.log_every == 0 or last):
+                metrics = window.metrics(trainer.scheduler.get_last_lr()[0])
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
-                run.record(step, "train", metrics)
-                window.update(tokens=0, time=time.perf_counter(), steps=0, sums=None)
-            if val_batches and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
+                curves.record(step, "train", metrics)
+                window = _Window()
+            # decided by val_examples, never by this rank's share of batches: evaluate() is collective
+            if val_examples is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or last):
                 val_metrics = evaluate(model, val_batches, device, precision)
-                run.record(step, "val", val_metrics)
+                curves.record(step, "val", val_metrics)
                 log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.3f}" for k, v in val_metrics.items()))
-            if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
-                _checkpoint(run_dir, step, model, optimizer, scheduler, scaler, batches, cfg, env)
+            if (cfg.save_every and step % cfg.save_every == 0) or last:
+                trainer.save(run_dir, step, batches.position(step))
     finally:
         bar.close()
-        run.close()
+        curves.close()
 
-    digest = parameter_digest(model)
-    replicas_identical = _replicas_identical(digest, device, env)
-    if not replicas_identical:
+    digest, identical = trainer.replicas_identical()
+    if not identical:
         raise StageError("the ranks' weights diverged (DistributedDataParallel desynchronised); the run is invalid")
     summary = {
         "steps": cfg.steps,
@@ -441,7 +544,7 @@ def pretrain(
         "precision": precision,
         "parameters": sum(p.numel() for p in model.parameters()),
         "parameter_sha256": digest,
-        "replicas_identical": replicas_identical,
+        "replicas_identical": identical,
         "val": val_metrics,
         "chance": {"text_acc": 1 / layout.text_vocab_size, "video_acc": 1 / layout.visual_vocab_size, "align_acc": 0.5},
     }
@@ -451,95 +554,6 @@ def pretrain(
     if env.is_distributed:
         torch.distributed.barrier()
     return summary
-
-
-def _train_step(model, micro_batches, cfg, device, precision, optimizer, scheduler, scaler) -> torch.Tensor:
-    """One optimiser step over this rank's micro-batches; returns the summed loss parts [5]
-    (total, then the objectives in ``text_mlm, video_mlm, video_text_mlm, align`` order)."""
-    sums = torch.zeros(5, device=device)
-    for index, batch in enumerate(micro_batches):
-        batch = to_device(batch, device)
-        last = index == len(micro_batches) - 1
-        sync = model.no_sync() if hasattr(model, "no_sync") and not last else contextlib.nullcontext()
-        with sync:
-            with autocast(device, precision):
-                outputs = model(batch["input_ids"], batch["token_type_ids"],
-                                batch["attention_mask"] if batch["padded"] else None, batch["mlm_positions"])
-            loss, parts = pretraining_losses(outputs, batch, cfg)
-            scaler.scale(loss / len(micro_batches)).backward()
-        sums += torch.stack([loss.detach(), *parts.values()]) / len(micro_batches)
-    if cfg.clip > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-    scaler.step(optimizer)
-    scaler.update()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return sums
-
-
-def _train_metrics(window: dict, scheduler) -> dict[str, float]:
-    sums = window["sums"] / window["steps"]
-    if torch.distributed.is_initialized():
-        torch.distributed.all_reduce(sums)
-        sums /= torch.distributed.get_world_size()
-    values = sums.tolist()
-    elapsed = max(time.perf_counter() - window["time"], 1e-9)
-    metrics = dict(zip(("loss", "text_mlm", "video_mlm", "video_text_mlm", "align"), values))
-    metrics.update(lr=scheduler.get_last_lr()[0], tokens_per_s=window["tokens"] / elapsed)
-    return metrics
-
-
-def _checkpoint(run_dir, step, model, optimizer, scheduler, scaler, batches, cfg, env) -> None:
-    rng = rng_state()
-    if env.is_distributed:  # every rank's generators, so that each resumes its own stream
-        states: list = [None] * env.world_size
-        torch.distributed.all_gather_object(states, rng)
-    else:
-        states = [rng]
-    if env.is_main:
-        state = {
-            "step": step,
-            "data_position": batches.position(step),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": states,
-            "world_size": env.world_size,
-        }
-        save_checkpoint(run_dir, step, model, state, cfg.keep_checkpoints)
-    if env.is_distributed:
-        torch.distributed.barrier()
-
-
-def _restore(path: Path, model, optimizer, scheduler, scaler, env) -> int:
-    from safetensors.torch import load_file
-
-    state = load_training_state(path)
-    try:
-        weights = load_file(str(path / "model.safetensors"))
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem for the user
-        raise InputError(f"{path / 'model.safetensors'}: unreadable checkpoint weights ({exc})") from None
-    model.load_state_dict(weights)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    if state["world_size"] == env.world_size:
-        set_rng_state(state["rng"][env.rank])
-    else:
-        log.warning("checkpoint was written by %d processes, resuming with %d: data order is unchanged, "
-                    "dropout masks differ from an uninterrupted run", state["world_size"], env.world_size)
-    log.info("resuming from %s (step %d)", path, state["step"])
-    return int(state["step"])
-
-
-def _replicas_identical(digest: str, device: torch.device, env) -> bool:
-    if not env.is_distributed:
-        return True
-    mine = torch.tensor(list(bytes.fromhex(digest)), dtype=torch.int64, device=device)
-    gathered = [torch.empty_like(mine) for _ in range(env.world_size)]
-    torch.distributed.all_gather(gathered, mine)
-    return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
 def load_centroids(vocab_dir: str | Path) -> np.ndarray:
