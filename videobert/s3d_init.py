@@ -6,13 +6,16 @@ the direction of motion, so clip features from it say little beyond "which colou
 Without ``--weights`` the extract stage uses this initialisation instead. It is deterministic for a
 seed (reruns, resumed runs and every rank get the same network) and keeps information:
 
-* every convolution is He-normal (fan-in, ReLU gain) and every batch norm is the identity, so
-  activations stay near unit scale through all layers;
 * the stem — a 1×7×7 spatial then a 7×1×1 temporal convolution — is a fixed bank of the filters
   that trained video networks learn first (Adelson & Bergen's motion energy model): luminance
   Gabor filters in quadrature pairs at 4 orientations and 2 wavelengths, combined over time into
   units tuned to one direction of motion, beside colour-opponent channels with a sustained
-  temporal response. Deeper layers stay random.
+  temporal response;
+* every deeper convolution starts near the identity — a Dirac delta (each output channel copies
+  one input channel) plus He-normal noise at ``DEEP_NOISE`` of its usual scale — and every batch
+  norm is the identity. Activations therefore keep their scale through all layers (no float16
+  underflow), and what the stem measures (direction of motion, colour) reaches the pooled feature
+  instead of being scrambled by twenty random layers, while the noise adds random mixtures.
 
 It is a stand-in that makes the pipeline runnable and testable end to end; real work uses the
 Kinetics-400 weights (``--weights``).
@@ -31,6 +34,7 @@ STEM_SIGMA = 2.0  # Gaussian envelope of the 7×7 Gabor filters, pixels
 TEMPORAL_PERIOD = 6.0  # frames per cycle of the temporal quadrature pair
 MOTION_GAIN = 3.0  # balances motion against colour channels after the stem
 COLOUR_GAIN = 1.5
+DEEP_NOISE = 0.3  # He-normal noise added to the identity of deeper convolutions, relative to its scale
 
 
 def _gabor(size: int, wavelength: float, theta: float, phase: float) -> torch.Tensor:
@@ -122,8 +126,10 @@ def random_init_s3d(model: nn.Module, seed: int) -> None:
     for module in model.modules():
         if isinstance(module, nn.Conv3d):
             fan_in = module.in_channels // module.groups * math.prod(module.kernel_size)
-            std = math.sqrt(2.0 / fan_in)
-            module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * std)
+            noise = torch.randn(module.weight.shape, generator=generator) * math.sqrt(2.0 / fan_in)
+            identity = torch.zeros_like(module.weight)
+            nn.init.dirac_(identity, groups=module.groups)
+            module.weight.copy_(identity + DEEP_NOISE * noise)
             if module.bias is not None:
                 module.bias.zero_()
         elif isinstance(module, nn.BatchNorm3d):
