@@ -6,8 +6,10 @@ import importlib
 import sys
 from typing import Sequence
 
-# stage -> (module, one-line description), in pipeline order.
+# command -> (module, one-line description): the whole pipeline first, then its stages in order.
 STAGES: dict[str, tuple[str, str]] = {
+    "demo": ("pipelines.demo", "generate the synthetic corpus and run every stage on it on CPU, then print the metrics"),
+    "run": ("pipelines.run", "run the stages of a pipeline config in order into one run folder, skipping what is up to date"),
     "synth": ("pipelines.synth", "generate the synthetic narrated-video corpus"),
     "extract": ("pipelines.extract", "S3D features of 1.5 s clips of every video (GPU, torchrun-sharded, resumable)"),
     "vocab": ("pipelines.vocab", "hierarchical k-means visual vocabulary over clip features"),
@@ -29,7 +31,7 @@ def usage() -> str:
         "",
         "VideoBERT pipeline: videos and speech -> S3D clip features -> visual words -> joint BERT -> retrieval.",
         "",
-        "stages:",
+        "commands:",
     ]
     lines += [f"  {name:<{width}}  {description}" for name, (_, description) in STAGES.items()]
     lines += ["", "Run 'videobert <stage> --help' for a stage's options."]

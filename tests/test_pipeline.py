@@ -1,0 +1,157 @@
+"""``videobert run``: stage order, skipping what is up to date, rerunning what changed, resuming.
+
+The bookkeeping is tested with a recording launcher (fast); test_demo.py runs the real stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from videobert.errors import ConfigError, StageError
+from videobert.pipeline import STAGE_NAMES, Pipeline, load_pipeline_config, summary_lines
+
+ALL_BUT_ASR = [name for name in STAGE_NAMES if name != "asr"]
+
+
+class Recorder:
+    """Stands in for the stages: records every launch and writes each stage's folder."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.calls: list[tuple[str, list[str]]] = []
+        self.fail: set[str] = set()
+
+    def __call__(self, stage: str, argv: list[str], procs: int) -> int:
+        self.calls.append((stage, argv))
+        out = Path(argv[argv.index("-o") + 1]) if "-o" in argv else Path(argv[0])
+        out.mkdir(parents=True, exist_ok=True)
+        if stage == "pretrain":
+            (out / "checkpoints").mkdir(exist_ok=True)
+        (out / "done").write_text(stage)
+        return 1 if stage in self.fail else 0
+
+    def stages(self) -> list[str]:
+        names = [stage for stage, _ in self.calls]
+        self.calls.clear()
+        return names
+
+
+def write_config(folder: Path, text: str = "") -> Path:
+    path = folder / "pipeline.yaml"
+    path.write_text("synth: {videos: 4}\nvocab: {k: 4, depth: 2}\npretrain: {preset: tiny, steps: 10}\n" + text)
+    return path
+
+
+def make(tmp_path: Path, *assignments: str, text: str = "") -> tuple[Pipeline, Recorder]:
+    run_dir = tmp_path / "run"
+    recorder = Recorder(run_dir)
+    cfg = load_pipeline_config(write_config(tmp_path, text), assignments)
+    return Pipeline(cfg, run_dir, recorder), recorder
+
+
+def test_runs_every_stage_in_order_then_skips_them_all(tmp_path):
+    pipeline, recorder = make(tmp_path)
+    results = pipeline.run()
+    assert recorder.stages() == ALL_BUT_ASR
+    assert [r.status for r in results] == ["off" if r.name == "asr" else "ran" for r in results]
+    state = json.loads((tmp_path / "run" / "pipeline.json").read_text())["stages"]
+    assert all(state[name]["status"] == "done" for name in ALL_BUT_ASR)
+    for name in ALL_BUT_ASR:
+        assert (tmp_path / "run" / "configs" / f"{name}.yaml").is_file()
+
+    again, recorder = make(tmp_path)
+    results = again.run()
+    assert recorder.stages() == []
+    assert {r.status for r in results} == {"skipped", "off"}
+    table = "\n".join(summary_lines(results, tmp_path / "run"))
+    assert "skipped" in table and "ran" not in table
+
+
+def test_changing_the_vocab_config_reruns_vocab_and_what_follows(tmp_path):
+    make(tmp_path)[0].run()
+    pipeline, recorder = make(tmp_path, "vocab.k=6")
+    pipeline.run()
+    assert recorder.stages() == ["vocab", "tokenize", "corpus", "pretrain", "evaluate"]
+    # The changed stage's old outputs were cleared, not mixed with the new ones.
+    assert (tmp_path / "run" / "vocab" / "done").read_text() == "vocab"
+    # Execution-only settings (workers, batch sizes, logging) do not invalidate anything.
+    pipeline, recorder = make(tmp_path, "vocab.k=6", "extract.batch_size=16", "pretrain.log_every=5")
+    pipeline.run()
+    assert recorder.stages() == []
+
+
+def test_force_reruns_a_stage_and_the_ones_after_it(tmp_path):
+    make(tmp_path)[0].run()
+    pipeline, recorder = make(tmp_path)
+    pipeline.run(force=["corpus"])
+    assert recorder.stages() == ["corpus", "pretrain", "evaluate"]
+
+
+def test_a_failed_stage_stops_the_run_and_resumes_when_rerun(tmp_path):
+    pipeline, recorder = make(tmp_path)
+    recorder.fail = {"pretrain"}
+    with pytest.raises(StageError, match="pretrain"):
+        pipeline.run()
+    assert recorder.stages() == ["synth", "extract", "vocab", "tokenize", "corpus", "pretrain"]
+    assert pipeline.results[-1].status == "failed"
+    state = json.loads((tmp_path / "run" / "pipeline.json").read_text())["stages"]
+    assert state["pretrain"]["status"] == "failed" and "evaluate" not in state
+
+    pipeline, recorder = make(tmp_path)
+    pipeline.run()
+    calls = recorder.calls
+    assert [stage for stage, _ in calls] == ["pretrain", "evaluate"]
+    assert "--resume" in calls[0][1]  # same settings: continue from the last checkpoint
+    assert (tmp_path / "run" / "model" / "checkpoints").is_dir()
+
+
+def test_selected_stages_need_their_inputs_up_to_date(tmp_path):
+    pipeline, recorder = make(tmp_path)
+    with pytest.raises(StageError, match="'synth' is not up to date"):
+        pipeline.run(only=["vocab"])
+    pipeline.run()
+    recorder.stages()
+    pipeline, recorder = make(tmp_path, "pretrain.steps=20")
+    pipeline.run(only=["pretrain"])
+    assert recorder.stages() == ["pretrain"]
+    with pytest.raises(ConfigError, match="unknown stage 'train'"):
+        pipeline.run(force=["train"])
+
+
+def test_stage_arguments_connect_the_folders(tmp_path):
+    pipeline, recorder = make(tmp_path)
+    pipeline.run()
+    argv = dict(recorder.calls)
+    run = tmp_path / "run"
+    assert argv["extract"][:3] == [str(run / "synth" / "manifest.jsonl"), "-o", str(run / "features")]
+    assert argv["tokenize"][:5] == [str(run / "features"), "--vocab", str(run / "vocab"), "-o", str(run / "tokens")]
+    assert argv["evaluate"][-2:] == ["--labels", str(run / "synth" / "labels.jsonl")]
+    assert "--transcripts" not in argv["corpus"]
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="vocab.kk"):
+        load_pipeline_config(write_config(tmp_path, "vocab: {kk: 3}\n"))
+    with pytest.raises(ConfigError, match="exactly one of"):
+        load_pipeline_config(write_config(tmp_path, "manifest: videos.jsonl\n"))
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    (tmp_path / "cfg").mkdir()
+    path = tmp_path / "cfg" / "mine.yaml"
+    path.write_text("manifest: data/manifest.jsonl\nextract: {weights: ../models/s3d.pth}\n")
+    cfg = load_pipeline_config(path)
+    assert cfg.manifest == tmp_path / "cfg" / "data" / "manifest.jsonl"
+    assert cfg.extract.weights.resolve() == (tmp_path / "models" / "s3d.pth").resolve()
+
+
+def test_shipped_configs_load():
+    configs = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
+    for name in ("demo.yaml", "paper.yaml", "my_corpus.yaml"):
+        load_pipeline_config(configs / name)  # strict: unknown keys or bad values raise
+    paper = load_pipeline_config(configs / "paper.yaml")
+    assert (paper.extract.fps, paper.extract.clip_frames, paper.extract.size) == (20, 30, 224)
+    assert (paper.vocab.k, paper.vocab.depth) == (12, 4)
+    assert (paper.pretrain.preset, paper.pretrain.batch_size, paper.pretrain.lr) == ("large", 128, 1e-5)

@@ -1,0 +1,306 @@
+"""The staged pipeline: every stage in order into one run folder, skipping what is up to date.
+
+A pipeline config (YAML) names the corpus and holds one section per stage, each checked by that
+stage's own config dataclass::
+
+    manifest: data/my_corpus/manifest.jsonl     # or a `synth:` section to generate the corpus
+    extract: {size: 224, weights: /models/s3d-d76dad2f.pth}
+    vocab: {k: 12, depth: 4}
+    pretrain: {preset: large, init: /models/bert-large-uncased}
+
+Relative paths in the file are relative to the file's folder. Stages write into
+``RUN/<folder>`` (``synth``, ``features``, ``vocab``, ``tokens``, ``transcripts``, ``corpus``,
+``model``, ``eval``) and the runner records, in ``RUN/pipeline.json``, a hash of what each stage
+was run with: its config (less the keys that only change how fast it runs) and the hashes of the
+stages it reads. A stage whose hash is unchanged and that finished is skipped; a changed stage
+reruns, and so does every stage after it, because their hashes include its hash. A stage that was
+interrupted with the same hash resumes in place (the stages are resumable); one whose settings
+changed starts from an empty folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from videobert import config as cfgmod
+from videobert.asr import AsrConfig
+from videobert.config import field
+from videobert.corpus import CorpusConfig
+from videobert.errors import ConfigError, StageError
+from videobert.evaluation import EvaluateConfig
+from videobert.features import ExtractConfig
+from videobert.manifest import read_manifest
+from videobert.store import atomic_write_json, read_failures
+from videobert.synthetic import SynthConfig
+from videobert.train import PretrainConfig
+from videobert.vocab import TokenizeConfig, VocabConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineConfig:
+    """Configuration of ``videobert run``: the corpus and one section per stage."""
+
+    manifest: Optional[Path] = field(None, help="manifest (JSONL) or folder of videos; relative to the config file")
+    synth: Optional[SynthConfig] = field(None, help="generate the synthetic corpus into RUN/synth and use it")
+    labels: Optional[Path] = field(None, help="labels.jsonl for zero-shot evaluation (synth: its own labels)")
+    transcripts: Optional[Path] = field(None, help="folder of <video_id>.vtt transcripts for videos the manifest gives none")
+    gpus: int = field(1, help="processes per node for extract, tokenize and pretrain (>1: launched with torchrun)")
+    extract: ExtractConfig = field(default_factory=ExtractConfig, help="extract stage (see videobert extract --help)")
+    vocab: VocabConfig = field(default_factory=VocabConfig, help="vocab stage")
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig, help="tokenize stage")
+    asr: Optional[AsrConfig] = field(None, help="speech recognition for videos without a transcript (off when absent)")
+    corpus: CorpusConfig = field(default_factory=CorpusConfig, help="corpus stage")
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig, help="pretrain stage")
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, help="evaluate stage")
+
+    def check(self) -> None:
+        if (self.manifest is None) == (self.synth is None):
+            raise ConfigError("give exactly one of 'manifest' (your corpus) or 'synth' (generate the synthetic one)")
+        if self.gpus < 1:
+            raise ConfigError("gpus: need at least 1")
+
+
+def load_pipeline_config(path: str | Path, assignments: Sequence[str] = ()) -> PipelineConfig:
+    """Read a pipeline config; relative paths (manifest, labels, transcripts, weights, init) are made
+    relative to the file's folder."""
+    path = Path(path)
+    cfg = cfgmod.load(PipelineConfig, path, assignments=list(assignments))
+    base = path.parent.absolute()
+
+    def anchor(value):
+        return value if value is None or Path(value).is_absolute() else base / value
+
+    cfg.manifest, cfg.labels, cfg.transcripts = anchor(cfg.manifest), anchor(cfg.labels), anchor(cfg.transcripts)
+    if cfg.extract.weights is not None:
+        cfg.extract.weights = anchor(cfg.extract.weights)
+    if cfg.pretrain.init != "scratch":
+        cfg.pretrain.init = str(anchor(cfg.pretrain.init))
+    if cfg.corpus.tokenizer is not None:
+        cfg.corpus.tokenizer = anchor(cfg.corpus.tokenizer)
+    return cfg
+
+
+# Keys that change how fast or how verbosely a stage runs, not what it computes.
+EXECUTION_KEYS = {
+    "synth": {"workers"},
+    "extract": {"workers", "batch_size"},
+    "vocab": {"workers"},
+    "tokenize": {"workers", "batch_clips"},
+    "asr": {"workers"},
+    "corpus": set(),
+    "pretrain": {"eval_every", "save_every", "keep_checkpoints", "log_every", "num_workers"},
+    "evaluate": {"batch_tokens"},
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    folder: str
+    reads: tuple[str, ...]  # stages whose outputs this one reads
+    torchrun: bool = False  # shards its work over torchrun ranks when gpus > 1
+
+
+STAGES = (
+    Stage("synth", "synth", ()),
+    Stage("extract", "features", ("synth",), torchrun=True),
+    Stage("vocab", "vocab", ("extract",)),
+    Stage("tokenize", "tokens", ("extract", "vocab"), torchrun=True),
+    Stage("asr", "transcripts", ("synth",)),
+    Stage("corpus", "corpus", ("synth", "tokenize", "asr")),
+    Stage("pretrain", "model", ("corpus", "vocab"), torchrun=True),
+    Stage("evaluate", "eval", ("pretrain", "corpus")),
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # "ran", "skipped", "off", "failed"
+    seconds: float = 0.0
+    failures: int = 0
+    folder: Path | None = None
+    note: str = ""
+
+
+def _fingerprint_inputs(manifest: Path | None, extra: Sequence[Path | None]) -> str:
+    """Hash of the corpus as given: manifest bytes plus every video's path, size and mtime."""
+    digest = hashlib.sha256()
+    if manifest is not None:
+        if manifest.is_file():
+            digest.update(manifest.read_bytes())
+        for entry in read_manifest(manifest):
+            stat = entry.video.stat() if entry.video.exists() else None
+            digest.update(f"{entry.video}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}".encode())
+            if entry.transcript is not None and entry.transcript.exists():
+                digest.update(entry.transcript.read_bytes())
+    for path in extra:
+        if path is not None and Path(path).is_file():
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class Pipeline:
+    """Runs the stages of ``cfg`` into ``run_dir`` with ``launch(stage, argv, torchrun_procs) -> exit code``."""
+
+    def __init__(self, cfg: PipelineConfig, run_dir: str | Path, launch: Callable[[str, list[str], int], int]):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir).absolute()
+        self.launch = launch
+        self.state_path = self.run_dir / "pipeline.json"
+        self.state: dict[str, Any] = {}
+        if self.state_path.exists():
+            self.state = json.loads(self.state_path.read_text(encoding="utf-8")).get("stages", {})
+        self.hashes: dict[str, str] = {}
+        self.results: list[StageResult] = []  # filled as stages finish, also when one fails
+
+    # ------------------------------------------------------------------ paths and configs
+    def folder(self, name: str) -> Path:
+        return self.run_dir / next(s.folder for s in STAGES if s.name == name)
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder("synth") / "manifest.jsonl" if self.cfg.synth is not None else self.cfg.manifest
+
+    @property
+    def labels(self) -> Path | None:
+        if self.cfg.labels is not None:
+            return self.cfg.labels
+        return self.folder("synth") / "labels.jsonl" if self.cfg.synth is not None else None
+
+    def stage_config(self, name: str) -> Any:
+        return getattr(self.cfg, name)
+
+    def enabled(self, name: str) -> bool:
+        return self.stage_config(name) is not None
+
+    def _hash(self, stage: Stage) -> str:
+        settings = cfgmod.to_dict(self.stage_config(stage.name))
+        for key in EXECUTION_KEYS.get(stage.name, ()):
+            settings.pop(key, None)
+        upstream = {name: self.hashes.get(name) for name in stage.reads if self.enabled(name)}
+        if stage.name in ("extract", "asr", "corpus") and self.cfg.synth is None:
+            upstream["inputs"] = _fingerprint_inputs(self.cfg.manifest, [])
+            if stage.name == "corpus" and self.cfg.transcripts is not None:
+                upstream["transcripts"] = str(self.cfg.transcripts)
+        if stage.name == "evaluate":
+            upstream["labels"] = _fingerprint_inputs(None, [self.labels])
+        return cfgmod.config_hash({"settings": settings, "upstream": upstream})
+
+    def argv(self, name: str, config_file: Path) -> list[str]:
+        """The stage's command line (as ``videobert <stage> ...`` takes it)."""
+        f = self.folder
+        common = ["--config", str(config_file)]
+        if name == "synth":
+            return [str(f("synth")), *common]
+        if name == "extract":
+            return [str(self.manifest), "-o", str(f("extract")), *common]
+        if name == "vocab":
+            return [str(f("extract")), "-o", str(f("vocab")), "--manifest", str(self.manifest), *common]
+        if name == "tokenize":
+            return [str(f("extract")), "--vocab", str(f("vocab")), "-o", str(f("tokenize")), *common]
+        if name == "asr":
+            return [str(self.manifest), "-o", str(f("asr")), *common]
+        if name == "corpus":
+            argv = [str(self.manifest), "--tokens", str(f("tokenize")), "-o", str(f("corpus")), *common]
+            transcripts = f("asr") if self.enabled("asr") else self.cfg.transcripts
+            return argv + (["--transcripts", str(transcripts)] if transcripts is not None else [])
+        if name == "pretrain":
+            argv = [str(f("corpus")), "--vocab", str(f("vocab")), "-o", str(f("pretrain")), *common]
+            if self.state.get(name, {}).get("hash") == self.hashes[name] and (f("pretrain") / "checkpoints").is_dir():
+                argv.append("--resume")
+            return argv
+        if name == "evaluate":
+            argv = [str(f("pretrain")), "--corpus", str(f("corpus")), "-o", str(f("evaluate")), *common]
+            return argv + (["--labels", str(self.labels)] if self.labels is not None else [])
+        raise KeyError(name)
+
+    # ------------------------------------------------------------------ running
+    def _save_state(self) -> None:
+        atomic_write_json(self.state_path, {"stages": self.state, "config": cfgmod.to_dict(self.cfg)})
+
+    def run(self, only: Sequence[str] | None = None, force: Sequence[str] = ()) -> list[StageResult]:
+        """Run (or skip) every enabled stage in order. ``only``: run just these stages (the stages
+        before them must be up to date); ``force``: rerun these stages and every one after them."""
+        unknown = [name for name in [*(only or []), *force] if name not in STAGE_NAMES]
+        if unknown:
+            raise ConfigError(f"unknown stage '{unknown[0]}' (stages: {', '.join(STAGE_NAMES)})")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "configs").mkdir(exist_ok=True)
+        last_selected = max((STAGE_NAMES.index(name) for name in only), default=-1) if only is not None else -1
+        forced_from = min((STAGE_NAMES.index(name) for name in force), default=len(STAGE_NAMES))
+        results = self.results = []
+        for index, stage in enumerate(STAGES):
+            name = stage.name
+            if not self.enabled(name):
+                results.append(StageResult(name, "off"))
+                continue
+            current = self._hash(stage)
+            self.hashes[name] = current
+            recorded = self.state.get(name, {})
+            folder = self.folder(name)
+            up_to_date = recorded.get("hash") == current and recorded.get("status") == "done" and folder.exists()
+            if index >= forced_from:
+                up_to_date = False
+            if only is not None and name not in only:
+                if not up_to_date and index < last_selected:
+                    raise StageError(
+                        f"stage '{name}' is not up to date for this config; run it too (--stages) or run all stages"
+                    )
+                note = "not selected" if up_to_date or index < last_selected else "not selected, out of date"
+                results.append(StageResult(name, "skipped", folder=folder, note=note))
+                continue
+            if up_to_date:
+                log.info("%s: up to date (same config and inputs), skipped", name)
+                results.append(StageResult(name, "skipped", recorded.get("seconds", 0.0), recorded.get("failures", 0), folder))
+                continue
+            resumable = (recorded.get("hash") == current and recorded.get("status") in ("started", "failed")
+                         and index < forced_from)
+            if folder.exists() and not resumable:
+                reason = "forced" if index >= forced_from else "its config or inputs changed"
+                log.info("%s: %s, previous outputs in %s removed", name, reason, folder)
+                shutil.rmtree(folder)
+            config_file = self.run_dir / "configs" / f"{name}.yaml"
+            cfgmod.save(self.stage_config(name), config_file)
+            self.state[name] = {"hash": current, "status": "started", "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            self._save_state()
+            procs = self.cfg.gpus if stage.torchrun else 1
+            log.info("%s: running%s", name, " (resuming)" if resumable else "")
+            began = time.perf_counter()
+            code = self.launch(name, self.argv(name, config_file), procs)
+            seconds = time.perf_counter() - began
+            failures = len(read_failures(folder)) if folder.exists() else 0
+            if code != 0:
+                self.state[name].update(status="failed", seconds=round(seconds, 1), exit_code=code)
+                self._save_state()
+                results.append(StageResult(name, "failed", seconds, failures, folder, f"exit code {code}"))
+                raise StageError(f"stage '{name}' failed (exit code {code}); fix the cause and rerun to resume")
+            self.state[name].update(status="done", seconds=round(seconds, 1), failures=failures,
+                                    finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            self._save_state()
+            results.append(StageResult(name, "ran", seconds, failures, folder))
+        return results
+
+
+def summary_lines(results: Sequence[StageResult], run_dir: Path) -> list[str]:
+    """A table of what ran, what was skipped, time and failures per stage."""
+    lines = [f"{'stage':<10} {'status':<8} {'time':>8} {'failures':>8}  output"]
+    for result in results:
+        seconds = f"{result.seconds:7.1f}s" if result.status in ("ran", "failed") else ""
+        folder = str(result.folder) if result.folder else ""
+        lines.append(f"{result.name:<10} {result.status:<8} {seconds:>8} {result.failures:>8}  {folder}{'  ' + result.note if result.note else ''}")
+    metrics = run_dir / "eval" / "metrics.json"
+    if metrics.exists():
+        lines.append(f"metrics: {metrics}")
+    return lines
