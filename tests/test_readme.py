@@ -1,9 +1,8 @@
 """Every command in README.md is run by CI (.ci/run) or by this test."""
 
 import re
-import shlex
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO
 
 SETUP = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[dev]"'
 
@@ -22,16 +21,9 @@ def test_readme_setup_and_test_command_is_what_ci_runs():
     assert 'pip install -e ".[dev]"' in ci and "\npytest\n" in ci
 
 
-def test_readme_videobert_commands_run(tmp_path):
-    ran = 0
-    for command in readme_commands():
-        assert command.startswith(SETUP), f"README command without the one setup line: {command}"
-        rest = command[len(SETUP):].removeprefix(" && ")
-        if rest == "pytest":
-            continue
-        argv = shlex.split(rest)
-        assert argv[0] == "videobert", rest
-        result = run_cli(*argv[1:], cwd=tmp_path)
-        assert result.returncode == 0, f"{rest}: {result.stderr}"
-        ran += 1
-    assert ran >= 1
+def test_readme_commands_are_the_demo_and_the_tests_and_ci_runs_both():
+    """README.md's two commands (console examples are not commands to run); .ci/run runs both."""
+    assert readme_commands() == [f"{SETUP} && videobert demo", f"{SETUP} && pytest"]
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert ci.index("videobert demo") > ci.index("pytest")
+
