@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         "videobert demo",
         "Generate the synthetic narrated-video corpus and run every stage on it on the CPU — decode,\n"
         "S3D features, visual words, text, pretraining, evaluation — with pipelines/configs/demo.yaml\n"
-        "(about 7 minutes on 2 cores). Prints the held-out metrics beside chance and the commands to\n"
+        "(about 9 minutes on 2 cores). Prints the held-out metrics beside chance and the commands to\n"
         "query the trained model. Rerunning skips the stages that are done.",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="DIR",
