@@ -13,8 +13,8 @@ from tests.conftest import run_cli
 
 # The demo config on fewer videos, a smaller model and a shorter run (the full demo: .ci/run).
 SMALL = [
-    "--set", "synth.videos=64",
-    "--set", "pretrain.steps=6000", "--set", "pretrain.save_every=3000",
+    "--set", "synth.videos=96",
+    "--set", "pretrain.steps=8000", "--set", "pretrain.save_every=4000",
     # the narrower model of the tiny preset trains 2.5x faster and learns colour and alignment
     "--set", "pretrain.hidden_size=64", "--set", "pretrain.heads=2", "--set", "pretrain.intermediate_size=256",
     "--set", "pretrain.mask_prob=0.15",
@@ -39,16 +39,16 @@ def test_every_stage_ran_and_wrote_its_outputs(demo):
     out, result = demo
     assert statuses(result.stdout) == {**{s: "ran" for s in STAGES}, "asr": "off"}
     manifest = [json.loads(line) for line in (out / "synth" / "manifest.jsonl").read_text().splitlines()]
-    assert len(manifest) == 64 and {m["split"] for m in manifest} == {"train", "val", "test"}
+    assert len(manifest) == 96 and {m["split"] for m in manifest} == {"train", "val", "test"}
     features = sorted((out / "features").glob("*.npy"))
-    assert len(features) == 64
+    assert len(features) == 96
     first = np.load(features[0])
     assert first.shape[1] == 1024 and first.dtype == np.float16 and np.isfinite(first).all()
     extract = json.loads((out / "features" / "extract.json").read_text())
     assert (extract["fps"], extract["clip_frames"], extract["size"]) == (10, 15, 112)
     vocab = json.loads((out / "vocab" / "vocab.json").read_text())
     assert 12 < vocab["vocab_size"] <= 144 and (out / "vocab" / "exemplars.jpg").is_file()
-    assert len(list((out / "tokens").glob("*.npy"))) == 64
+    assert len(list((out / "tokens").glob("*.npy"))) == 96
     summary = json.loads((out / "corpus" / "summary.json").read_text())
     assert summary["splits"]["test"]["text_examples"] > 0
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "config.json").is_file()
