@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from videobert.errors import StageError
-from videobert.vocabulary import TEXT_SPECIALS, JointVocabulary
+from videobert.vocabulary import TEXT_SPECIALS, JointLayout, JointVocabulary
 
 TEXT, VIDEO, PAIR = 0, 1, 2
 KIND_NAMES = ("text", "video", "video_text")
@@ -58,7 +58,7 @@ IGNORE = -100
 
 
 @dataclass(frozen=True)
-class TokenLayout:
+class TokenLayout(JointLayout):
     """The ids the data path needs, as plain integers (picklable for data-loader workers)."""
 
     text_vocab_size: int
@@ -76,17 +76,6 @@ class TokenLayout:
             tuple(sorted(vocab.special_ids[token] for token in TEXT_SPECIALS)),
         )
 
-    @property
-    def video_sep_id(self) -> int:
-        return self.text_vocab_size
-
-    @property
-    def visual_offset(self) -> int:
-        return self.text_vocab_size + 1
-
-    @property
-    def size(self) -> int:
-        return self.visual_offset + self.visual_vocab_size
 
 
 @dataclass

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from videobert.errors import ConfigError, InputError
+from videobert.vocabulary import JointLayout
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"hidden_size": 64, "layers": 2, "heads": 2, "intermediate_size": 256},
@@ -34,7 +35,7 @@ PRESETS: dict[str, dict[str, int]] = {
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(JointLayout):
     """Architecture of a VideoBERT, saved as ``config.json`` beside the weights."""
 
     text_vocab_size: int
@@ -53,11 +54,7 @@ class ModelConfig:
     @property
     def vocab_size(self) -> int:
         """Joint vocabulary: text, ``[>]``, visual words."""
-        return self.text_vocab_size + 1 + self.visual_vocab_size
-
-    @property
-    def visual_offset(self) -> int:
-        return self.text_vocab_size + 1
+        return self.size
 
     @classmethod
     def preset(cls, name: str, text_vocab_size: int, visual_vocab_size: int, **overrides) -> "ModelConfig":

@@ -27,6 +27,22 @@ VIDEO_SEP = "[>]"
 TEXT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
+class JointLayout:
+    """The id layout above, for any class with ``text_vocab_size`` and ``visual_vocab_size``."""
+
+    @property
+    def video_sep_id(self) -> int:
+        return self.text_vocab_size
+
+    @property
+    def visual_offset(self) -> int:
+        return self.text_vocab_size + 1
+
+    @property
+    def size(self) -> int:
+        return self.visual_offset + self.visual_vocab_size
+
+
 def load_tokenizer(folder: str | Path):
     """A WordPiece tokenizer from a local Hugging Face folder (``vocab.txt`` or ``tokenizer.json``)."""
     from transformers import BertTokenizerFast
@@ -45,7 +61,7 @@ def load_tokenizer(folder: str | Path):
 
 
 @dataclass
-class JointVocabulary:
+class JointVocabulary(JointLayout):
     """Text tokenizer plus ``visual_vocab_size`` visual words in one id space."""
 
     tokenizer: object  # transformers.BertTokenizerFast
@@ -55,18 +71,6 @@ class JointVocabulary:
     @property
     def text_vocab_size(self) -> int:
         return len(self.tokenizer)
-
-    @property
-    def video_sep_id(self) -> int:
-        return self.text_vocab_size
-
-    @property
-    def visual_offset(self) -> int:
-        return self.text_vocab_size + 1
-
-    @property
-    def size(self) -> int:
-        return self.visual_offset + self.visual_vocab_size
 
     def special_id(self, token: str) -> int:
         if token == VIDEO_SEP:
