@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from videobert.device import cpu_name  # noqa: E402
 from videobert.asr import AsrConfig, PocketsphinxRecognizer, audio_pcm, transcribe, word_error_rate  # noqa: E402
 from videobert.synthetic import SynthConfig, espeak_exe, generate, read_labels  # noqa: E402
 
@@ -45,16 +45,6 @@ VOICES = [("en-us", 165), ("en-us+klatt4", 160)]  # synth's narration voice; the
 def words_right(reference: str, hypothesis: str) -> float:
     ref, hyp = reference.split(), hypothesis.split()
     return sum(b.size for b in difflib.SequenceMatcher(a=ref, b=hyp, autojunk=False).get_matching_blocks()) / len(ref)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def speak_file(voice: str, wpm: int, folder: Path) -> Path:

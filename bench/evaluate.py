@@ -16,7 +16,6 @@ inputs alone (``build_input`` + padding, no model).
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,22 +26,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from videobert.data import TokenLayout, build_input, collate_inputs  # noqa: E402
-from videobert.device import autocast, resolve_device, resolve_precision  # noqa: E402
+from videobert.device import autocast, cpu_name, resolve_device, resolve_precision  # noqa: E402
 from videobert.model import ModelConfig, VideoBERT  # noqa: E402
 from videobert.retrieval import (  # noqa: E402
     LoadedModel, default_batch_tokens, length_batches, load_model, metrics_from_counts, score_matrix,
     true_match_counts, two_stage_search,
 )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def random_setup(args) -> tuple[LoadedModel, list, list]:

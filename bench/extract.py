@@ -23,7 +23,6 @@ import dataclasses
 import datetime
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from videobert.device import resolve_device, resolve_precision  # noqa: E402
+from videobert.device import cpu_name, resolve_device, resolve_precision  # noqa: E402
 from videobert.errors import ConfigError  # noqa: E402
 from videobert.features import (  # noqa: E402
     KINETICS_MEAN, KINETICS_STD, ClipEncoder, DecodeSettings, ExtractConfig, build_s3d, clip_loader, extract_features,
@@ -45,14 +44,7 @@ from videobert.video import check_cuda_decoder, probe, run_ffmpeg  # noqa: E402
 
 
 def machine(device: torch.device) -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU used"
     return (f"{cpu}, {len(os.sched_getaffinity(0))} cores (torch threads {torch.get_num_threads()}); {gpu}; "
             f"torch {torch.__version__}")

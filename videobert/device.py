@@ -8,6 +8,8 @@ bf16 (or fp16) on CUDA, a no-op in fp32 — CPU runs stay fp32.
 from __future__ import annotations
 
 import contextlib
+import platform
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -53,3 +55,14 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for benchmark reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
