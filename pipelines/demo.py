@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
 import sys
@@ -14,6 +13,7 @@ from typing import Sequence
 from pipelines.common import new_parser, run_main
 from pipelines.run import execute, stage_flags
 from videobert.evaluation import format_report
+from videobert.store import read_json
 
 log = logging.getLogger("pipelines.demo")
 
@@ -54,8 +54,7 @@ def next_steps(run_dir: Path) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     pipeline = execute(args.config, args.out, assignments=args.set, flags=stage_flags(args))
-    metrics_path = pipeline.folder("evaluate") / "metrics.json"
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    metrics = read_json(pipeline.folder("evaluate") / "metrics.json", "evaluation metrics")
     print()
     print(format_report(metrics))
     print()

@@ -155,3 +155,25 @@ def test_shipped_configs_load():
     assert (paper.extract.fps, paper.extract.clip_frames, paper.extract.size) == (20, 30, 224)
     assert (paper.vocab.k, paper.vocab.depth) == (12, 4)
     assert (paper.pretrain.preset, paper.pretrain.batch_size, paper.pretrain.lr) == ("large", 128, 1e-5)
+
+
+def test_a_changed_transcript_reruns_the_corpus_and_what_follows(tmp_path):
+    (tmp_path / "v1.mp4").write_bytes(b"video")
+    (tmp_path / "manifest.jsonl").write_text('{"video_id": "v1", "video": "v1.mp4"}\n')
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "v1.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nhello\n")
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("manifest: manifest.jsonl\ntranscripts: subs\nvocab: {k: 4, depth: 2}\n")
+    run_dir = tmp_path / "run"
+
+    def run() -> list[str]:
+        recorder = Recorder(run_dir)
+        cfg = load_pipeline_config(config)
+        Pipeline(cfg, run_dir, recorder).run()
+        return recorder.stages()
+
+    assert run() == ["extract", "vocab", "tokenize", "corpus", "pretrain", "evaluate"]
+    assert run() == []
+    (tmp_path / "subs" / "v1.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nhello there\n")
+    assert run() == ["corpus", "pretrain", "evaluate"]
+

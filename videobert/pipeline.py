@@ -20,9 +20,8 @@ changed starts from an empty folder.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -38,7 +37,7 @@ from videobert.errors import ConfigError, StageError
 from videobert.evaluation import EvaluateConfig
 from videobert.features import ExtractConfig
 from videobert.manifest import read_manifest
-from videobert.store import atomic_write_json, read_failures
+from videobert.store import atomic_write_json, read_failures, read_json
 from videobert.synthetic import SynthConfig
 from videobert.train import PretrainConfig
 from videobert.vocab import TokenizeConfig, VocabConfig
@@ -161,7 +160,7 @@ class Pipeline:
         self.state_path = self.run_dir / "pipeline.json"
         self.state: dict[str, Any] = {}
         if self.state_path.exists():
-            self.state = json.loads(self.state_path.read_text(encoding="utf-8")).get("stages", {})
+            self.state = read_json(self.state_path, "pipeline state").get("stages", {})
         self.hashes: dict[str, str] = {}
         self.results: list[StageResult] = []  # filled as stages finish, also when one fails
 
@@ -185,15 +184,22 @@ class Pipeline:
     def enabled(self, name: str) -> bool:
         return self.stage_config(name) is not None
 
+    @functools.cached_property
+    def inputs_fingerprint(self) -> str:
+        """The manifest corpus's fingerprint, read once per run (extract, asr and corpus share it)."""
+        return _fingerprint_inputs(self.cfg.manifest, [])
+
     def _hash(self, stage: Stage) -> str:
         settings = cfgmod.to_dict(self.stage_config(stage.name))
         for key in EXECUTION_KEYS.get(stage.name, ()):
             settings.pop(key, None)
         upstream = {name: self.hashes.get(name) for name in stage.reads if self.enabled(name)}
         if stage.name in ("extract", "asr", "corpus") and self.cfg.synth is None:
-            upstream["inputs"] = _fingerprint_inputs(self.cfg.manifest, [])
+            upstream["inputs"] = self.inputs_fingerprint
             if stage.name == "corpus" and self.cfg.transcripts is not None:
-                upstream["transcripts"] = str(self.cfg.transcripts)
+                folder = Path(self.cfg.transcripts)
+                files = sorted(folder.iterdir()) if folder.is_dir() else []
+                upstream["transcripts"] = [str(folder), _fingerprint_inputs(None, files)]
         if stage.name == "evaluate":
             upstream["labels"] = _fingerprint_inputs(None, [self.labels])
         return cfgmod.config_hash({"settings": settings, "upstream": upstream})
@@ -218,7 +224,7 @@ class Pipeline:
             return argv + (["--transcripts", str(transcripts)] if transcripts is not None else [])
         if name == "pretrain":
             argv = [str(f("corpus")), "--vocab", str(f("vocab")), "-o", str(f("pretrain")), *common]
-            if self.state.get(name, {}).get("hash") == self.hashes[name] and (f("pretrain") / "checkpoints").is_dir():
+            if (f("pretrain") / "checkpoints").is_dir():  # left only when resuming with the same settings
                 argv.append("--resume")
             return argv
         if name == "evaluate":
