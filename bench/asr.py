@@ -25,9 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from videobert.device import cpu_name  # noqa: E402
-from videobert.asr import AsrConfig, PocketsphinxRecognizer, audio_pcm, transcribe, word_error_rate  # noqa: E402
-from videobert.synthetic import SynthConfig, espeak_exe, generate, read_labels  # noqa: E402
+from videobert.media import audio_pcm  # noqa: E402
+from videobert.runtime import cpu_name  # noqa: E402
+from videobert.synthetic import SynthConfig, espeak_exe, read_labels  # noqa: E402
+from videobert.synthetic import run as synth  # noqa: E402
+from videobert.text.asr import PocketsphinxRecognizer, transcribe, word_error_rate  # noqa: E402
 
 SENTENCES = [
     "the red circle moves to the left of the screen",
@@ -69,7 +71,7 @@ def measure(path: Path, reference: str, recognizer) -> tuple[float, float, float
         pass
     ffmpeg_seconds = time.perf_counter() - began
     began = time.perf_counter()
-    cues, audio_seconds = transcribe(path, recognizer, AsrConfig())
+    cues, audio_seconds = transcribe(path, recognizer)
     asr_seconds = time.perf_counter() - began
     hypothesis = " ".join(w.text for c in cues for w in c.words)
     return (word_error_rate(reference, hypothesis), words_right(reference, hypothesis), audio_seconds,
@@ -96,7 +98,7 @@ def main() -> int:
             label = f"8 sentences, espeak-ng {voice} {wpm} wpm"
             print(f"{label:44s} {seconds:8.1f} {wer:6.2f} {right:6.2f} {speed:9.1f} {baseline:17.0f}")
         if args.videos:
-            generate(SynthConfig(videos=args.videos, seed=0, audio=True, workers=1), tmp / "synth")
+            synth(tmp / "synth", SynthConfig(videos=args.videos, seed=0, audio=True, workers=1))
             labels = read_labels(tmp / "synth" / "labels.jsonl")
             for video in sorted((tmp / "synth" / "videos").glob("*.mp4")):
                 reference = " ".join(r["narration"] for r in labels if r["video_id"] == video.stem and r["narration"])

@@ -25,13 +25,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from videobert.data import TokenLayout, build_input, collate_inputs  # noqa: E402
-from videobert.device import autocast, cpu_name, resolve_device, resolve_precision  # noqa: E402
 from videobert.model import ModelConfig, VideoBERT  # noqa: E402
-from videobert.retrieval import (  # noqa: E402
-    LoadedModel, default_batch_tokens, length_batches, load_model, metrics_from_counts, score_matrix,
-    true_match_counts, two_stage_search,
-)
+from videobert.pretrain.data import TokenLayout, build_input, collate_inputs  # noqa: E402
+from videobert.retrieval.gallery import text_video_examples  # noqa: E402
+from videobert.retrieval.inference import LoadedModel, default_batch_tokens, length_batches, load_model  # noqa: E402
+from videobert.retrieval.metrics import metrics_from_counts, true_match_counts  # noqa: E402
+from videobert.retrieval.scoring import score_matrix, two_stage_search  # noqa: E402
+from videobert.runtime import autocast, cpu_name, resolve_device, resolve_precision  # noqa: E402
 
 
 def random_setup(args) -> tuple[LoadedModel, list, list]:
@@ -50,8 +50,6 @@ def random_setup(args) -> tuple[LoadedModel, list, list]:
 
 
 def run_setup(args) -> tuple[LoadedModel, list, list]:
-    from videobert.evaluation import text_video_examples
-
     loaded = load_model(args.run, args.device, args.precision, args.batch_tokens)
     examples = text_video_examples(args.corpus, args.split)[: args.gallery or None]
     return loaded, [e["text_ids"] for e in examples], [e["video_ids"] for e in examples]

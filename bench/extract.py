@@ -12,14 +12,14 @@ Figures printed, each with the baseline measured beside it in the same run:
 * decode-only frames/s — the DataLoader of decoding workers (one ffmpeg per video) over generated
   H.264 videos (--source-size, --source-fps), for each decoder available: ``cpu`` (ffmpeg on the CPU
   cores) and ``cuda`` (NVDEC + scale_cuda); frames are the ones delivered (at --fps, size x size).
-* end-to-end clips/s — ``extract_features`` from the mp4 files to .npy files in a temporary folder.
+* end-to-end clips/s — ``videobert.features.extract.extract_features`` from the mp4 files to .npy
+  files in a temporary folder.
   Target: >= 85% of the slower of model-only (ours) and decode-only (in clips/s).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import logging
 import os
@@ -32,15 +32,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from videobert.device import cpu_name, resolve_device, resolve_precision  # noqa: E402
 from videobert.errors import ConfigError  # noqa: E402
-from videobert.features import (  # noqa: E402
-    KINETICS_MEAN, KINETICS_STD, ClipEncoder, DecodeSettings, ExtractConfig, build_s3d, clip_loader, extract_features,
-    resolve_runtime,
-)
+from videobert.features.decode import DecodeSettings, clip_loader  # noqa: E402
+from videobert.features.extract import extract_features, resolve_runtime  # noqa: E402
+from videobert.features.s3d import KINETICS_MEAN, KINETICS_STD, ClipEncoder, build_s3d  # noqa: E402
+from videobert.features.stage import ExtractConfig  # noqa: E402
 from videobert.manifest import VideoEntry  # noqa: E402
-from videobert.store import FailureLog  # noqa: E402
-from videobert.video import check_cuda_decoder, probe, run_ffmpeg  # noqa: E402
+from videobert.media import check_cuda_decoder, probe, run_ffmpeg  # noqa: E402
+from videobert.runtime import cpu_name, resolve_device, resolve_precision  # noqa: E402
+from videobert.store import atomic_save_npy  # noqa: E402
 
 
 def machine(device: torch.device) -> str:
@@ -126,13 +126,14 @@ def model_only(args, device: torch.device, precision: str) -> tuple[float, float
 
 def decode_only(args, videos: list[Path], cfg: ExtractConfig, runtime, decoder: str) -> tuple[float, int, float]:
     """(frames/s delivered, frames, seconds) of the decoding workers alone."""
-    settings = dataclasses.replace(DecodeSettings.of(cfg, runtime), decoder=decoder)
+    settings = DecodeSettings(cfg.fps, cfg.clip_frames, cfg.size, decoder, runtime.decode_threads, runtime.gpu,
+                              chunk_clips=max(1, min(runtime.batch_size, 4)))
     frames, began = 0, time.perf_counter()
     loader = clip_loader(videos, settings, runtime.workers)
-    for kind, _, _, payload in loader:
-        if kind == "clips":
+    for record, _, number, payload, _ in loader:
+        if record == "clips":
             frames += len(payload) * args.clip_frames
-        elif payload:
+        elif number < 0:
             raise RuntimeError(payload)
     seconds = time.perf_counter() - began
     return frames / seconds, frames, seconds
@@ -140,12 +141,15 @@ def decode_only(args, videos: list[Path], cfg: ExtractConfig, runtime, decoder: 
 
 def end_to_end(args, videos: list[Path], cfg: ExtractConfig, runtime, encoder: ClipEncoder) -> tuple[float, int, float]:
     entries = [VideoEntry(p.stem, p) for p in videos]
+    clips, began = 0, time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        with FailureLog(Path(out) / "failures.jsonl") as failures:
-            summary = extract_features(entries, out, cfg, encoder, runtime, failures)
-        if summary.failed:
-            raise RuntimeError(f"{summary.failed} videos failed: {(Path(out) / 'failures.jsonl').read_text()}")
-    return summary.clips / summary.seconds, summary.clips, summary.seconds
+        for video in extract_features(entries, encoder, runtime, cfg.fps, cfg.clip_frames, cfg.size, cfg.decoder):
+            if video.error is not None:
+                raise RuntimeError(f"{video.entry.video_id} failed: {video.error}")
+            atomic_save_npy(Path(out) / f"{video.entry.video_id}.npy", video.features)
+            clips += len(video.features)
+        seconds = time.perf_counter() - began
+    return clips / seconds, clips, seconds
 
 
 def main() -> None:
@@ -177,7 +181,7 @@ def main() -> None:
     args.seconds = args.seconds or (60.0 if on_gpu else 24.0)
     cfg = ExtractConfig(fps=args.fps, clip_frames=args.clip_frames, size=args.size, batch_size=args.batch_size,
                         workers=args.workers, device=args.device, precision=args.precision)
-    runtime = resolve_runtime(cfg, device, precision)
+    runtime = resolve_runtime(device, precision, cfg.batch_size, cfg.workers)
     args.batch_size = runtime.batch_size
     decoders = args.decoders.split(",") if args.decoders != "all" else ["cpu", "cuda"] if on_gpu else ["cpu"]
     if "cuda" in decoders:

@@ -24,8 +24,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from videobert.device import autocast, resolve_device, resolve_precision
 from videobert.model import ModelConfig, VideoBERT, flops_per_token
+from videobert.runtime import autocast, resolve_device, resolve_precision
 
 TEXT_VOCAB, VISUAL_VOCAB = 30522, 20736
 # Dense bf16 tensor-core peaks (FLOP/s) by device name.

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.pretrain_corpus import make_feature_corpus, make_pretrain_corpus  # noqa: E402
 from videobert import config as cfgmod  # noqa: E402
-from videobert.train import PretrainConfig, load_centroids, pretrain  # noqa: E402
+from videobert.pretrain import PretrainConfig  # noqa: E402
+from videobert.pretrain import run as pretrain  # noqa: E402
 
 
 def main() -> None:
@@ -47,10 +48,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory(prefix="videobert-synthetic-") as tmp:
-        centroids, vocab_dir = None, None
+        vocab_dir = None
         if args.corpus == "features":
             corpus, vocab_dir = make_feature_corpus(Path(tmp) / "data", videos=args.videos)
-            centroids = load_centroids(vocab_dir)
         else:
             corpus = make_pretrain_corpus(Path(tmp) / "data", videos=args.videos, signal=args.signal)
         overrides = {"preset": "tiny", "steps": args.steps, "batch_size": 32, "lr": 2e-3,
@@ -60,8 +60,7 @@ def main() -> None:
         print(f"synthetic corpus ({args.corpus}): {args.videos} videos; "
               f"config: {json.dumps({k: v for k, v in cfgmod.to_dict(cfg).items() if v is not None})}")
         began = time.perf_counter()
-        summary = pretrain(corpus, Path(tmp) / "run", cfg, centroids=centroids,
-                           visual_vocab=str(vocab_dir) if vocab_dir else None)
+        summary = pretrain(corpus, Path(tmp) / "run", cfg, vocab_dir=vocab_dir).details
         seconds = time.perf_counter() - began
         rows = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
     names = ["text_mlm_acc", "video_mlm_acc", "video_text_text_acc", "video_text_video_acc", "align_acc"]

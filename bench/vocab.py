@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from videobert.device import cpu_name  # noqa: E402
+from videobert.runtime import cpu_name  # noqa: E402
 from videobert.vocab import Codebook, faiss_gpu_wanted, fit_normalisation, hierarchical_kmeans, quantisation_mse  # noqa: E402
 
 

@@ -6,6 +6,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from videobert import __version__
+
 # command -> (module, one-line description): the whole pipeline first, then its stages in order.
 STAGES: dict[str, tuple[str, str]] = {
     "demo": ("pipelines.demo", "generate the synthetic corpus and run every stage on it on CPU, then print the metrics"),
@@ -23,8 +25,6 @@ STAGES: dict[str, tuple[str, str]] = {
 
 
 def usage() -> str:
-    from videobert import __version__
-
     width = max(map(len, STAGES))
     lines = [
         f"usage: videobert [--version] <stage> [options]   (videobert {__version__})",
@@ -44,8 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage())
         return 0 if args else 2
     if args[0] == "--version":
-        from videobert import __version__
-
         print(f"videobert {__version__}")
         return 0
     stage, rest = args[0], args[1:]

@@ -1,11 +1,16 @@
 """What every stage entry point shares: config flags generated from the stage's dataclass, logging,
-and the mapping of errors to exit codes (0 success, 2 usage, 1 failure with a one-line reason)."""
+the mapping of errors to exit codes (0 success, 2 usage, 1 failure with a one-line reason), and
+launching a stage under torchrun for ``videobert run``."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import importlib
 import logging
+import os
+import subprocess
 import sys
 import traceback
 import types
@@ -14,8 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, TypeVar, Union
 
 from videobert import config as cfgmod
-from videobert.errors import ConfigError, VideoBertError
+from videobert.errors import ConfigError, StageError, VideoBertError
 from videobert.logs import set_progress, setup_logging
+from videobert.store import StageCall
 
 T = TypeVar("T")
 log = logging.getLogger("pipelines")
@@ -32,12 +38,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A command's parser; ``description`` may be its module's docstring, whose first paragraph (the
+    one-line summary) is left out of ``--help``."""
+    paragraphs = description.strip().split("\n\n", 1)
+    if len(paragraphs) == 2 and paragraphs[0].startswith("``"):
+        description = paragraphs[1]
     parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     return parser
+
+
+def add_output(parser: argparse.ArgumentParser, metavar: str, help: str = "output folder") -> None:
+    """The ``-o/--out FOLDER`` every stage writes into."""
+    parser.add_argument("-o", "--out", type=Path, required=True, metavar=metavar, help=help)
 
 
 def _flag_type(tp: Any) -> tuple[Callable[[str], Any] | None, dict[str, Any]]:
@@ -87,6 +103,8 @@ def add_config_arguments(
         default = f.default if f.default is not dataclasses.MISSING else None
         if default is not None and default != "":
             help_text += f" (default: {default})"
+        if cfgmod.is_speed_only(f):
+            help_text += f" [{cfgmod.SPEED_ONLY_NOTE}]"
         flag = "--" + f.name.replace("_", "-")
         dest = _CFG_PREFIX + f.name
         if tp is bool:
@@ -108,11 +126,28 @@ def resolve_config(cls: type[T], args: argparse.Namespace, section: str | None =
     return cfgmod.load(cls, getattr(args, "config", None), overrides, getattr(args, "set", None), section=section)
 
 
+def command(prog: str, build_parser: Callable[[], argparse.ArgumentParser],
+            run: Callable[[argparse.Namespace], int | None]) -> Callable[[Sequence[str] | None], int]:
+    """A command's ``main(argv=None) -> exit code`` (see :func:`run_main`)."""
+    return functools.partial(run_main, prog, build_parser, run)
+
+
+def errors_only() -> None:
+    """Log errors only from now on (the ranks of a torchrun launch other than rank 0)."""
+    for name in ("videobert", "pipelines"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def note(message: str, *values: Any) -> None:
+    """An information line on stderr (what a command says beside its output)."""
+    log.info(message, *values)
+
+
 def run_main(
     prog: str,
     build_parser: Callable[[], argparse.ArgumentParser],
     run: Callable[[argparse.Namespace], int | None],
-    argv: Sequence[str] | None,
+    argv: Sequence[str] | None = None,
 ) -> int:
     """Parse ``argv``, set up logging, call ``run`` and turn errors into exit codes."""
     parser = build_parser()
@@ -147,3 +182,28 @@ def _report(prog: str, exc: BaseException, debug: bool, unexpected: bool = False
         if not debug:
             message += " (rerun with --debug for the traceback)"
     print(f"{prog}: error: {message}", file=sys.stderr)
+
+
+def torchrun_launcher(flags: Sequence[str]) -> Callable[[StageCall, int], None]:
+    """How ``videobert run`` runs a stage: in this process, reporting its summary as the stage's
+    command does (its launcher's ``report``), or under torchrun with ``procs`` processes and the
+    command line its launcher builds (``argv``), with the runner's ``--debug``/``--verbose``/``--quiet``."""
+
+    def execute(call: StageCall, procs: int):
+        launcher = importlib.import_module(f"pipelines.{call.stage}")
+        if procs <= 1:  # in this process, saying what the stage's own command says
+            launcher.report(call())
+            return
+        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={procs}", "-m",
+                   f"pipelines.{call.stage}", *launcher.argv(call), *flags]
+        log.info("%s", " ".join(command))
+        code = subprocess.run(command, env={**os.environ}).returncode
+        if code != 0:
+            raise StageError(f"torchrun exited with code {code}", code)
+
+    return execute
+
+
+def stage_flags(args: argparse.Namespace) -> list[str]:
+    """The runner's --debug / --verbose / --quiet, for the stages it launches under torchrun."""
+    return [flag for flag, on in (("--debug", args.debug), ("--verbose", args.verbose), ("--quiet", args.quiet)) if on]

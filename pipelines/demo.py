@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
 
-from pipelines.common import new_parser, run_main
-from pipelines.run import execute, stage_flags
-from videobert.evaluation import format_report
+from pipelines.common import command, new_parser, stage_flags
+from pipelines.run import execute
+from videobert.retrieval.stage import format_report
 from videobert.store import read_json
 
-log = logging.getLogger("pipelines.demo")
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "retrieval.ipynb"
@@ -63,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_main("videobert demo", build_parser, run, argv)
+main = command("videobert demo", build_parser, run)
 
 
 if __name__ == "__main__":

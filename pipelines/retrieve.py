@@ -1,29 +1,26 @@
-"""``videobert retrieve RUN "query" --corpus CORPUS``: the segments that best match a sentence."""
+"""``videobert retrieve RUN "query" --corpus CORPUS``: the segments that best match a sentence.
+
+Search a corpus's video segments with a sentence: every segment of the split is scored with
+the [CLS] alignment head (or only the first stage's best K with --two-stage K), and the best
+are printed as rank, video_id, start, end, alignment probability.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
-from typing import Sequence
 
-from pipelines.common import add_config_arguments, new_parser, resolve_config, run_main
-from videobert.display import hits_sheet, save_jpeg, video_paths
+from pipelines.common import add_config_arguments, command, new_parser, note, resolve_config
 from videobert.errors import StageError
-from videobert.evaluation import RetrieveConfig, check_same_vocabulary, gallery_segments, retrieve
-from videobert.retrieval import load_model
-
-log = logging.getLogger("pipelines.retrieve")
+from videobert.media import save_jpeg
+from videobert.retrieval.display import hits_sheet, video_paths
+from videobert.retrieval.gallery import RetrieveConfig, check_same_vocabulary, gallery_segments, retrieve
+from videobert.retrieval.inference import load_model
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = new_parser(
-        "videobert retrieve",
-        "Search a corpus's video segments with a sentence: every segment of the split is scored with\n"
-        "the [CLS] alignment head (or only the first stage's best K with --two-stage K), and the best\n"
-        "are printed as rank, video_id, start, end, alignment probability.",
-    )
+    parser = new_parser("videobert retrieve", __doc__)
     parser.add_argument("run", type=Path, metavar="RUN", help="run folder (videobert pretrain)")
     parser.add_argument("query", metavar="QUERY", help="the sentence to search for")
     parser.add_argument("--corpus", type=Path, required=True, metavar="CORPUS", help="corpus folder (videobert corpus)")
@@ -32,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> None:
     cfg = resolve_config(RetrieveConfig, args)
     loaded = load_model(args.run, cfg.device, cfg.precision, cfg.batch_tokens)
     check_same_vocabulary(loaded, args.corpus)
@@ -40,19 +37,16 @@ def run(args: argparse.Namespace) -> int:
     if not segments:
         raise StageError(f"{args.corpus}: the {cfg.split} split has no segment with visual words")
     hits = retrieve(loaded, args.query, segments, cfg.top_k, cfg.two_stage)
-    log.info("%d segments searched for %r", len(segments), args.query)
+    note("%d segments searched for %r", len(segments), args.query)
     print(f"{'rank':>4}  {'video_id':<24}{'start':>8}{'end':>8}{'score':>8}  sentence")
     for hit in hits:
         print(f"{hit.rank:>4}  {hit.video_id:<24}{hit.start:>8.2f}{hit.end:>8.2f}{hit.score:>8.4f}  {hit.text}")
     if args.sheet is not None:
         save_jpeg(hits_sheet(hits, video_paths(args.corpus), cfg.sheet_size), args.sheet)
         print(f"contact sheet: {args.sheet}")
-    return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_main("videobert retrieve", build_parser, run, argv)
-
+main = command("videobert retrieve", build_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from pipelines.common import new_parser, run_main
-from videobert.pipeline import STAGE_NAMES, Pipeline, load_pipeline_config, summary_lines
-
-log = logging.getLogger("pipelines.run")
+from pipelines.common import command, new_parser, stage_flags, torchrun_launcher
+from pipelines.evaluate import SYNTHETIC_SPEC
+from videobert.runner import STAGE_NAMES, Pipeline, load_pipeline_config, summary_lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,25 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def launch(stage: str, argv: list[str], procs: int) -> int:
-    """Run one stage: in this process, or under torchrun with ``procs`` processes."""
-    if procs > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={procs}", "-m", f"pipelines.{stage}", *argv]
-        log.info("%s", " ".join(command))
-        return subprocess.run(command, env={**os.environ}).returncode
-    return importlib.import_module(f"pipelines.{stage}").main(argv)
-
-
-def stage_flags(args: argparse.Namespace) -> list[str]:
-    """The runner's --debug / --verbose / --quiet, passed on to every stage."""
-    return [flag for flag, on in (("--debug", args.debug), ("--verbose", args.verbose), ("--quiet", args.quiet)) if on]
-
-
 def execute(config_path: Path, run_dir: Path, stages: str | None = None, force: Sequence[str] = (),
             assignments: Sequence[str] = (), flags: Sequence[str] = ()) -> Pipeline:
-    """Run the pipeline and log the per-stage summary (also when a stage fails)."""
+    """Run the pipeline and print the per-stage summary (also when a stage fails)."""
     cfg = load_pipeline_config(config_path, assignments)
-    pipeline = Pipeline(cfg, run_dir, lambda stage, argv, procs: launch(stage, [*argv, *flags], procs))
+    pipeline = Pipeline(cfg, run_dir, torchrun_launcher(flags), zero_shot_spec=SYNTHETIC_SPEC)
     only = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     try:
         pipeline.run(only=only, force=force)
@@ -71,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_main("videobert run", build_parser, run, argv)
+main = command("videobert run", build_parser, run)
 
 
 if __name__ == "__main__":

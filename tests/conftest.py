@@ -13,12 +13,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m videobert ARGS`` as a user would run ``videobert ARGS``."""
+    """Run ``python -m pipelines.cli ARGS`` as a user would run ``videobert ARGS``."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "VIDEOBERT_PROGRESS": "0", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "videobert", *map(str, args)],
+        [sys.executable, "-m", "pipelines.cli", *map(str, args)],
         cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one CPU thread for the module's tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,10 +46,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
     """Six synthetic videos (seed 1): 4 train, 1 val, 1 test."""
-    from videobert.synthetic import SynthConfig, generate
+    from videobert.synthetic import SynthConfig, run
 
     out = tmp_path_factory.mktemp("synth6")
-    generate(SynthConfig(videos=6, seed=1), out)
+    run(out, SynthConfig(videos=6, seed=1))
     return out
 
 

@@ -6,7 +6,7 @@ segment shows, with probability ``signal``, its colour (words ``0 … 5``) or it
 ``6 … 11``), half and half, and a random word otherwise; clips between segments get background
 words ``12 … V-1``. Shape is not encoded, so a model can only guess it from the text. The
 folders are the real formats: ``TOKENS/`` (with ``tokens.json``), WebVTT transcripts, a
-manifest, ``labels.jsonl`` and a corpus built by :func:`videobert.corpus.build_corpus`.
+manifest, ``labels.jsonl`` and a corpus built by the corpus stage (:func:`videobert.corpus.run`).
 
 For the commands and the notebook, :func:`make_demo_run` turns the same kind of plan into clip
 features of the rendered fixture videos and runs the stage commands on them.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from videobert.corpus import CorpusConfig, build_corpus
+from videobert import corpus as corpus_stage
 from videobert.manifest import VideoEntry, write_manifest
-from videobert.store import FailureLog, atomic_save_npy
+from videobert.store import atomic_save_npy
 from videobert.synthetic import ACTIONS, COLOURS, SynthConfig, label_rows, plan_corpus
 from videobert.text import write_webvtt
 
@@ -64,8 +64,7 @@ def make_learnable_corpus(out: Path, videos: int = 96, seed: int = 3, vocab_size
     (tokens / "tokens.json").write_text(json.dumps({"vocab": None, "vocab_size": vocab_size, "fps": 20,
                                                     "clip_frames": 30, "clip_seconds": CLIP_SECONDS}))
     corpus = out / "corpus"
-    with FailureLog(corpus / "failures.jsonl") as failures:
-        build_corpus(entries, tokens, corpus, CorpusConfig(), failures, manifest=out / "manifest.jsonl")
+    corpus_stage.run(out / "manifest.jsonl", tokens, corpus, corpus_stage.CorpusConfig())
     return corpus
 
 
@@ -84,9 +83,10 @@ def train_tiny(corpus: Path, run_dir: Path, steps: int = 1000, seed: int = 0, lr
 
     from videobert import config as cfgmod
     from videobert.corpus import load_corpus
-    from videobert.data import PretrainExamples, StepBatches, TokenLayout
     from videobert.model import ModelConfig, VideoBERT
-    from videobert.train import PretrainConfig, pretraining_losses, warmup_linear_decay
+    from videobert.pretrain import (
+        PretrainConfig, PretrainExamples, StepBatches, TokenLayout, pretraining_losses, warmup_linear_decay,
+    )
     from videobert.vocabulary import JointVocabulary
 
     vocab = JointVocabulary.load(corpus)
@@ -96,7 +96,7 @@ def train_tiny(corpus: Path, run_dir: Path, steps: int = 1000, seed: int = 0, lr
     torch.manual_seed(seed)
     model = VideoBERT(ModelConfig.preset("tiny", layout.text_vocab_size, layout.visual_vocab_size, dropout=0.0,
                                          attention_dropout=0.0, initializer_range=0.1, max_positions=cfg.max_len))
-    examples = PretrainExamples(load_corpus(corpus, "train"), layout, cfg.data_options(1))
+    examples = PretrainExamples(load_corpus(corpus, "train"), layout, cfg, kinds=cfg.kinds())
     batches = StepBatches(examples, cfg.batch_size, 1, seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from videobert.corpus import CorpusConfig, build_corpus
+from videobert import corpus as corpus_stage
+from videobert import vocab as vocab_stage
 from videobert.features import FEATURE_DIM
-from videobert.manifest import VideoEntry
-from videobert.store import FailureLog, atomic_save_npy
+from videobert.manifest import VideoEntry, write_manifest
+from videobert.store import atomic_save_npy
 from videobert.synthetic import ACTIONS, COLOURS, SynthConfig, plan_corpus
 from videobert.text import write_webvtt
 
@@ -80,9 +81,6 @@ def make_feature_corpus(out: Path, videos: int = 48, seed: int = 0, k: int = 8, 
                         silent_every: int = 8) -> tuple[Path, Path]:
     """FEATURES/, then VOCAB/ (k-means tree), TOKENS/ and the corpus under ``out``; returns
     (corpus folder, vocab folder)."""
-    from videobert.vocab import TokenizeConfig, VocabConfig
-    from videobert.vocab_stage import build_vocab, tokenize_folder
-
     plans = plan_corpus(SynthConfig(videos=videos, seed=seed))
     rng = np.random.default_rng([seed, 11])
     directions = rng.standard_normal((len(COLOURS) + len(ACTIONS), FEATURE_DIM)) / np.sqrt(FEATURE_DIM)
@@ -93,9 +91,9 @@ def make_feature_corpus(out: Path, videos: int = 48, seed: int = 0, k: int = 8, 
     (features / "extract.json").write_text(json.dumps(
         {"fps": 20, "clip_frames": 30, "clip_seconds": CLIP_SECONDS, "size": 224, "model": "synthetic", "weights": "none"}))
     vocab, tokens = out / "vocab", out / "tokens"
-    build_vocab(features, vocab, VocabConfig(k=k, depth=depth, niter=10, device="cpu", exemplars=False, min_points_per_centroid=4,
-                                             flat_compare_max_words=0, workers=1))
-    tokenize_folder(features, vocab, tokens, TokenizeConfig(device="cpu"))
+    vocab_stage.run(features, vocab, vocab_stage.VocabConfig(k=k, depth=depth, niter=10, device="cpu", exemplars=False,
+                                                             min_points_per_centroid=4, flat_compare_max_words=0, workers=1))
+    vocab_stage.run_tokenize(features, vocab, tokens, vocab_stage.TokenizeConfig(device="cpu"))
     return _corpus(out, plans, tokens, silent_every), vocab
 
 
@@ -110,6 +108,6 @@ def _corpus(out: Path, plans, tokens: Path, silent_every: int) -> Path:
             write_webvtt(transcript, [s.narration for s in plan.segments if s.narration is not None])
         entries.append(VideoEntry(plan.video_id, out / f"{plan.video_id}.mp4", transcript, plan.split))
     corpus = out / "corpus"
-    with FailureLog(out / "corpus-failures.jsonl") as failures:
-        build_corpus(entries, tokens, corpus, CorpusConfig(wordpiece_min_frequency=1), failures)
+    write_manifest(out / "manifest.jsonl", entries)
+    corpus_stage.run(out / "manifest.jsonl", tokens, corpus, corpus_stage.CorpusConfig(wordpiece_min_frequency=1))
     return corpus

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from videobert.asr import (
-    AsrConfig, PocketsphinxRecognizer, audio_pcm, check_backend, is_spoken_word, transcribe, whisper_package,
-    word_error_rate,
+from videobert.media import audio_pcm
+from videobert.text.asr import (
+    PocketsphinxRecognizer, check_backend, is_spoken_word, transcribe, whisper_package, word_error_rate,
 )
+from videobert.text.stage import AsrConfig
 from videobert.errors import ConfigError, InputError
 from videobert.synthetic import espeak_exe, read_labels
 from videobert.text import read_transcript
@@ -70,7 +71,7 @@ def test_pocketsphinx_transcribes_espeak_sentences_with_plausible_timings(tmp_pa
         wav.writeframes(np.concatenate(pieces).tobytes())
 
     cfg = AsrConfig()
-    cues, seconds = transcribe(audio, PocketsphinxRecognizer(), cfg)
+    cues, seconds = transcribe(audio, PocketsphinxRecognizer(), cfg.pause, cfg.max_words)
     assert seconds == pytest.approx(offset, abs=0.05)
     hypothesis = " ".join(w.text for cue in cues for w in cue.words)
     reference = " ".join(SENTENCES)
@@ -98,9 +99,9 @@ def test_pocketsphinx_transcribes_espeak_sentences_with_plausible_timings(tmp_pa
 def test_audio_of_a_file_without_audio_stream_and_of_a_missing_file(synth_corpus, tmp_path):
     silent_video = synth_corpus / "videos" / "synth_0000.mp4"
     with pytest.raises(InputError, match="no audio stream"):
-        transcribe(silent_video, None, AsrConfig())
+        transcribe(silent_video, None)
     with pytest.raises(InputError, match="file not found"):
-        transcribe(tmp_path / "missing.mp4", None, AsrConfig())
+        transcribe(tmp_path / "missing.mp4", None)
     with pytest.raises(InputError, match="ffmpeg could not decode the audio"):
         list(audio_pcm(silent_video))
 
@@ -219,9 +220,9 @@ def test_whisper_backend_through_the_cli_with_a_stand_in_package(tmp_path):
 
 @needs_espeak
 def test_speech_without_pauses_is_decoded_in_pieces_that_keep_their_times(tmp_path, monkeypatch):
-    import videobert.asr
+    import videobert.text.asr
 
-    monkeypatch.setattr(videobert.asr, "MAX_UTTERANCE_SECONDS", 0.8)
+    monkeypatch.setattr(videobert.text.asr, "MAX_UTTERANCE_SECONDS", 0.8)
     rate, samples = speak(SENTENCES[1], tmp_path / "s.wav")
     silence = np.zeros(rate, np.int16)
     audio = tmp_path / "speech.wav"
@@ -229,7 +230,7 @@ def test_speech_without_pauses_is_decoded_in_pieces_that_keep_their_times(tmp_pa
         wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(rate)
         wav.writeframes(np.concatenate([silence, samples, silence]).tobytes())
     start, end = 1.0, 1.0 + len(samples) / rate
-    cues, _ = transcribe(audio, PocketsphinxRecognizer(), AsrConfig())
+    cues, _ = transcribe(audio, PocketsphinxRecognizer())
     words = [w for c in cues for w in c.words]
     assert len(words) >= 4
     # the pieces after the first are placed where they were spoken, not at the start of the speech

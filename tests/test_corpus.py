@@ -7,14 +7,14 @@ import pytest
 
 from tests.conftest import run_cli
 from videobert.corpus import (
-    EXAMPLE_KEYS, SPLITS, CorpusConfig, build_corpus, load_corpus, overlapping_clips, video_only_segments,
+    EXAMPLE_KEYS, SPLITS, CorpusConfig, load_corpus, overlapping_clips, video_only_segments,
 )
+from videobert.corpus import run as build_corpus
 from videobert.errors import InputError, StageError
-from videobert.manifest import read_manifest
-from videobert.store import FailureLog, read_failures
+from videobert.media import probe
+from videobert.store import read_failures
 from videobert.synthetic import read_labels
 from videobert.text import Cue, Word, write_webvtt
-from videobert.video import probe
 from videobert.vocabulary import JointVocabulary
 
 CLIP_SECONDS = 1.5
@@ -90,8 +90,7 @@ def test_corpus_aligns_each_sentence_with_exactly_its_clips(small_corpus_inputs)
     root, tokens, asr = small_corpus_inputs
     out = root / "corpus"
     cfg = CorpusConfig(wordpiece_min_frequency=1)
-    with FailureLog(out / "failures.jsonl") as failures:
-        summary = build_corpus(read_manifest(root / "manifest.jsonl"), tokens, out, cfg, failures, transcripts_dir=asr)
+    summary = build_corpus(root / "manifest.jsonl", tokens, out, cfg, transcripts_dir=asr).details
     examples = {split: load_corpus(out, split) for split in SPLITS}
     by_video = {}
     for split, items in examples.items():
@@ -143,8 +142,7 @@ def test_trained_tokenizer_sees_only_the_train_split_and_the_joint_vocabulary_is
     root, tokens, asr = small_corpus_inputs
     out = root / "corpus"
     cfg = CorpusConfig(wordpiece_min_frequency=1)
-    with FailureLog(out / "failures.jsonl") as failures:
-        build_corpus(read_manifest(root / "manifest.jsonl"), tokens, out, cfg, failures, transcripts_dir=asr)
+    build_corpus(root / "manifest.jsonl", tokens, out, cfg, transcripts_dir=asr)
     vocab = JointVocabulary.load(out)
     # (HF tokenizers breaks ties between merges in hash order, so the exact pieces vary from run
     # to run; what the corpus promises is the text it was trained on and the saved result)
@@ -170,9 +168,7 @@ def test_a_local_bert_tokenizer_folder_is_used_as_given(small_corpus_inputs):
     pieces += sorted({w for line in ["now we slice the onions then garlic okay so bake it"] for w in line.split()}) + ["##s"]
     (bert / "vocab.txt").write_text("\n".join(pieces) + "\n")
     out = root / "corpus"
-    with FailureLog(out / "failures.jsonl") as failures:
-        summary = build_corpus(read_manifest(root / "manifest.jsonl"), tokens, out, CorpusConfig(tokenizer=bert),
-                               failures, transcripts_dir=asr)
+    summary = build_corpus(root / "manifest.jsonl", tokens, out, CorpusConfig(tokenizer=bert), transcripts_dir=asr).details
     assert summary["tokenizer"] == {"source": str(bert), "text_vocab_size": len(pieces)}
     first = load_corpus(out, "train")[0]
     assert first["text"] == "now we slice the onions"
@@ -183,13 +179,11 @@ def test_a_local_bert_tokenizer_folder_is_used_as_given(small_corpus_inputs):
 def test_bad_tokens_folder_and_nothing_to_build_are_errors(tmp_path):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"video_id": "a", "video": "a.mp4"}) + "\n")
-    entries = read_manifest(manifest)
-    with FailureLog(tmp_path / "f.jsonl") as failures:
-        with pytest.raises(InputError, match="tokens.json"):
-            build_corpus(entries, tmp_path / "missing", tmp_path / "c", CorpusConfig(), failures)
-        tokens = write_tokens(tmp_path / "tokens", {}, vocab_size=8)
-        with pytest.raises(StageError, match="no example could be made"):
-            build_corpus(entries, tokens, tmp_path / "c", CorpusConfig(), failures)
+    with pytest.raises(InputError, match="tokens.json"):
+        build_corpus(manifest, tmp_path / "missing", tmp_path / "c", CorpusConfig())
+    tokens = write_tokens(tmp_path / "tokens", {}, vocab_size=8)
+    with pytest.raises(StageError, match="no example could be made"):
+        build_corpus(manifest, tokens, tmp_path / "c", CorpusConfig())
     assert not (tmp_path / "c" / "train.jsonl").exists()  # nothing half-written
 
 
@@ -242,8 +236,7 @@ def test_a_punctuation_model_splits_unpunctuated_speech(tmp_path):
     tokens = write_tokens(tmp_path / "tokens", {"a": np.arange(4)}, vocab_size=4)
     out = tmp_path / "corpus"
     cfg = CorpusConfig(punctuator=make_punctuation_model(tmp_path / "punct"), wordpiece_min_frequency=1)
-    with FailureLog(out / "failures.jsonl") as failures:
-        build_corpus(read_manifest(tmp_path / "m.jsonl"), tokens, out, cfg, failures)
+    build_corpus(tmp_path / "m.jsonl", tokens, out, cfg)
     examples = load_corpus(out, "train")
     assert [(e["text"], e["start"], e["end"], e["first_clip"], len(e["video_ids"])) for e in examples] == [
         ("first, we bake the bread.", 0.0, 2.5, 0, 2), ("then we eat it", 2.5, 4.4, 1, 2)]  # a word ends where the next begins

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from videobert.data import (
-    GROUP_PAIR_TEXT, GROUP_PAIR_VIDEO, GROUP_TEXT, GROUP_VIDEO, IGNORE, PAIR, TEXT, VIDEO, DataOptions,
-    PretrainExamples, StepBatches, TokenLayout, build_input, collate_training, mask_sequence, validation_batches,
+from videobert.pretrain.data import (
+    GROUP_PAIR_TEXT, GROUP_PAIR_VIDEO, GROUP_TEXT, GROUP_VIDEO, IGNORE, PAIR, TEXT, VIDEO, DataConfig, PretrainExamples,
+    StepBatches, TokenLayout, build_input, collate_training, mask_sequence, validation_batches,
 )
 
 T, V = 50, 30
@@ -81,8 +81,8 @@ def test_masking_rate_split_and_specials():
 
 
 def options(**overrides):
-    base = dict(kinds=(TEXT, VIDEO, PAIR), max_len=64, concat_prob=0.0, subsample_max=1)
-    return DataOptions(**{**base, **overrides})
+    base = dict(max_len=64, concat_prob=0.0, subsample_max=1)
+    return DataConfig(**{**base, **overrides})
 
 
 def test_pairs_are_half_misaligned_and_only_aligned_pairs_have_targets():
@@ -137,7 +137,7 @@ def test_subsampling_rates_stay_within_bounds():
     def counts(clips):
         data = [{"video_id": "a", "index": 0, "start": 0, "end": 30, "text": "", "text_ids": [],
                  "video_ids": list(range(clips)), "first_clip": 0}]
-        examples = PretrainExamples(data, LAYOUT, options(kinds=(VIDEO,), subsample_max=5, mask_prob=0.01))
+        examples = PretrainExamples(data, LAYOUT, options(subsample_max=5, mask_prob=0.01), kinds=(VIDEO,))
         found = set()
         for seed in range(200):
             ids = examples.sequence(0, np.random.default_rng(seed))["input_ids"]

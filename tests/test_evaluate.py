@@ -83,12 +83,12 @@ def test_evaluate_usage_errors(eval_demo_run, capsys, args, code, message):
 
 
 def test_a_bad_zero_shot_spec_or_labels_file_stops_evaluate_before_scoring(eval_demo_run, tmp_path, capsys, monkeypatch):
-    import videobert.evaluation
+    import videobert.retrieval.stage
 
     def no_scoring(*args, **kwargs):
         raise AssertionError("scored pairs before reading the zero-shot inputs")
 
-    monkeypatch.setattr(videobert.evaluation, "score_matrix", no_scoring)
+    monkeypatch.setattr(videobert.retrieval.stage, "score_matrix", no_scoring)
     spec = tmp_path / "spec.yaml"
     spec.write_text("template: now the [MASK]\nattributes: {colour: {slot: 3, classes: {red: red, blue: blue}}}\n")
     base = [str(eval_demo_run["run"]), "--corpus", str(eval_demo_run["corpus"]), "-o", str(tmp_path / "out"), "-q"]

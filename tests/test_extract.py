@@ -30,9 +30,9 @@ from videobert.features import (
     load_features,
     load_s3d_state,
 )
-from videobert.s3d_init import random_init_s3d
+from videobert.features.s3d_init import random_init_s3d
 from videobert.store import read_failures
-from videobert.video import ClipReader, run_ffmpeg
+from videobert.media import ClipReader, run_ffmpeg
 
 SIZE = 112
 # The same batch size everywhere: a clip's feature is then bit-identical whichever run computed it.
@@ -255,7 +255,7 @@ def _live_processes_mentioning(text):
 def test_kill_and_resume_gives_the_same_files(reference, corpus, tmp_path):
     out = tmp_path / "killed"
     process = subprocess.Popen(
-        [sys.executable, "-m", "videobert", "extract", str(corpus), "-o", str(out), *COMMON],
+        [sys.executable, "-m", "pipelines.cli", "extract", str(corpus), "-o", str(out), *COMMON],
         env=cli_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 120
@@ -281,7 +281,7 @@ def test_kill_and_resume_gives_the_same_files(reference, corpus, tmp_path):
 def test_two_shard_processes_write_disjoint_complete_outputs(reference, corpus, tmp_path):
     out = tmp_path / "sharded"
     runs = [
-        subprocess.Popen([sys.executable, "-m", "videobert", "extract", str(corpus), "-o", str(out), "--shard", f"{i}/2",
+        subprocess.Popen([sys.executable, "-m", "pipelines.cli", "extract", str(corpus), "-o", str(out), "--shard", f"{i}/2",
                           *COMMON, "--workers", "0"],
                          env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)

@@ -1,36 +1,42 @@
 """``videobert run``: stage order, skipping what is up to date, rerunning what changed, resuming.
 
-The bookkeeping is tested with a recording launcher (fast); test_demo.py runs the real stages."""
+The bookkeeping is tested with a recording stand-in for the stages (fast); test_demo.py runs the
+real stages."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import pytest
 
-from videobert.errors import ConfigError, StageError
-from videobert.pipeline import STAGE_NAMES, Pipeline, load_pipeline_config, summary_lines
+from videobert.errors import ConfigError, InputError, StageError
+from videobert.runner import STAGE_NAMES, Pipeline, load_pipeline_config, summary_lines
+from videobert.store import StageCall
 
 ALL_BUT_ASR = [name for name in STAGE_NAMES if name != "asr"]
 
 
 class Recorder:
-    """Stands in for the stages: records every launch and writes each stage's folder."""
+    """Stands in for the stages: records every call (as the stage's command line, built by its
+    launcher) and writes each stage's folder."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.calls: list[tuple[str, list[str]]] = []
         self.fail: set[str] = set()
 
-    def __call__(self, stage: str, argv: list[str], procs: int) -> int:
-        self.calls.append((stage, argv))
-        out = Path(argv[argv.index("-o") + 1]) if "-o" in argv else Path(argv[0])
+    def __call__(self, call: StageCall, procs: int) -> None:
+        argv = importlib.import_module(f"pipelines.{call.stage}").argv(call)
+        self.calls.append((call.stage, argv))
+        out = call.out_dir
         out.mkdir(parents=True, exist_ok=True)
-        if stage == "pretrain":
+        if call.stage == "pretrain":
             (out / "checkpoints").mkdir(exist_ok=True)
-        (out / "done").write_text(stage)
-        return 1 if stage in self.fail else 0
+        (out / "done").write_text(call.stage)
+        if call.stage in self.fail:
+            raise InputError(f"{call.stage} stands in for a failure")
 
     def stages(self) -> list[str]:
         names = [stage for stage, _ in self.calls]

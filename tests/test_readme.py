@@ -27,3 +27,15 @@ def test_readme_commands_are_the_demo_and_the_tests_and_ci_runs_both():
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert ci.index("videobert demo") > ci.index("pytest")
 
+
+
+def test_readme_lists_exactly_the_settings_that_only_change_speed():
+    """README.md's list of the settings `videobert run` ignores is the one the configs declare."""
+    from videobert.runner import speed_only_settings
+
+    text = (REPO / "README.md").read_text()
+    paragraph = text[text.index("Settings that only change"):]
+    paragraph = paragraph[: paragraph.index("\n\n")]
+    listed = set(re.findall(r"`(\w+\.\w+)`", paragraph))
+    declared = {f"{stage}.{key}" for stage, keys in speed_only_settings().items() for key in keys}
+    assert listed == declared

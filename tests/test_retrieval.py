@@ -8,24 +8,19 @@ import pytest
 import torch
 
 from pipelines.evaluate import SYNTHETIC_SPEC
-from videobert.data import TokenLayout, build_input
 from videobert.errors import ConfigError
-from videobert.evaluation import EvaluateConfig, evaluate
 from videobert.model import ModelConfig, VideoBERT
-from videobert.retrieval import (
-    LoadedModel, chance_metrics, length_batches, metrics_from_counts, retrieval_metrics, score_matrix, score_pairs,
-    two_stage_counts, two_stage_search,
-)
+from videobert.pretrain.data import TokenLayout, build_input
+from videobert.retrieval.generate import text_to_video
+from videobert.retrieval.inference import LoadedModel, length_batches
+from videobert.retrieval.metrics import chance_metrics, metrics_from_counts, retrieval_metrics
+from videobert.retrieval.scoring import score_matrix, score_pairs, two_stage_counts, two_stage_search
+from videobert.retrieval.stage import EvaluateConfig, evaluate
+from videobert.retrieval.zeroshot import class_scores, load_spec, top_k_accuracy
 from videobert.synthetic import ACTION_WORDS, ACTIONS, ATTRIBUTES, COLOURS
-from videobert.zeroshot import class_scores, load_spec, text_to_video, top_k_accuracy
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest, and repeatably, on one thread
 
 
 # ------------------------------------------------------------------------ metrics
@@ -297,7 +292,7 @@ def test_retrieval_and_alignment_beat_chance(learnt_metrics):
 
 
 def test_text_to_video_predicts_the_words_of_the_sentence(learnt):
-    from videobert.retrieval import load_model
+    from videobert.retrieval.inference import load_model
 
     loaded = load_model(learnt["run"], device="cpu")
     agree = 0

@@ -62,9 +62,9 @@ def test_live_writer_temporaries_are_kept(tmp_path):
 
 def test_failure_log_records_and_reads_back_shard_files(tmp_path):
     with store.FailureLog(tmp_path / store.failures_name()) as failures:
-        failures.record("a", "shorter than one clip")
+        failures.record("a", "shorter than one clip", "too_short")
     with store.FailureLog(tmp_path / store.failures_name(1, 2)) as failures:
-        failures.record("b", "not a readable video", path="b.mp4")
+        failures.record("b", "not a readable video", "unreadable", path="b.mp4")
     records = store.read_failures(tmp_path)
     assert [(r["id"], r["reason"]) for r in records] == [
         ("a", "shorter than one clip"),

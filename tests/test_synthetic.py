@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from videobert.synthetic import (
-    ACTION_WORDS, ATTRIBUTES, SynthConfig, _shape_mask, plan_corpus, read_labels, render_frames,
-)
+from videobert.media import probe
+from videobert.synthetic import ACTION_WORDS, ATTRIBUTES, SynthConfig, plan_corpus, read_labels, render_frames
+from videobert.synthetic.render import _shape_mask
 from videobert.text import Cue
-from videobert.video import probe
 
 
 def digest(path):

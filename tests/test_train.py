@@ -14,24 +14,21 @@ from safetensors.torch import load_file
 
 from pipelines import pretrain as pretrain_stage
 from tests.conftest import REPO, run_cli
-from videobert.checkpoint import STATE_FILE, list_checkpoints, load_training_state
 from videobert.corpus import load_corpus
-from videobert.data import PretrainExamples, StepBatches, TokenLayout
 from videobert.errors import InputError
 from videobert.model import VideoBERT
-from videobert.train import PretrainConfig, build_model, pretrain, pretraining_losses, warmup_linear_decay
+from videobert.pretrain import (
+    PretrainConfig, PretrainExamples, StepBatches, TokenLayout, build_model, pretraining_losses, warmup_linear_decay,
+)
+from videobert.pretrain import run as pretrain
+from videobert.pretrain.checkpoint import STATE_FILE, list_checkpoints, load_training_state
 from videobert.vocabulary import JointVocabulary
 
 # Tiny models run fastest on one thread, and the suite shares two cores.
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest, and repeatably, on one thread
 
 
 # A short CPU run: 48 steps of 16 sequences, checkpoints every 8 steps.
@@ -51,7 +48,7 @@ def test_each_loss_is_finite_and_falls_when_overfitting_one_batch(pretrain_corpu
     vocab = JointVocabulary.load(pretrain_corpus)
     layout = TokenLayout.from_vocabulary(vocab)
     cfg = PretrainConfig(preset="tiny", dropout=0.0, concat_prob=0.5)
-    examples = PretrainExamples(load_corpus(pretrain_corpus, "train"), layout, cfg.data_options(1))
+    examples = PretrainExamples(load_corpus(pretrain_corpus, "train"), layout, cfg, kinds=cfg.kinds())
     batch = StepBatches(examples, batch_size=48, grad_accum=1, seed=0)[0][0]
     assert all(batch["group_counts"]) and 0 < batch["align_labels"].mean() < 1  # every objective present
     model = build_model(cfg, layout)
@@ -106,7 +103,7 @@ def test_cli_run_folder_loads_and_records_curves(reference_run, pretrain_corpus)
 def test_kill_and_resume_matches_an_uninterrupted_run_bitwise(reference_run, pretrain_corpus, tmp_path, capsys):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO), "VIDEOBERT_PROGRESS": "0", **ONE_THREAD}
-    process = subprocess.Popen([sys.executable, "-m", "videobert", "pretrain", str(pretrain_corpus), "-o", str(run), *RUN_FLAGS],
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "pretrain", str(pretrain_corpus), "-o", str(run), *RUN_FLAGS],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not list_checkpoints(run) and process.poll() is None and time.monotonic() < deadline:
@@ -224,7 +221,7 @@ def test_without_vocab_flag_the_corpus_vocabulary_initialises_visual_words(featu
     assert JointVocabulary.load(tmp_path / "run").visual_vocab == str(vocab_dir.resolve())
     model = VideoBERT.from_pretrained(tmp_path / "run")
     visual = model.embeddings.word.weight[model.config.visual_offset :].detach().double().numpy()
-    from videobert.train import load_centroids
+    from videobert.vocab import load_centroids
 
     centroids = load_centroids(vocab_dir).astype(np.float64)
     # the centroids' geometry, up to scale: their pairwise distances correlate perfectly

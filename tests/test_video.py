@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from videobert.errors import InputError
-from videobert.video import ClipReader, clip_command, probe, run_ffmpeg
+from videobert.media import ClipReader, clip_command, probe, run_ffmpeg
 
 # Smooth content: a misplaced crop or a wrong frame shows up as a large error, scaler rounding does not.
 GRADIENT = "geq=r='X*255/W':g='Y*255/H':b='128+100*sin(2*PI*T)'"
@@ -160,7 +160,7 @@ def test_cuda_decoder_command_scales_on_the_gpu_and_rotates_after_download(tmp_p
 
 @pytest.mark.gpu
 def test_cuda_decoder_matches_cpu_decoder(tmp_path):
-    from videobert.video import check_cuda_decoder
+    from videobert.media import check_cuda_decoder
 
     check_cuda_decoder(0)
     video = lavfi_video(tmp_path / "v.mp4", 3.0, size=(320, 180), content=GRADIENT)

@@ -18,7 +18,6 @@ from videobert.store import read_failures
 from videobert.vocab import (
     Codebook,
     Normalisation,
-    VocabConfig,
     VocabTree,
     descend,
     fit_normalisation,
@@ -205,7 +204,7 @@ def test_quantisation_error_is_within_1_5x_of_flat_kmeans(k, depth, blobs):
     n = 78 * k**depth
     z = (centres[rng.integers(blobs, size=n)] + 0.5 * rng.standard_normal((n, 16))).astype(np.float32)
     tree, leaves = hierarchical_kmeans(z, k=k, depth=depth, niter=10, seed=0)
-    report = flat_comparison(z, tree.node_word[leaves], tree.centroids[tree.word_node], VocabConfig(k=k, depth=depth, niter=10), gpu=False)
+    report = flat_comparison(z, tree.node_word[leaves], tree.centroids[tree.word_node], niter=10, seed=0, flat_sample=100_000, max_words=4096, gpu=False)
     assert report["centroids"] == tree.size and report["clips"] == n
     assert report["hierarchical_mse"] <= 1.5 * report["flat_mse"], report
     assert report["hierarchical_mse"] > 0 and report["flat_mse"] > 0
@@ -216,8 +215,8 @@ def test_flat_comparison_is_bounded():
     z = rng.standard_normal((500, 4)).astype(np.float32)
     vectors = z[:50]
     words = rng.integers(50, size=500)
-    assert "skipped" in flat_comparison(z, words, vectors, VocabConfig(flat_compare_max_words=10), gpu=False)
-    report = flat_comparison(z, words, vectors, VocabConfig(flat_sample=200, niter=2), gpu=False)
+    assert "skipped" in flat_comparison(z, words, vectors, niter=20, seed=0, flat_sample=100_000, max_words=10, gpu=False)
+    report = flat_comparison(z, words, vectors, niter=2, seed=0, flat_sample=200, max_words=4096, gpu=False)
     assert report["clips"] == 200
 
 
@@ -342,7 +341,7 @@ def test_codebook_has_no_pickles_and_reloads_to_the_same_tokens(planted_folder, 
     with np.load(root / "vocab" / "codebook.npz", allow_pickle=False) as data:
         assert all(data[name].dtype != object for name in data.files)
     codebook = load(root / "vocab", device="cpu")
-    codebook.save(tmp_path)
+    codebook.save(tmp_path / "codebook.npz")
     again = load(tmp_path, device="cpu")
     assert again.hash == codebook.hash
     for features in videos.values():
@@ -406,7 +405,7 @@ def test_invalid_settings_are_usage_errors(tmp_path, capsys):
 def synthetic_features(synth_corpus, folder, seed: int = 0) -> dict[str, int]:
     """Random features for the synthetic corpus, one per 1.5 s clip, with an extract.json naming its manifest."""
     from videobert.manifest import read_manifest
-    from videobert.video import probe
+    from videobert.media import probe
 
     rng = np.random.default_rng(seed)
     manifest = synth_corpus / "manifest.jsonl"

@@ -8,7 +8,19 @@ Each stage keeps its own ``@dataclass`` next to the code it configures (``Extrac
 * :func:`load` layers defaults < YAML file < overrides (``{"k": v}`` or ``"a.b=v"`` strings).
 * :func:`to_dict` / :func:`save` write the resolved config back as YAML (``config.yaml`` of a stage).
 
-Field help comes from ``field(metadata={"help": ...})``; the command line reads it for ``--help``.
+Field help comes from ``field(help=...)``; the command line reads it for ``--help``.
+
+**Settings that only change speed.** A field declared with ``field(..., speed_only=True)`` changes
+how fast (or how verbosely) a stage runs, never what it writes — worker counts, batch sizes that
+do not change results, logging and checkpoint cadence. That declaration is the only list of them:
+:func:`speed_only_keys` reads it, and :func:`settings` leaves those fields out of what decides a
+result, which the pipeline runner's skip check, pretraining's ``--resume`` check and the vocab
+stage's rebuild check all use. ``--help`` marks them.
+
+**Sections.** A stage config that feeds several parts of the code is composed of their sections by
+inheritance: pretraining's ``PretrainConfig`` *is* the ``DataConfig`` the data path reads, so the
+same object is passed on, never copied field by field, and the keys stay flat (``mask_prob``, not
+``data.mask_prob``). :func:`settings` can pick one section's fields.
 """
 
 from __future__ import annotations
@@ -26,15 +38,42 @@ from typing import Any, Literal, Mapping, TypeVar, Union
 import yaml
 
 from videobert.errors import ConfigError
+from videobert.store import atomic_write_text
 
 T = TypeVar("T")
 
 
-def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING):
-    """A dataclass field that carries its ``--help`` text."""
+SPEED_ONLY_NOTE = "only changes speed"
+
+
+def field(
+    default: Any = dataclasses.MISSING, *, help: str, speed_only: bool = False, default_factory: Any = dataclasses.MISSING
+):
+    """A dataclass field that carries its ``--help`` text, and whether it only changes speed."""
+    metadata = {"help": help, "speed_only": speed_only}
     if default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def is_speed_only(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("speed_only"))
+
+
+def speed_only_keys(cls: type) -> set[str]:
+    """Names of the fields of config class ``cls`` declared ``speed_only``."""
+    return {f.name for f in dataclasses.fields(cls) if is_speed_only(f)}
+
+
+def settings(cfg: Any, section: type | None = None) -> dict[str, Any]:
+    """What of ``cfg`` decides a result: its fields as plain data, less those that only change
+    speed; with ``section``, only the fields that section (a base class of ``cfg``'s) declares."""
+    names = {f.name for f in dataclasses.fields(section)} if section is not None else None
+    return {
+        f.name: _plain(getattr(cfg, f.name))
+        for f in dataclasses.fields(cfg)
+        if not is_speed_only(f) and (names is None or f.name in names)
+    }
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -262,6 +301,4 @@ def dump_yaml(data: Any) -> str:
 
 def save(cfg: Any, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    from videobert.store import atomic_write_text
-
     atomic_write_text(path, dump_yaml(cfg))

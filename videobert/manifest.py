@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 from videobert.errors import InputError
+from videobert.store import atomic_write_text, read_jsonl
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts")
 TRANSCRIPT_EXTENSIONS = (".vtt", ".srt", ".json", ".jsonl")
@@ -83,23 +84,11 @@ def read_manifest(path: str | Path) -> list[VideoEntry]:
     path = Path(path)
     if path.is_dir():
         return _read_folder(path)
-    if not path.exists():
-        raise InputError(f"{path}: manifest not found")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: manifest is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     base = path.parent
     entries: list[VideoEntry] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, data in read_jsonl(path, "manifest"):
         where = f"{path}:{number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: invalid JSON ({exc.msg})") from None
         if not isinstance(data, dict):
             raise InputError(f"{where}: expected a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - {"video_id", "video", "transcript", "split"})
@@ -172,8 +161,6 @@ def _find_transcript(video: Path) -> Path | None:
 
 def write_manifest(path: str | Path, entries: Iterable[VideoEntry]) -> None:
     """Write entries as JSONL with paths relative to the manifest's folder where possible."""
-    from videobert.store import atomic_write_text
-
     path = Path(path)
     base = path.parent.resolve()
     lines = []

@@ -1,27 +1,41 @@
-"""Stage output folders: atomic writes, failure records, resolved configs.
+"""Files: atomic writes, failure records, stage summaries, and reading JSON, JSONL and torch files
+safely.
 
 Every stage writes into its own folder and never leaves a half-written file: each output is
 written under a temporary name in the same folder and renamed into place (``os.replace`` is atomic
 on POSIX file systems), so a reader — or a rerun after ``kill -9`` — sees either the old file or the
 complete new one. Items that fail are recorded one JSON line each in ``failures.jsonl`` with the
-reason; a sharded run writes ``failures.shard-I-of-N.jsonl`` so that no two writers share a file.
+reason and its ``kind`` (:data:`videobert.errors.FAILURE_KINDS`); a sharded run writes
+``failures.shard-I-of-N.jsonl`` so that no two writers share a file. Every stage's ``run`` returns a
+:class:`StageSummary`; the pipeline runner calls it as a :class:`StageCall`.
+
+Readers name the file (and the line) of anything malformed: :func:`read_json`, :func:`read_jsonl`
+(streams, so a corpus of millions of lines is never held whole), :func:`read_failures` and
+:func:`safe_torch_load` (tensors and plain data only: a pickled object, which could run code, is
+refused unexecuted).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import importlib.metadata
 import io
 import json
 import logging
 import os
+import pickle
+import platform
+import re
 import socket
 import time
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import numpy as np
+import torch
 
-from videobert.errors import InputError
+from videobert.errors import FAILURE_KINDS, InputError
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +151,7 @@ def failures_name(shard_index: int = 0, shard_count: int = 1) -> str:
 
 
 class FailureLog:
-    """Append-only record of failed items, one JSON line each: ``{"id", "reason", ...}``.
+    """Append-only record of failed items, one JSON line each: ``{"id", "reason", "kind", "time", ...}``.
 
     The file is started afresh by each run (it describes the latest attempt at every item), and
     each line is flushed as it is written so that a crash keeps what was already recorded.
@@ -149,12 +163,20 @@ class FailureLog:
         self._handle = open(self.path, "w", encoding="utf-8")
         self.count = 0
 
-    def record(self, item_id: str, reason: str, **extra: Any) -> None:
-        line = {"id": item_id, "reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+    def record(self, item_id: str, reason: str, kind: str, **extra: Any) -> None:
+        """Record that ``item_id`` failed: ``reason`` for people, ``kind`` (one of
+        :data:`videobert.errors.FAILURE_KINDS`) for programs."""
+        if kind not in FAILURE_KINDS:
+            raise ValueError(f"failure kind {kind!r} is not one of {', '.join(FAILURE_KINDS)}")
+        line = {"id": item_id, "reason": reason, "kind": kind, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
         self._handle.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._handle.flush()
         self.count += 1
         log.warning("%s: %s", item_id, reason)
+
+    def record_error(self, item_id: str, error: InputError, **extra: Any) -> None:
+        """Record an :class:`InputError` with its own kind."""
+        self.record(item_id, str(error), error.kind, **extra)
 
     def close(self) -> None:
         self._handle.close()
@@ -166,14 +188,78 @@ class FailureLog:
         self.close()
 
 
-def read_failures(folder: str | Path) -> list[dict[str, Any]]:
-    """All failure records of a stage folder (``failures.jsonl`` and any per-shard files)."""
-    records: list[dict[str, Any]] = []
-    for path in sorted(Path(folder).glob("failures*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                records.append(json.loads(line))
+# Records written before failures had a ``kind`` (videobert 0.1): the one reason a later stage
+# must tell apart, read as the kind it stands for; any other such record reads as "unknown".
+_LEGACY_KINDS = {"no audio stream": "no_audio"}
+
+
+def read_failures(where: str | Path) -> list[dict[str, Any]]:
+    """The failure records of a stage folder (``failures.jsonl`` and any per-shard files), or of
+    one failure file."""
+    where = Path(where)
+    paths = [where] if where.is_file() else sorted(where.glob("failures*.jsonl"))
+    records = []
+    for path in paths:
+        for number, record in read_jsonl(path, "failure records"):
+            if not isinstance(record, dict) or "id" not in record:
+                raise InputError(f"{path}:{number}: not a failure record (an object with an id)")
+            record.setdefault("kind", _LEGACY_KINDS.get(str(record.get("reason")), "unknown"))
+            records.append(record)
     return records
+
+
+def merge_failures(folder: str | Path, shard_count: int) -> Path:
+    """Concatenate the ``shard_count`` writers' failure files into ``failures.jsonl`` (once they
+    have all finished) and remove them; returns the merged file."""
+    folder = Path(folder)
+    parts = [folder / failures_name(i, shard_count) for i in range(shard_count)]
+    lines = [line for part in parts if part.exists() for line in part.read_text(encoding="utf-8").splitlines() if line.strip()]
+    merged = folder / failures_name()
+    atomic_write_text(merged, "".join(line + "\n" for line in lines))
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return merged
+
+
+def remove_stale_failures(folder: str | Path, shard_count: int) -> None:
+    """Remove failure files of an earlier attempt split another way (they describe nothing current)."""
+    keep = {failures_name(i, shard_count) for i in range(shard_count)}
+    for path in Path(folder).glob("failures*.jsonl"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+
+
+@dataclasses.dataclass
+class StageSummary:
+    """What one run of a stage did: items processed now (``done``), found finished by an earlier
+    run (``skipped``) and ``failed``, in ``seconds``; ``message`` says it in one line; ``details``
+    holds the stage's own figures (the corpus's summary.json, vocab.json, the metrics, ...)."""
+
+    stage: str  # its name: extract, vocab, ...
+    out_dir: Path  # the folder it wrote
+    done: int = 0  # items processed by this run (videos, or steps for pretrain)
+    skipped: int = 0  # items an earlier run had finished
+    failed: int = 0  # items recorded in the failure log
+    seconds: float = 0.0
+    message: str = ""
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class StageCall:
+    """One stage as the runner calls it: ``stage.run(**inputs, out_dir=..., cfg=..., **options)``.
+    ``config_file`` holds ``cfg`` as YAML (what a command line passes with ``--config``)."""
+
+    stage: str
+    run: Callable[..., StageSummary]
+    inputs: dict[str, Any]
+    out_dir: Path
+    cfg: Any
+    config_file: Path
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __call__(self) -> StageSummary:
+        return self.run(**self.inputs, out_dir=self.out_dir, cfg=self.cfg, **self.options)
 
 
 def read_json(path: str | Path, what: str = "file") -> Any:
@@ -182,9 +268,72 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found") from None
+        raise InputError(f"{path}: {what} not found", "missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: cannot read {what} ({exc})") from None
+
+
+def read_jsonl(path: str | Path, what: str = "file") -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of each non-blank line of a JSONL file, read as it goes (lines end
+    at ``\\n`` only). A missing file, a line that is not UTF-8 or not JSON raise :class:`InputError`
+    naming the file and the line."""
+    path = Path(path)
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found", "missing") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    with handle:
+        yield from parse_jsonl(_decoded_lines(handle, path), path)
+
+
+def _decoded_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}:{number}: not UTF-8 text ({exc.reason} at byte {exc.start} of the line)") from None
+
+
+def parse_jsonl(lines: Iterable[str], source: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of each non-blank line of JSONL text; a line that is not JSON raises
+    :class:`InputError` naming ``source`` and the line. Lines end at ``\\n`` only."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{source}:{number}: invalid JSON ({exc.msg})") from None
+        yield number, value
+
+
+def safe_torch_load(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` restricted to tensors and plain data; anything else is refused, unexecuted.
+    A file that cannot be read as a torch file at all (truncated, another format) is an
+    :class:`InputError` that says so."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found", "missing") from None
+    except pickle.UnpicklingError as exc:  # what weights_only=True raises for anything but plain data
+        raise InputError(
+            f"{path}: refused to load the {what}: it holds something other than tensors and plain data "
+            f"({_unpickler_reason(exc)}); such a file can run code when loaded, so load only files you trust"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, OSError, ... for broken files
+        raise InputError(f"{path}: not a readable {what} ({type(exc).__name__}: {_unpickler_reason(exc)})") from None
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The line of torch's long weights-only error that says what was found."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    for line in lines:
+        if "Unsupported" in line or "WeightsUnpickler error" in line:
+            return line.replace("WeightsUnpickler error: ", "").split(" Please use")[0].rstrip(".")
+    return next((line for line in lines if line), type(exc).__name__)
 
 
 def prepare_output_dir(path: str | Path) -> Path:
@@ -197,15 +346,14 @@ def prepare_output_dir(path: str | Path) -> Path:
     return path
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that decide numerical results, for provenance files."""
-    import importlib.metadata as md
-    import platform
-
+def library_versions(*extra: str) -> dict[str, str]:
+    """Versions of the libraries that decide numerical results (and of the ``extra`` packages that
+    are installed), for provenance files."""
     versions = {"python": platform.python_version()}
-    for name in ("videobert", "torch", "torchvision", "numpy", "faiss-cpu", "faiss-gpu", "transformers", "tokenizers"):
+    names = ("videobert", "torch", "torchvision", "numpy", "faiss-cpu", "faiss-gpu", "transformers", "tokenizers", *extra)
+    for name in names:
         try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             continue
     return versions

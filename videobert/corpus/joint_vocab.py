@@ -1,0 +1,127 @@
+"""The joint vocabulary: WordPiece text ids, then the video separator, then the visual words.
+
+=================  ==========================================================
+ids                tokens
+=================  ==========================================================
+``0 … T-1``        the WordPiece vocabulary, with [PAD] [UNK] [CLS] [SEP] [MASK]
+``T``              ``[>]``, the separator between the text and the video
+``T+1 … T+V``      visual words 0 … V-1 (``visual_offset = T+1``)
+=================  ==========================================================
+
+Saved as ``vocabulary.json`` beside a ``tokenizer/`` folder (Hugging Face ``BertTokenizerFast``
+format), and used unchanged by training, evaluation and the notebook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from videobert.errors import InputError
+from videobert.store import atomic_write_json, read_json
+from videobert.text.wordpiece import TEXT_SPECIALS, load_tokenizer
+
+VIDEO_SEP = "[>]"
+
+
+class JointLayout:
+    """The id layout above, for any class with ``text_vocab_size`` and ``visual_vocab_size``."""
+
+    @property
+    def video_sep_id(self) -> int:
+        return self.text_vocab_size
+
+    @property
+    def visual_offset(self) -> int:
+        return self.text_vocab_size + 1
+
+    @property
+    def size(self) -> int:
+        return self.visual_offset + self.visual_vocab_size
+
+
+@dataclass
+class JointVocabulary(JointLayout):
+    """Text tokenizer plus ``visual_vocab_size`` visual words in one id space."""
+
+    tokenizer: object  # transformers.BertTokenizerFast
+    visual_vocab_size: int
+    visual_vocab: str | None = None  # where the visual vocabulary (VOCAB folder) was read from
+
+    @property
+    def text_vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    def special_id(self, token: str) -> int:
+        if token == VIDEO_SEP:
+            return self.video_sep_id
+        return int(self.tokenizer.convert_tokens_to_ids(token))
+
+    @property
+    def pad_id(self) -> int:
+        return self.special_id("[PAD]")
+
+    @property
+    def unk_id(self) -> int:
+        return self.special_id("[UNK]")
+
+    @property
+    def cls_id(self) -> int:
+        return self.special_id("[CLS]")
+
+    @property
+    def sep_id(self) -> int:
+        return self.special_id("[SEP]")
+
+    @property
+    def mask_id(self) -> int:
+        return self.special_id("[MASK]")
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        return {token: self.special_id(token) for token in (*TEXT_SPECIALS, VIDEO_SEP)}
+
+    def encode_text(self, text: str) -> list[int]:
+        """WordPiece ids of ``text``, without special tokens."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def token(self, token_id: int) -> str:
+        """Readable form of one id: WordPiece, ``[>]`` or ``v<word>``."""
+        if token_id == self.video_sep_id:
+            return VIDEO_SEP
+        if token_id >= self.visual_offset:
+            return f"v{token_id - self.visual_offset}"
+        return str(self.tokenizer.convert_ids_to_tokens(int(token_id)))
+
+    def to_json(self) -> dict:
+        return {
+            "text_vocab_size": self.text_vocab_size,
+            "visual_vocab_size": self.visual_vocab_size,
+            "visual_offset": self.visual_offset,
+            "size": self.size,
+            "special_ids": self.special_ids,
+            "tokenizer": "tokenizer",
+            "visual_vocab": self.visual_vocab,
+        }
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``vocabulary.json`` and ``tokenizer/`` into ``folder``."""
+        folder = Path(folder)
+        (folder / "tokenizer").mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(str(folder / "tokenizer"))
+        atomic_write_json(folder / "vocabulary.json", self.to_json())
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "JointVocabulary":
+        """Read ``vocabulary.json`` and its tokenizer from ``folder``; check they agree."""
+        folder = Path(folder)
+        path = folder / "vocabulary.json"
+        data = read_json(path, "joint vocabulary")
+        tokenizer = load_tokenizer(folder / data.get("tokenizer", "tokenizer"))
+        vocab = cls(tokenizer, int(data["visual_vocab_size"]), data.get("visual_vocab"))
+        if vocab.text_vocab_size != data["text_vocab_size"] or vocab.size != data["size"]:
+            raise InputError(
+                f"{path}: tokenizer has {vocab.text_vocab_size} entries but the file records "
+                f"{data['text_vocab_size']}; the folder was modified"
+            )
+        return vocab

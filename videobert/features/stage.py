@@ -1,0 +1,319 @@
+"""The extract stage: MANIFEST -> FEATURES (docs/formats.md), and the FEATURES folder's layout.
+
+``run`` creates the folder, records ``extract.json`` (what defines a feature; a folder never mixes
+two kinds), writes the resolved ``config.yaml``, owns the failure log (one per writer), writes
+``<video_id>.npy`` as videos finish and, under torchrun, waits for the other ranks and merges their
+failure files. Rerunning skips videos whose features are complete. The readers at the end
+(:func:`load_features`, :func:`list_videos`, :func:`clip_count`, :func:`extract_info`) are what
+the next stages use.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from videobert import config as cfgmod
+from videobert.config import field
+from videobert.errors import ConfigError, InputError, StageError
+from videobert.features.extract import extract_features, resolve_runtime
+from videobert.features.s3d import (
+    FEATURE_DIM, KINETICS_MEAN, KINETICS_STD, MIN_CLIP_FRAMES, MIN_SIZE, MODEL_NAME, RANDOM_INIT, ClipEncoder, build_s3d,
+)
+from videobert.logs import progress
+from videobert.manifest import read_manifest
+from videobert.media import Decoder, check_cuda_decoder
+from videobert.runtime import (
+    DeviceName, Precision, Shard, combined_shard, device_name, dist_env, process_group, resolve_device, resolve_precision,
+)
+from videobert.store import (
+    FailureLog, StageSummary, atomic_save_npy, atomic_write_json, failures_name, library_versions, merge_failures,
+    prepare_output_dir, read_json, remove_stale_failures, temp_path_for,
+)
+
+log = logging.getLogger(__name__)
+
+META_FILE = "extract.json"
+# Settings that define what a feature file means; a folder never mixes two of them.
+IDENTITY_KEYS = ("fps", "clip_frames", "size", "model", "weights", "precision")
+# Ranks wait for each other only at the start and the end; a rank with longer videos may finish
+# hours after the others, and torchrun tears the group down if one rank dies.
+BARRIER_TIMEOUT = datetime.timedelta(hours=72)
+
+
+@dataclass
+class ExtractConfig:
+    """Configuration of ``videobert extract``."""
+
+    fps: int = field(20, help="frames per second sampled from each video")
+    clip_frames: int = field(30, help="frames per clip; clips do not overlap and a trailing partial clip is dropped")
+    size: int = field(224, help="frame size: the short side is scaled to it, then the centre square is cropped")
+    weights: Path | None = field(None, help="torchvision S3D state dict (.pth, e.g. Kinetics-400); none: seeded random init")
+    init_seed: int = field(0, help="seed of the random initialisation used without weights")
+    device: DeviceName = field("auto", help="where the model runs (auto: CUDA when visible)")
+    precision: Precision = field("auto", help="model precision (auto: bf16/fp16 on CUDA, fp32 on CPU)")
+    decoder: Decoder = field("cpu", help="video decoding: ffmpeg on the CPU, or NVDEC + scale_cuda on the GPU")
+    batch_size: int | None = field(None, speed_only=True, help="clips per model call (none: 64 on CUDA, 4 on CPU)")
+    workers: int | None = field(
+        None, speed_only=True,
+        help="decoding processes beside the model (0: decode in the main process; none: one per spare core on CUDA, "
+             "one per 8 cores on CPU)",
+    )
+
+    def check(self) -> None:
+        if self.fps < 1:
+            raise ConfigError("fps: need at least 1")
+        if self.clip_frames < MIN_CLIP_FRAMES:
+            raise ConfigError(f"clip_frames: S3D needs at least {MIN_CLIP_FRAMES} frames per clip")
+        if self.size < MIN_SIZE:
+            raise ConfigError(f"size: need at least {MIN_SIZE} pixels (smaller frames leave S3D's last block under 3x3 positions)")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError("batch_size: need at least 1")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError("workers: need 0 or more")
+
+    @property
+    def clip_seconds(self) -> float:
+        return self.clip_frames / self.fps
+
+
+def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Shard = Shard(),
+        overwrite: bool = False) -> StageSummary:
+    """Write ``<video_id>.npy`` for this worker's share of the manifest's videos (``shard``,
+    subdivided among torchrun ranks) that lack complete features. ``overwrite`` starts the folder
+    afresh (needed to change what defines a feature). Under torchrun every rank calls this; the
+    summary counts every rank's videos."""
+    env = dist_env()
+    worker = combined_shard(shard, env)
+    coordinated = env.has_rendezvous
+    merged = coordinated and shard.count == 1  # the ranks together cover every video
+    if overwrite and worker.count > 1 and not merged:
+        raise ConfigError("--overwrite needs one run over all the videos (alone, or torchrun without --shard): "
+                          "other shards' writers would not see it; delete the folder first instead")
+    entries = read_manifest(manifest)
+    out = prepare_output_dir(out_dir)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    runtime = resolve_runtime(device, precision, cfg.batch_size, cfg.workers, env.local_processes)
+    if cfg.decoder == "cuda":
+        if device.type != "cuda":
+            raise ConfigError("--decoder cuda needs the model on a CUDA device (--device cuda, or auto on a GPU machine)")
+        check_cuda_decoder(runtime.gpu)
+    model, weights = build_s3d(cfg.weights, cfg.init_seed)
+    meta = extraction_meta(cfg, weights, device, precision, manifest)
+    failures_file = out / failures_name(worker.index, worker.count)
+
+    with process_group(coordinated, "gloo", BARRIER_TIMEOUT) as group:
+        if env.is_main:
+            if overwrite:
+                removed = remove_features(out)
+                if removed:
+                    log.warning("--overwrite: removed %d feature files from %s", removed, out)
+            claim_features_dir(out, meta, overwrite=overwrite)
+            if worker.index == 0:
+                cfgmod.save(cfg, out / "config.yaml")
+                remove_stale_failures(out, worker.count)
+        group.barrier()
+        if not env.is_main:
+            claim_features_dir(out, meta)
+
+        mine = worker.take(entries, key=lambda e: e.video_id)
+        log.info(
+            "%d of %d videos for shard %s on %s (%s, batch %d, %d decoding workers, decoder %s)",
+            len(mine), len(entries), worker, device, precision, runtime.batch_size, runtime.workers, cfg.decoder,
+        )
+        todo = [entry for entry in mine if not is_complete(feature_path(out, entry.video_id))]
+        skipped = len(mine) - len(todo)
+        if skipped:
+            log.info("%d of %d videos already have features; skipping them", skipped, len(mine))
+        ok = failed = clips = 0
+        encoder = ClipEncoder(model, device, precision)
+        began = time.perf_counter()
+        with FailureLog(failures_file) as failures:
+            for video in extract_features(todo, encoder, runtime, cfg.fps, cfg.clip_frames, cfg.size, cfg.decoder,
+                                          progress=progress if env.is_main else None):
+                if video.error is not None:
+                    failures.record_error(video.entry.video_id, video.error, video=str(video.entry.video))
+                    failed += 1
+                    continue
+                atomic_save_npy(feature_path(out, video.entry.video_id), video.features)
+                ok += 1
+                clips += len(video.features)
+        seconds = time.perf_counter() - began
+        mine_line = _line(ok, skipped, failed, clips, seconds, failures_file.name)
+        group.barrier()
+        ok, skipped, failed, clips = (int(v) for v in group.sum([ok, skipped, failed, clips]))
+        seconds = group.max(seconds)
+        if merged and env.is_main:
+            merge_failures(out, worker.count)
+
+    reasons = out / (failures_name() if merged else failures_file.name)
+    if group.active:
+        log.info("rank %d: %s", env.rank, mine_line)
+    message = _line(ok, skipped, failed, clips, seconds, reasons.name)
+    if not mine and not group.active:
+        log.warning("shard %s has no videos (%d in the manifest)", worker, len(entries))
+    elif ok + skipped == 0:
+        log.info("%s", message)
+        raise StageError(f"no video could be processed ({failed} failed; reasons in {reasons})")
+    return StageSummary("extract", out, ok, skipped, failed, seconds, message, {"clips": clips})
+
+
+def _line(ok: int, skipped: int, failed: int, clips: int, seconds: float, failures_file: str) -> str:
+    rate = clips / seconds if seconds > 0 else 0.0
+    done = f" ({skipped} already done)" if skipped else ""
+    return (f"{ok + skipped} videos ok{done}, {failed} failed (see {failures_file}), "
+            f"{clips} clips, {rate:.1f} clips/s")
+
+
+# --------------------------------------------------------------------------- the folder
+def extraction_meta(cfg: ExtractConfig, weights: str, device: torch.device, precision: str,
+                    manifest: str | Path) -> dict[str, Any]:
+    """The content of ``extract.json`` for a run."""
+    return {
+        "fps": cfg.fps,
+        "clip_frames": cfg.clip_frames,
+        "clip_seconds": cfg.clip_seconds,
+        "size": cfg.size,
+        "model": MODEL_NAME,
+        "weights": weights,
+        "init_seed": cfg.init_seed,
+        "normalisation": {"mean": list(KINETICS_MEAN), "std": list(KINETICS_STD)},
+        "precision": precision,
+        "device": device_name(device),
+        "decoder": cfg.decoder,
+        "manifest": str(Path(manifest).resolve()),
+        "versions": library_versions(),
+    }
+
+
+def _identity(meta: dict[str, Any]) -> dict[str, Any]:
+    identity = {key: meta.get(key) for key in IDENTITY_KEYS}
+    if meta.get("weights") == RANDOM_INIT:
+        identity["init_seed"] = meta.get("init_seed")
+    return identity
+
+
+def claim_features_dir(features_dir: str | Path, meta: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
+    """Record ``meta`` as the folder's ``extract.json``, or check the one there matches it.
+
+    The first writer creates the file (exclusively: concurrent shards never overwrite each other's);
+    later runs and other shards must agree on the settings that define a feature (fps, clip_frames,
+    size, model, weights, seed of a random init, precision), else :class:`ConfigError` — a folder never
+    mixes features of two kinds. ``overwrite`` replaces the file instead. Returns the recorded meta.
+    """
+    path = Path(features_dir) / META_FILE
+    if overwrite:
+        atomic_write_json(path, meta)
+        return meta
+    if not path.exists():
+        tmp = temp_path_for(path)
+        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: last writer wins, content agrees
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    recorded = read_json(path, "extraction settings")
+    theirs, ours = _identity(recorded), _identity(meta)
+    for key in ours:
+        if theirs.get(key) != ours[key]:
+            raise ConfigError(
+                f"{features_dir} holds features made with {key}={theirs.get(key)!r} but this run has "
+                f"{key}={ours[key]!r}; use another output folder, or --overwrite to replace them"
+            )
+    if recorded.get("manifest") != meta.get("manifest"):
+        log.warning("%s was started from manifest %s; this run reads %s", features_dir, recorded.get("manifest"), meta.get("manifest"))
+    return recorded
+
+
+def remove_features(features_dir: str | Path) -> int:
+    """Delete every feature file, ``extract.json`` and failure record of a folder (``--overwrite``)."""
+    folder = Path(features_dir)
+    removed = 0
+    for path in [*folder.glob("*.npy"), *folder.glob("failures*.jsonl"), folder / META_FILE]:
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        path.unlink()
+        removed += path.suffix == ".npy"
+    return removed
+
+
+def feature_path(features_dir: str | Path, video_id: str) -> Path:
+    return Path(features_dir) / f"{video_id}.npy"
+
+
+def load_features(features_dir: str | Path, video_id: str) -> np.ndarray:
+    """float16 ``[n_clips, 1024]`` features of one video."""
+    path = feature_path(features_dir, video_id)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no features for video {video_id!r}", "missing") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable features ({exc})") from None
+    if array.ndim != 2 or array.shape[1] != FEATURE_DIM:
+        raise InputError(f"{path}: expected shape [n_clips, {FEATURE_DIM}], got {list(array.shape)}")
+    return array
+
+
+def list_videos(features_dir: str | Path) -> list[str]:
+    """Ids of the videos that have features in ``features_dir``, sorted."""
+    return sorted(p.stem for p in Path(features_dir).glob("*.npy") if not p.name.startswith("."))
+
+
+def is_complete(path: str | Path) -> bool:
+    """Whether ``path`` is a finished feature file: float16 ``[n_clips > 0, 1024]``. Files only
+    appear by atomic rename, so one that reads back with that header is whole."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return False
+    return array.dtype == np.float16 and array.ndim == 2 and array.shape[0] > 0 and array.shape[1] == FEATURE_DIM
+
+
+def clip_count(features_dir: str | Path, video_id: str) -> int:
+    """Number of clips of a video's feature file, read from the ``.npy`` header only."""
+    path = feature_path(features_dir, video_id)
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = reader(handle)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no features for video {video_id!r}", "missing") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable features ({exc})") from None
+    if len(shape) != 2 or shape[1] != FEATURE_DIM or dtype.kind != "f":
+        raise InputError(f"{path}: expected float [n_clips, {FEATURE_DIM}], got {dtype} {list(shape)}")
+    return int(shape[0])
+
+
+def extract_info(features_dir: str | Path) -> dict:
+    """``FEATURES/extract.json`` (fps, clip_frames, clip_seconds, manifest, …), or {} without one."""
+    path = Path(features_dir) / META_FILE
+    if not path.exists():
+        log.warning("%s: not found; clip timing and the manifest are unknown", path)
+        return {}
+    return read_json(path, META_FILE)
+
+
+def clip_seconds(info: dict) -> float | None:
+    """Seconds per clip from extract.json (``clip_seconds``, else ``clip_frames / fps``)."""
+    if info.get("clip_seconds"):
+        return float(info["clip_seconds"])
+    if info.get("clip_frames") and info.get("fps"):
+        return float(info["clip_frames"]) / float(info["fps"])
+    return None

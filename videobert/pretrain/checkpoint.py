@@ -1,0 +1,112 @@
+"""Training checkpoints that resume bit for bit and never execute code from a file.
+
+A checkpoint is a folder ``RUN/checkpoints/step-NNNNNNNN/`` with
+
+* ``model.safetensors`` + ``config.json`` — the weights (loadable with ``VideoBERT.from_pretrained``);
+* ``training_state.pt`` — optimizer, scheduler and gradient-scaler state, the random-number
+  generator states of every rank, and the data position. It holds only tensors, numbers,
+  strings, lists and dicts, and is read with ``torch.load(weights_only=True)``, which refuses
+  anything else — a file carrying a pickled object (which could run code) is an error.
+
+The folder is written under a temporary name and renamed into place, so a crash mid-write
+leaves the previous checkpoint as the latest complete one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import re
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from videobert.errors import InputError
+from videobert.store import safe_torch_load
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "training_state.pt"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's torch, CUDA, NumPy and Python generator states, as tensors and plain data."""
+    numpy_state = np.random.get_state()
+    python_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+        "numpy_pos": int(numpy_state[2]),
+        "numpy_gauss": [int(numpy_state[3]), float(numpy_state[4])],
+        "python": [python_state[0], list(python_state[1]), python_state[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], *state["numpy_gauss"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    found = []
+    for path in folder.glob("step-*") if folder.is_dir() else []:
+        match = _STEP_DIR.match(path.name)
+        if match and (path / STATE_FILE).exists() and (path / "model.safetensors").exists():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def save_checkpoint(run_dir: str | Path, step: int, model, training_state: dict[str, Any], keep: int) -> Path:
+    """Write checkpoint ``step`` atomically and keep only the ``keep`` most recent ones."""
+    final = checkpoint_dir(run_dir, step)
+    tmp = final.with_name(f".{final.name}.tmp.{socket.gethostname()}.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save(training_state, tmp / STATE_FILE)
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in final.parent.glob(".step-*.tmp.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    """The ``training_state.pt`` of checkpoint folder ``path`` (safe load)."""
+    state = safe_torch_load(Path(path) / STATE_FILE, "training state")
+    if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
+        raise InputError(f"{Path(path) / STATE_FILE}: not a VideoBERT training state")
+    return state
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,475 @@
+"""Training examples for the three objectives, masking, augmentation, batching.
+
+Sequences (joint ids, see :mod:`videobert.corpus.joint_vocab`; token type 0 on the text side, 1 on
+the video side, ``[CLS]`` is type 0)::
+
+    text only    [CLS] text [SEP]
+    video only   [CLS] [>] video [SEP]
+    video-text   [CLS] text [>] video [SEP]
+
+A corpus sentence becomes one of these among the objectives that are switched on and that it can
+feed (a sentence without speech feeds only the video objective): a sentence with both text and
+video becomes a video-text sequence with probability ``pair_share`` — the only kind that trains
+alignment and cross-modal prediction — and otherwise a text-only or video-only one, evenly.
+
+Augmentations (paper §3.2): with ``concat_prob`` the sentence is joined with 1 to ``concat_max - 1`` following
+sentences of the same video (text concatenated, clips merged); the video side is subsampled at a
+rate drawn from 1 … ``subsample_max`` with a random phase (the rate is capped at half the number
+of visual words, so that no video side shrinks to a single word). Half of the video-text
+sequences are misaligned: their video — as many sentences' worth as the positive's — comes from
+another segment (``negatives``: of another video, of a distant part of the same video — at least
+``negative_min_distance`` sentences away — or either, half and half).
+
+Masking is BERT's: ``mask_prob`` of the non-special tokens of each modality are targets (the count
+rounded stochastically, so short sides are not over-masked; single-modality sequences get at least
+one), of which 80 % become ``[MASK]``, 10 % a random token of the same modality, 10 % stay.
+Misaligned pairs are masked exactly like aligned ones — otherwise the absence of ``[MASK]`` would
+give the answer away — but only aligned pairs carry masked-token targets: the text of a wrong video
+is no evidence for it.
+
+Longer than ``max_len``: the video side is cut first, down to half of the room if the text needs
+the rest; then the text, dropping whole trailing sentences of a concatenation before cutting a
+sentence.
+
+Batches are a pure function of (seed, step, row): the construction does not depend on the number
+of data-loader workers or of ranks, so a resumed or a distributed run sees exactly the same data.
+Each epoch is a seeded permutation cut into length-sorted buckets, so batches hold sequences of
+similar length and are padded only to their longest member.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+
+from videobert.config import field
+from videobert.corpus.joint_vocab import JointLayout, JointVocabulary
+from videobert.errors import ConfigError, StageError
+from videobert.text.wordpiece import TEXT_SPECIALS
+
+TEXT, VIDEO, PAIR = 0, 1, 2
+ALL_KINDS = (TEXT, VIDEO, PAIR)
+# Groups of masked-token targets: which loss and which accuracy each belongs to.
+GROUP_TEXT, GROUP_VIDEO, GROUP_PAIR_TEXT, GROUP_PAIR_VIDEO = 0, 1, 2, 3
+GROUP_NAMES = ("text_mlm", "video_mlm", "video_text_text", "video_text_video")
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TokenLayout(JointLayout):
+    """The ids the data path needs, as plain integers (picklable for data-loader workers)."""
+
+    text_vocab_size: int
+    visual_vocab_size: int
+    pad_id: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    text_special_ids: tuple[int, ...]
+
+    @classmethod
+    def from_vocabulary(cls, vocab: JointVocabulary) -> "TokenLayout":
+        return cls(
+            vocab.text_vocab_size, vocab.visual_vocab_size, vocab.pad_id, vocab.cls_id, vocab.sep_id, vocab.mask_id,
+            tuple(sorted(vocab.special_ids[token] for token in TEXT_SPECIALS)),
+        )
+
+@dataclass
+class DataConfig:
+    """How sequences are built from corpus sentences (a section of the pretraining config)."""
+
+    mask_prob: float = field(0.15, help="fraction of tokens of each modality that are masking targets")
+    pair_share: float = field(0.5, help="share of sentences with text and video that become video-text sequences "
+                              "(the rest: text-only or video-only, evenly)")
+    max_len: int = field(256, help="longest sequence in tokens (video is cut first, then whole sentences)")
+    negatives: Literal["other_video", "same_video_distant", "mixed"] = field(
+        "other_video", help="where misaligned pairs take their video: another video, a distant part of the same one, or either")
+    negative_min_distance: int = field(2, help="same_video_distant: sentences between a negative and its positive")
+    concat_prob: float = field(0.3, help="probability of joining a sentence with the following ones")
+    concat_max: int = field(3, help="most sentences joined into one sequence")
+    subsample_max: int = field(5, help="video tokens are subsampled at a rate drawn from 1 … this")
+
+    def check(self) -> None:
+        if not 0 < self.mask_prob < 1:
+            raise ConfigError("mask_prob: need 0 < mask_prob < 1")
+        if self.max_len < 8:
+            raise ConfigError("max_len: need at least 8 tokens")
+        if self.concat_max < 1 or self.subsample_max < 1 or self.negative_min_distance < 1:
+            raise ConfigError("concat_max, subsample_max, negative_min_distance: need >= 1")
+        if not 0 <= self.concat_prob <= 1 or not 0 <= self.pair_share <= 1:
+            raise ConfigError("concat_prob, pair_share: need 0..1")
+
+
+# ------------------------------------------------------------------------ single sequences
+def build_input(
+    layout: TokenLayout,
+    text_ids: Sequence[int] | None,
+    visual_words: Sequence[int] | None,
+    max_len: int | None = None,
+    sentence_ends: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """One unmasked sequence: ``[CLS] text [>] video [SEP]`` when both sides are given (text-only
+    or video-only layouts when one is empty or None). ``visual_words`` are 0 … V-1.
+
+    Returns ``input_ids`` and ``token_type_ids``, int64 [L]; at most ``max_len`` tokens (see the
+    module docstring for what is cut). ``sentence_ends``: cumulative token counts of the sentences
+    that make up ``text_ids``, so that truncation drops whole sentences first.
+    """
+    text = np.asarray(text_ids if text_ids is not None else [], dtype=np.int64)
+    video = np.asarray(visual_words if visual_words is not None else [], dtype=np.int64)
+    if text.size == 0 and video.size == 0:
+        raise ValueError("a sequence needs text or video")
+    if max_len is not None:
+        text, video = _truncate(text, video, max_len, sentence_ends)
+    if video.size:
+        input_ids = np.concatenate([[layout.cls_id], text, [layout.video_sep_id], video + layout.visual_offset, [layout.sep_id]])
+        token_types = np.concatenate([np.zeros(1 + text.size), np.ones(video.size + 2)])
+    else:
+        input_ids = np.concatenate([[layout.cls_id], text, [layout.sep_id]])
+        token_types = np.zeros(text.size + 2)
+    return {"input_ids": input_ids.astype(np.int64), "token_type_ids": token_types.astype(np.int64)}
+
+
+def _truncate(text: np.ndarray, video: np.ndarray, max_len: int, sentence_ends: Sequence[int] | None):
+    specials = 2 + (1 if video.size else 0)
+    room = max_len - specials
+    if room < (1 if text.size == 0 or video.size == 0 else 2):
+        raise ValueError(f"max_len {max_len} leaves no room for the sequence")
+    if text.size + video.size <= room:
+        return text, video
+    if video.size:
+        keep_video = max(room - text.size, min(video.size, room // 2)) if text.size else room
+        video = video[:keep_video]
+    text_room = room - video.size
+    if text.size > text_room and sentence_ends is not None:
+        whole = [end for end in sentence_ends if end <= text_room]
+        if whole:
+            text_room = whole[-1]
+    return text[:text_room], video
+
+
+def collate_inputs(inputs: Sequence[dict[str, np.ndarray]], pad_id: int, pad_to_multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Pad sequences from :func:`build_input` to the longest (rounded up to ``pad_to_multiple``).
+
+    Returns ``input_ids``, ``token_type_ids``, ``attention_mask`` (1 real, 0 padding): int64 [B, L].
+    """
+    length = max(len(x["input_ids"]) for x in inputs)
+    length = -(-length // pad_to_multiple) * pad_to_multiple
+    input_ids = np.full((len(inputs), length), pad_id, np.int64)
+    token_types = np.zeros((len(inputs), length), np.int64)
+    attention = np.zeros((len(inputs), length), np.int64)
+    for row, x in enumerate(inputs):
+        n = len(x["input_ids"])
+        input_ids[row, :n] = x["input_ids"]
+        token_types[row, :n] = x["token_type_ids"]
+        attention[row, :n] = 1
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "token_type_ids": torch.from_numpy(token_types),
+        "attention_mask": torch.from_numpy(attention),
+    }
+
+
+def mask_sequence(
+    layout: TokenLayout, sequence: dict[str, np.ndarray], rng: np.random.Generator, mask_prob: float, at_least_one: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """BERT masking of one sequence, per modality. Returns (masked input ids [L], labels [L] with
+    the original id at target positions and ``IGNORE`` elsewhere)."""
+    ids = sequence["input_ids"]
+    masked, labels = ids.copy(), np.full_like(ids, IGNORE)
+    is_visual = ids >= layout.visual_offset
+    is_text = (ids < layout.text_vocab_size) & ~np.isin(ids, layout.text_special_ids)
+    for candidates, low, high in (
+        (np.flatnonzero(is_text), 0, layout.text_vocab_size),
+        (np.flatnonzero(is_visual), layout.visual_offset, layout.size),
+    ):
+        if candidates.size == 0:
+            continue
+        expected = mask_prob * candidates.size
+        count = int(expected) + int(rng.random() < expected - int(expected))
+        count = min(candidates.size, max(count, 1 if at_least_one else 0))
+        if count == 0:
+            continue
+        targets = rng.choice(candidates, size=count, replace=False)
+        labels[targets] = ids[targets]
+        action = rng.random(count)
+        masked[targets[action < 0.8]] = layout.mask_id
+        swap = targets[(action >= 0.8) & (action < 0.9)]
+        masked[swap] = _random_tokens(layout, rng, swap.size, low, high)
+    return masked, labels
+
+
+def _random_tokens(layout: TokenLayout, rng: np.random.Generator, count: int, low: int, high: int) -> np.ndarray:
+    tokens = rng.integers(low, high, size=count)
+    if low == 0:  # text: never draw a special token
+        while True:
+            bad = np.isin(tokens, layout.text_special_ids)
+            if not bad.any():
+                break
+            tokens[bad] = rng.integers(low, high, size=int(bad.sum()))
+    return tokens
+
+
+# ------------------------------------------------------------------------ training sequences
+class PretrainExamples:
+    """Builds masked training sequences from corpus sentences (see the module docstring) for the
+    objectives ``kinds`` (``TEXT``, ``VIDEO``, ``PAIR``) that are switched on; batches are padded
+    to a multiple of ``pad_to_multiple`` tokens."""
+
+    def __init__(self, corpus: list[dict[str, Any]], layout: TokenLayout, options: DataConfig,
+                 kinds: Sequence[int] = ALL_KINDS, pad_to_multiple: int = 1):
+        self.layout, self.options = layout, options
+        self.kinds, self.pad_to_multiple = tuple(kinds), pad_to_multiple
+        self.corpus = [ex for ex in corpus if self.kinds_of(ex)]
+        if not self.corpus:
+            raise StageError("no corpus example can feed the enabled objectives")
+        self.lengths = np.array([len(ex["text_ids"]) + len(ex["video_ids"]) for ex in self.corpus])
+        self._position = {(ex["video_id"], ex["index"]): i for i, ex in enumerate(self.corpus)}
+        self._with_video = np.array([i for i, ex in enumerate(self.corpus) if ex["video_ids"]], dtype=np.int64)
+        by_video: dict[str, list[int]] = defaultdict(list)
+        for i in self._with_video:
+            by_video[self.corpus[i]["video_id"]].append(int(i))
+        self._video_examples = dict(by_video)
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    def kinds_of(self, example: dict) -> list[int]:
+        """The enabled objectives that corpus sentence ``example`` can feed."""
+        has_text, has_video = bool(example["text_ids"]), bool(example["video_ids"])
+        usable = {TEXT: has_text, VIDEO: has_video, PAIR: has_text and has_video}
+        return [kind for kind in self.kinds if usable[kind]]
+
+    def sequence(self, index: int, rng: np.random.Generator, kind: int | None = None, aligned: bool | None = None) -> dict:
+        """A masked sequence from sentence ``index``: the objective is drawn unless ``kind`` is given,
+        a video-text pair is aligned with probability 1/2 unless ``aligned`` is given.
+
+        Returns ``input_ids``, ``token_type_ids``, ``labels`` (int64 [L]), ``kind`` and ``aligned``
+        (1, 0, or -1 for single-modality sequences).
+        """
+        options, layout = self.options, self.layout
+        example = self.corpus[index]
+        if kind is None:
+            kind = self._draw_kind(self.kinds_of(example), rng)
+        window = self._window(index, rng)
+        text, sentence_ends, video = self._merge(window)
+        if kind == PAIR:
+            aligned = bool(rng.random() < 0.5) if aligned is None else aligned
+            if not aligned:
+                negative = self._negative(window, rng)
+                if negative is None:
+                    aligned = True
+                else:  # as many sentences' worth of video as the positive would have had
+                    video = self._merge(self._following(negative, len(window)))[2]
+        if kind in (VIDEO, PAIR):
+            video = self._subsample(video, rng)
+        sequence = build_input(
+            layout, text if kind != VIDEO else None, video if kind != TEXT else None, options.max_len, sentence_ends
+        )
+        masked, labels = mask_sequence(layout, sequence, rng, options.mask_prob, at_least_one=kind != PAIR)
+        if kind == PAIR and not aligned:
+            labels[:] = IGNORE
+        return {
+            "input_ids": masked,
+            "token_type_ids": sequence["token_type_ids"],
+            "labels": labels,
+            "kind": kind,
+            "aligned": int(aligned) if kind == PAIR else -1,
+        }
+
+    def _draw_kind(self, kinds: list[int], rng: np.random.Generator) -> int:
+        if PAIR in kinds and len(kinds) > 1:
+            if rng.random() < self.options.pair_share:
+                return PAIR
+            kinds = [kind for kind in kinds if kind != PAIR]
+        return kinds[int(rng.integers(len(kinds)))]
+
+    def _window(self, index: int, rng: np.random.Generator) -> list[int]:
+        """Sentence ``index`` and, with ``concat_prob``, some of the sentences that follow it."""
+        options = self.options
+        if options.concat_max > 1 and rng.random() < options.concat_prob:
+            return self._following(index, int(rng.integers(2, options.concat_max + 1)))
+        return [index]
+
+    def _following(self, index: int, count: int) -> list[int]:
+        """Sentence ``index`` and up to ``count - 1`` sentences right after it in its video."""
+        example = self.corpus[index]
+        window = [index]
+        while len(window) < count:
+            following = self._position.get((example["video_id"], example["index"] + len(window)))
+            if following is None:
+                break
+            window.append(following)
+        return window
+
+    def _merge(self, window: list[int]) -> tuple[list[int], list[int], list[int]]:
+        text: list[int] = []
+        ends: list[int] = []
+        clips: dict[int, int] = {}
+        for position in window:
+            example = self.corpus[position]
+            if example["text_ids"]:
+                text.extend(example["text_ids"])
+                ends.append(len(text))
+            for offset, word in enumerate(example["video_ids"]):
+                clips.setdefault(example["first_clip"] + offset, word)
+        return text, ends, [clips[c] for c in sorted(clips)]
+
+    def _subsample(self, video: list[int], rng: np.random.Generator) -> list[int]:
+        """Every r-th visual word from a random phase, r drawn from 1 … ``subsample_max`` but at most
+        half the length, so that a short video side keeps at least two words."""
+        highest = min(self.options.subsample_max, len(video) // 2)
+        if highest < 2:
+            return video
+        rate = int(rng.integers(1, highest + 1))
+        return video[int(rng.integers(rate)) :: rate]
+
+    def _negative(self, window: list[int], rng: np.random.Generator) -> int | None:
+        """Position of a sentence whose video is wrong for ``window``, or None if the corpus has none."""
+        mode = self.options.negatives
+        if mode == "mixed":
+            mode = "other_video" if rng.random() < 0.5 else "same_video_distant"
+        order = ("same_video_distant", "other_video") if mode == "same_video_distant" else ("other_video", "same_video_distant")
+        for choice in order:
+            found = self._other_video(window, rng) if choice == "other_video" else self._distant(window, rng)
+            if found is not None:
+                return found
+        return None
+
+    def _other_video(self, window: list[int], rng: np.random.Generator) -> int | None:
+        if len(self._video_examples) < 2:
+            return None
+        own = self.corpus[window[0]]["video_id"]
+        while True:
+            candidate = int(self._with_video[rng.integers(self._with_video.size)])
+            if self.corpus[candidate]["video_id"] != own:
+                return candidate
+
+    def _distant(self, window: list[int], rng: np.random.Generator) -> int | None:
+        first, last = self.corpus[window[0]]["index"], self.corpus[window[-1]]["index"]
+        gap, span = self.options.negative_min_distance, len(window) - 1
+        same = self._video_examples.get(self.corpus[window[0]]["video_id"], [])
+        far = [p for p in same
+               if self.corpus[p]["index"] + span <= first - gap or self.corpus[p]["index"] >= last + gap]
+        return far[int(rng.integers(len(far)))] if far else None
+
+
+def collate_training(sequences: Sequence[dict], layout: TokenLayout, pad_to_multiple: int = 1) -> dict[str, Any]:
+    """Pad masked sequences into a batch.
+
+    Returns ``input_ids``, ``token_type_ids``, ``attention_mask`` int64 [B, L]; the targets as flat
+    lists ready for the loss without a device sync: ``mlm_positions`` [N] (indices into B·L),
+    ``mlm_labels`` [N], ``mlm_groups`` [N] (``GROUP_*``), ``align_rows`` [M] and ``align_labels``
+    float [M]; and plain numbers: ``group_counts`` (targets per group), ``tokens`` (real tokens),
+    ``padded`` (whether any row is padded).
+    """
+    batch = collate_inputs(sequences, layout.pad_id, pad_to_multiple)
+    length = batch["input_ids"].shape[1]
+    labels = np.full((len(sequences), length), IGNORE, np.int64)
+    groups = np.zeros((len(sequences), length), np.int64)
+    for row, seq in enumerate(sequences):
+        n = len(seq["labels"])
+        labels[row, :n] = seq["labels"]
+        visual = seq["labels"] >= layout.visual_offset
+        if seq["kind"] == PAIR:
+            groups[row, :n] = np.where(visual, GROUP_PAIR_VIDEO, GROUP_PAIR_TEXT)
+        else:
+            groups[row, :n] = GROUP_VIDEO if seq["kind"] == VIDEO else GROUP_TEXT
+    positions = np.flatnonzero(labels.reshape(-1) != IGNORE)
+    mlm_groups = groups.reshape(-1)[positions]
+    aligned = np.array([seq["aligned"] for seq in sequences])
+    align_rows = np.flatnonzero(aligned >= 0)
+    batch.update(
+        mlm_positions=torch.from_numpy(positions),
+        mlm_labels=torch.from_numpy(labels.reshape(-1)[positions]),
+        mlm_groups=torch.from_numpy(mlm_groups),
+        align_rows=torch.from_numpy(align_rows),
+        align_labels=torch.from_numpy(aligned[align_rows].astype(np.float32)),
+        group_counts=np.bincount(mlm_groups, minlength=len(GROUP_NAMES)).tolist(),
+        tokens=int(batch["attention_mask"].sum()),
+        padded=bool((batch["attention_mask"] == 0).any()),
+    )
+    return batch
+
+
+# ------------------------------------------------------------------------ batches by step
+class StepBatches(torch.utils.data.Dataset):
+    """Item ``step`` = this rank's ``grad_accum`` micro-batches of global step ``step``.
+
+    The global batch of ``batch_size`` sentences is cut into ``grad_accum × world_size``
+    micro-batches; rank r takes micro-batch ``a·world_size + r`` for accumulation step a. Every
+    sequence is built with ``default_rng([seed, step, row])``, so any worker can build any step.
+    """
+
+    def __init__(
+        self, examples: PretrainExamples, batch_size: int, grad_accum: int, seed: int, rank: int = 0,
+        world_size: int = 1, bucket_batches: int = 50,
+    ):
+        self.examples, self.batch_size, self.grad_accum, self.seed = examples, batch_size, grad_accum, seed
+        self.rank, self.world_size, self.bucket_batches = rank, world_size, bucket_batches
+        self.micro_batch = batch_size // (grad_accum * world_size)
+        self.batches_per_epoch = max(1, len(examples) // batch_size)
+        self._plan: tuple[int, list[np.ndarray]] | None = None
+
+    def position(self, step: int) -> dict[str, int]:
+        """Where step ``step`` reads: epoch and batch within it (checkpoints record this)."""
+        return {"step": step, "epoch": step // self.batches_per_epoch, "batch": step % self.batches_per_epoch}
+
+    def global_batch(self, step: int) -> np.ndarray:
+        """Sentence positions [batch_size] of global step ``step``."""
+        where = self.position(step)
+        if self._plan is None or self._plan[0] != where["epoch"]:
+            self._plan = (where["epoch"], self._epoch_batches(where["epoch"]))
+        return self._plan[1][where["batch"]]
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch, 0xE90C])
+        count = self.batches_per_epoch * self.batch_size
+        order = np.resize(rng.permutation(len(self.examples)), count)
+        batches = []
+        bucket = self.batch_size * self.bucket_batches
+        for start in range(0, count, bucket):
+            chunk = order[start : start + bucket]
+            chunk = chunk[np.argsort(self.examples.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + self.batch_size] for i in range(0, chunk.size, self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __getitem__(self, step: int) -> list[dict[str, Any]]:
+        rows = self.global_batch(step)
+        micro_batches = []
+        for accum in range(self.grad_accum):
+            first = (accum * self.world_size + self.rank) * self.micro_batch
+            sequences = [
+                self.examples.sequence(int(rows[row]), np.random.default_rng([self.seed, step, row]))
+                for row in range(first, first + self.micro_batch)
+            ]
+            micro_batches.append(collate_training(sequences, self.examples.layout, self.examples.pad_to_multiple))
+        return micro_batches
+
+
+def validation_batches(
+    examples: PretrainExamples, batch_size: int, seed: int, max_sentences: int, rank: int = 0, world_size: int = 1
+) -> list[dict[str, Any]]:
+    """A fixed validation set (same masks and negatives at every evaluation): each of the first
+    ``max_sentences`` sentences once per objective it can feed, pairs aligned or not at random;
+    rank r of ``world_size`` takes every world_size-th batch."""
+    sequences = []
+    for index in range(min(len(examples), max_sentences)):
+        for kind in examples.kinds_of(examples.corpus[index]):
+            rng = np.random.default_rng([seed, 0x7A1, index, kind])
+            sequences.append(examples.sequence(index, rng, kind=kind))
+    sequences.sort(key=lambda s: len(s["input_ids"]))
+    batches = [sequences[i : i + batch_size] for i in range(0, len(sequences), batch_size)]
+    return [
+        collate_training(batch, examples.layout, examples.pad_to_multiple)
+        for batch in batches[rank::world_size]
+    ]
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A collated batch with its tensors on ``device``."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -1,0 +1,347 @@
+"""The pretrain stage: CORPUS (+ VOCAB) -> RUN (docs/formats.md).
+
+``run`` checks what the RUN folder already holds (a finished run is kept; checkpoints need
+``resume``, and resuming needs the same settings, less those that only change speed), creates
+the folder, writes ``config.yaml`` and the joint vocabulary, trains with the
+:class:`~videobert.pretrain.trainer.Trainer`, writes ``log.jsonl`` and TensorBoard curves (rank 0),
+checkpoints every ``save_every`` steps, and at the end the model (``model.safetensors`` +
+``config.json``) and ``summary.json``. Under ``torchrun`` every rank calls it
+(DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from videobert import config as cfgmod
+from videobert.bert_import import bert_config, init_visual_embeddings, load_bert_weights
+from videobert.config import field
+from videobert.corpus.joint_vocab import JointVocabulary
+from videobert.corpus.stage import load_corpus, split_path
+from videobert.errors import ConfigError, StageError
+from videobert.logs import progress, progress_enabled
+from videobert.model import ModelConfig, VideoBERT
+from videobert.pretrain.checkpoint import list_checkpoints
+from videobert.pretrain.data import DataConfig, PretrainExamples, StepBatches, TokenLayout, validation_batches
+from videobert.pretrain.losses import LOSS_NAMES, LossWeights, validation_metrics
+from videobert.pretrain.trainer import OptimConfig, Trainer
+from videobert.runtime import DeviceName, Precision, dist_env, process_group, resolve_device, resolve_precision
+from videobert.store import StageSummary, atomic_write_json, atomic_write_text, prepare_output_dir, read_json, read_jsonl
+from videobert.vocab.stage import load_centroids
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelOptions:
+    """The network trained (a section of the pretraining config)."""
+
+    preset: Literal["tiny", "base", "large"] = field("large", help="model size: tiny (tests), base, large (paper)")
+    hidden_size: int | None = field(None, help="override the preset's hidden size")
+    layers: int | None = field(None, help="override the preset's number of layers")
+    heads: int | None = field(None, help="override the preset's number of attention heads")
+    intermediate_size: int | None = field(None, help="override the preset's feed-forward size")
+    dropout: float = field(0.1, help="dropout on embeddings, attention and blocks")
+    initializer_range: float = field(0.02, help="std of the normal initialisation of weights trained from scratch "
+                                     "(BERT: 0.02; small models learn alignment faster with ~0.1)")
+    init: str = field("scratch", help="'scratch', or a local Hugging Face BERT folder whose encoder and text "
+                      "embeddings start the model (paper: BERT-large); its sizes replace the preset's")
+    freeze_embeddings: bool = field(False, help="keep the word-embedding table (and the tied output projection) fixed")
+
+    def check(self) -> None:
+        if self.initializer_range <= 0:
+            raise ConfigError("initializer_range: need > 0")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError("dropout: need 0 <= dropout < 1")
+        if self.init != "scratch" and any(v is not None for v in (self.hidden_size, self.layers, self.heads, self.intermediate_size)):
+            raise ConfigError("hidden_size/layers/heads/intermediate_size come from the BERT folder when init is one")
+
+
+@dataclass
+class PretrainConfig(OptimConfig, DataConfig, LossWeights, ModelOptions):
+    """Configuration of ``videobert pretrain`` (defaults: the paper's run, from scratch): the model,
+    the loss weights, how sequences are built, the optimiser, then validation, checkpoints and
+    where it runs. The sections are passed on as they are: this config *is* the
+    :class:`~videobert.pretrain.data.DataConfig` the data path reads, and so on."""
+
+    eval_every: int = field(5000, speed_only=True, help="validate every N steps (0: only at the end)")
+    eval_sentences: int = field(2000, help="validation sentences (each used once per objective it can feed)")
+    save_every: int = field(5000, speed_only=True, help="checkpoint every N steps (and always at the end)")
+    keep_checkpoints: int = field(2, speed_only=True, help="most recent checkpoints kept")
+    log_every: int = field(100, speed_only=True, help="log training losses every N steps")
+    seed: int = field(0, help="seed of initialisation, data order, masks and dropout")
+    device: DeviceName = field("auto", help="auto: the GPU of this rank if there is one")
+    precision: Precision = field("auto", help="auto: bf16 autocast on GPU, fp32 on CPU")
+    num_workers: int | None = field(None, speed_only=True, help="data-loader processes (default: 0 on CPU, 4 on GPU)")
+    compile: bool = field(False, help="torch.compile the model (GPU)")
+
+    def check(self) -> None:
+        for section in (ModelOptions, LossWeights, DataConfig, OptimConfig):
+            section.check(self)
+        if min(self.save_every, self.eval_every, self.log_every, self.keep_checkpoints) < 0:
+            raise ConfigError("save_every, eval_every, log_every, keep_checkpoints: need >= 0")
+
+
+def build_model(cfg: PretrainConfig, layout: TokenLayout, centroids: np.ndarray | None = None) -> VideoBERT:
+    """A VideoBERT for ``layout``: from scratch (seeded) or from a BERT folder; visual-word rows
+    from ``centroids`` [V, D] when given (random otherwise)."""
+    torch.manual_seed(cfg.seed)
+    if cfg.init == "scratch":
+        config = ModelConfig.preset(
+            cfg.preset, layout.text_vocab_size, layout.visual_vocab_size, hidden_size=cfg.hidden_size,
+            layers=cfg.layers, heads=cfg.heads, intermediate_size=cfg.intermediate_size,
+            dropout=cfg.dropout, attention_dropout=cfg.dropout, initializer_range=cfg.initializer_range,
+        )
+    else:
+        sizes = bert_config(cfg.init)
+        if sizes["text_vocab_size"] != layout.text_vocab_size:
+            raise ConfigError(
+                f"{cfg.init}: BERT vocabulary has {sizes['text_vocab_size']} entries but the corpus tokenizer has "
+                f"{layout.text_vocab_size}; build the corpus with this BERT's tokenizer"
+            )
+        config = ModelConfig(**{**sizes, "visual_vocab_size": layout.visual_vocab_size,
+                                "dropout": cfg.dropout, "attention_dropout": cfg.dropout})
+    if cfg.max_len > config.max_positions:
+        raise ConfigError(f"max_len {cfg.max_len} exceeds the model's {config.max_positions} positions")
+    model = VideoBERT(config)
+    if cfg.init != "scratch":
+        load_bert_weights(model, cfg.init)
+    if centroids is not None:
+        init_visual_embeddings(model, centroids, seed=cfg.seed)
+    if cfg.freeze_embeddings:
+        model.freeze_embeddings()
+    return model
+
+
+def run(corpus_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig, vocab_dir: str | Path | None = None,
+        resume: bool = False) -> StageSummary:
+    """Train a VideoBERT on ``corpus_dir`` into ``out_dir``; the summary's ``details`` is
+    ``summary.json``.
+
+    ``vocab_dir``: the visual vocabulary whose centroids start the visual-word embeddings
+    (default: the one the corpus was built with, if it is still there; without any they start
+    random). ``resume`` continues from the latest checkpoint in ``out_dir``.
+    """
+    began = time.perf_counter()
+    corpus_dir, run_dir = Path(corpus_dir), Path(out_dir)
+    env = dist_env()
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    if cfg.batch_size % (cfg.grad_accum * env.world_size):
+        raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by grad_accum × processes "
+                          f"({cfg.grad_accum} × {env.world_size})")
+    vocab = JointVocabulary.load(corpus_dir)
+    if vocab_dir is None:
+        recorded = vocab.visual_vocab
+        if recorded and (Path(recorded) / "codebook.npz").exists():
+            vocab_dir = Path(recorded)
+            log.info("visual-word embeddings from %s, the vocabulary the corpus was built with", vocab_dir)
+        else:
+            log.warning("no --vocab: visual-word embeddings start random instead of from the codebook centroids")
+    centroids = load_centroids(vocab_dir) if vocab_dir is not None else None
+    resume_from, finished = _existing_run(run_dir, cfg, resume)
+    if finished is not None:
+        log.info("%s: already trained for %d steps; nothing to do", run_dir, cfg.steps)
+        return StageSummary("pretrain", run_dir, 0, cfg.steps, 0, time.perf_counter() - began, _message(finished), finished)
+    if env.is_distributed and device.type == "cuda":
+        torch.cuda.set_device(device)
+    with process_group(env.is_distributed, "nccl" if device.type == "cuda" else "gloo"):
+        summary, start_step = _train(corpus_dir, run_dir, cfg, vocab, centroids, vocab_dir, resume_from, device, precision)
+    return StageSummary("pretrain", run_dir, cfg.steps - start_step, start_step, 0, time.perf_counter() - began,
+                        _message(summary), summary)
+
+
+def _message(summary: dict[str, Any]) -> str:
+    val = summary.get("val") or {}
+    if not val:
+        return f"{summary['steps']} steps, no validation split"
+    return "validation: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items())
+
+
+def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVocabulary, centroids: np.ndarray | None,
+           vocab_dir: str | Path | None, resume_from: Path | None, device: torch.device,
+           precision: str) -> tuple[dict[str, Any], int]:
+    env = dist_env()
+    if vocab_dir is not None:
+        vocab.visual_vocab = str(vocab_dir)
+    layout = TokenLayout.from_vocabulary(vocab)
+    kinds, pad_to = cfg.kinds(), 8 if device.type == "cuda" else 1
+    train_examples = PretrainExamples(load_corpus(corpus_dir, "train"), layout, cfg, kinds, pad_to)
+    val_examples = None
+    if split_path(corpus_dir, "val").exists():
+        val_examples = PretrainExamples(load_corpus(corpus_dir, "val"), layout, cfg, kinds, pad_to)
+    else:
+        log.warning("%s: no val split; validation is skipped", corpus_dir)
+
+    model = build_model(cfg, layout, centroids).to(device)
+    trainer = Trainer(model, optim=cfg, weights=cfg, device=device, precision=precision, compile=cfg.compile)
+    torch.manual_seed(cfg.seed + 1 + env.rank)  # dropout streams differ by rank
+    start_step = trainer.restore(resume_from) if resume_from is not None else 0
+    if env.is_main:
+        prepare_output_dir(run_dir)
+        cfgmod.save(cfg, run_dir / "config.yaml")
+        vocab.save(run_dir)
+
+    batches = StepBatches(train_examples, cfg.batch_size, cfg.grad_accum, cfg.seed, env.rank, env.world_size)
+    workers = cfg.num_workers if cfg.num_workers is not None else (4 if device.type == "cuda" else 0)
+    loader = torch.utils.data.DataLoader(
+        batches, batch_size=None, sampler=range(start_step, cfg.steps), num_workers=workers,
+        collate_fn=_identity, pin_memory=device.type == "cuda",
+        # its own generator: creating the loader must not draw from the global RNG (bitwise resume)
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    val_batches = []
+    if val_examples is not None:
+        val_batches = validation_batches(val_examples, batches.micro_batch, cfg.seed, cfg.eval_sentences,
+                                         env.rank, env.world_size)
+    if env.is_main:
+        log.info("pretrain: %d layers x %d hidden (%s), %.1f M parameters, %d train / %d val sentences, %s %s, "
+                 "%d process(es), steps %d -> %d", model.config.layers, model.config.hidden_size,
+                 cfg.preset if cfg.init == "scratch" else cfg.init, sum(p.numel() for p in model.parameters()) / 1e6,
+                 len(train_examples), len(val_examples or []), device, precision, env.world_size, start_step, cfg.steps)
+
+    curves = _Curves(run_dir, env.is_main, start_step)
+    bar = progress(total=cfg.steps, initial=start_step, desc="pretrain", unit="step",
+                   disable=not (env.is_main and progress_enabled()))
+    val_metrics: dict[str, float] = {}
+    window = _Window()
+    model.train()
+    try:
+        for step, micro_batches in enumerate(loader, start=start_step + 1):
+            window.add(trainer.step(micro_batches), sum(b["tokens"] for b in micro_batches) * env.world_size)
+            bar.update(1)
+            last = step == cfg.steps
+            if cfg.log_every and (step % cfg.log_every == 0 or last):
+                metrics = window.metrics(trainer.scheduler.get_last_lr()[0])
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
+                curves.record(step, "train", metrics)
+                window = _Window()
+            # decided by val_examples, never by this rank's share of batches: validation is collective
+            if val_examples is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or last):
+                val_metrics = validation_metrics(model, val_batches, device, precision)
+                curves.record(step, "val", val_metrics)
+                log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.3f}" for k, v in val_metrics.items()))
+            if (cfg.save_every and step % cfg.save_every == 0) or last:
+                trainer.save(run_dir, step, batches.position(step), cfg.keep_checkpoints)
+    finally:
+        bar.close()
+        curves.close()
+
+    digest, identical = trainer.replicas_identical()
+    if not identical:
+        raise StageError("the ranks' weights diverged (DistributedDataParallel desynchronised); the run is invalid")
+    summary = {
+        "steps": cfg.steps,
+        "world_size": env.world_size,
+        "device": str(device),
+        "precision": precision,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameter_sha256": digest,
+        "replicas_identical": identical,
+        "val": val_metrics,
+        "chance": {"text_acc": 1 / layout.text_vocab_size, "video_acc": 1 / layout.visual_vocab_size, "align_acc": 0.5},
+    }
+    if env.is_main:
+        model.save_pretrained(run_dir)
+        atomic_write_json(run_dir / "summary.json", summary)
+    if env.is_distributed:
+        torch.distributed.barrier()
+    return summary, start_step
+
+
+def _identity(item):
+    return item
+
+
+def _existing_run(run_dir: Path, cfg: PretrainConfig, resume: bool) -> tuple[Path | None, dict | None]:
+    """(the checkpoint to resume from, or the summary of a run already finished); refuses to
+    overwrite a run without ``resume`` and to resume one whose settings differ in anything but
+    speed (:func:`videobert.config.settings`)."""
+    checkpoints = list_checkpoints(run_dir)
+    finished = run_dir / "summary.json"
+    if not resume:
+        if finished.exists():
+            raise ConfigError(f"{run_dir} already holds a trained model; choose another folder")
+        if checkpoints:
+            raise ConfigError(f"{run_dir} holds checkpoints (last: step {checkpoints[-1][0]}); "
+                              "pass --resume to continue that run or choose another folder")
+        return None, None
+    saved_path = run_dir / "config.yaml"
+    if saved_path.exists():
+        saved, current = cfgmod.read_yaml(saved_path), cfgmod.settings(cfg)
+        changed = sorted(k for k in current if saved.get(k) != current[k])
+        if changed:
+            differences = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+            raise ConfigError(f"{saved_path}: --resume with a different config ({differences}); "
+                              "resume with the same settings or start a new run folder")
+    if finished.exists():
+        summary = read_json(finished, "run summary")
+        if summary.get("steps") == cfg.steps:
+            return None, summary
+    if not checkpoints:
+        log.info("%s: no checkpoint to resume from; starting at step 0", run_dir)
+        return None, None
+    return checkpoints[-1][1], None
+
+
+class _Curves:
+    """log.jsonl and TensorBoard (rank 0 only); a resumed run continues the curve from its checkpoint."""
+
+    def __init__(self, run_dir: Path, is_main: bool, start_step: int):
+        self.is_main = is_main
+        if not is_main:
+            return
+        log_path = run_dir / "log.jsonl"
+        kept = []
+        if log_path.exists():
+            kept = [json.dumps(row) for _, row in read_jsonl(log_path, "training log") if row["step"] <= start_step]
+        atomic_write_text(log_path, "".join(line + "\n" for line in kept))
+        self._log = open(log_path, "a", encoding="utf-8")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+
+    def record(self, step: int, split: str, metrics: dict[str, float]) -> None:
+        if not self.is_main:
+            return
+        self._log.write(json.dumps({"step": step, "split": split, **{k: round(v, 6) for k, v in metrics.items()}}) + "\n")
+        self._log.flush()
+        for name, value in metrics.items():
+            self.writer.add_scalar(f"{split}/{name}", value, step)
+
+    def close(self) -> None:
+        if self.is_main:
+            self._log.close()
+            self.writer.close()
+
+
+class _Window:
+    """Training losses and tokens since the last log line."""
+
+    def __init__(self):
+        self.sums: torch.Tensor | None = None
+        self.steps = self.tokens = 0
+        self.began = time.perf_counter()
+
+    def add(self, parts: torch.Tensor, tokens: int) -> None:
+        self.sums = parts if self.sums is None else self.sums + parts
+        self.steps += 1
+        self.tokens += tokens
+
+    def metrics(self, lr: float) -> dict[str, float]:
+        """Mean losses over the window and all ranks (collective under torchrun), lr, tokens/s."""
+        means = self.sums / self.steps
+        if torch.distributed.is_initialized():
+            torch.distributed.all_reduce(means)
+            means /= torch.distributed.get_world_size()
+        metrics = dict(zip(("loss", *LOSS_NAMES), means.tolist()))
+        metrics.update(lr=lr, tokens_per_s=self.tokens / max(time.perf_counter() - self.began, 1e-9))
+        return metrics

@@ -1,0 +1,133 @@
+"""A trained model ready to score: loading a RUN folder, and running sequences through it in
+length-sorted batches cut by a token budget (padding only to the longest member; bf16 autocast on
+GPU)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from videobert.config import field, read_yaml
+from videobert.corpus.joint_vocab import JointVocabulary
+from videobert.errors import ConfigError, InputError
+from videobert.model import VideoBERT
+from videobert.pretrain.data import TokenLayout, build_input, collate_inputs
+from videobert.runtime import DeviceName, Precision, autocast, resolve_device, resolve_precision
+
+
+@dataclass
+class InferenceConfig:
+    """Where a trained model runs, and how many tokens go through it at once (a section of the
+    evaluate and retrieve configs)."""
+
+    device: DeviceName = field("auto", help="auto: the GPU if there is one")
+    precision: Precision = field("auto", help="auto: bf16 autocast on GPU, fp32 on CPU")
+    batch_tokens: int = field(0, speed_only=True, help="tokens per forward pass, padding included (0: 131072 on GPU, 8192 on CPU)")
+
+    def check(self) -> None:
+        if self.batch_tokens < 0:
+            raise ConfigError("batch_tokens: need >= 0")
+
+
+@dataclass
+class LoadedModel:
+    """A trained VideoBERT in eval mode with what scoring needs: its vocabulary, the id layout,
+    device and precision, the longest sequence it was trained on and the batch token budget."""
+
+    model: VideoBERT
+    vocab: JointVocabulary
+    layout: TokenLayout
+    device: torch.device
+    precision: str
+    max_len: int
+    batch_tokens: int
+
+
+def default_batch_tokens(device: torch.device) -> int:
+    """Tokens per forward pass: small batches keep CPU caches warm, GPUs want many rows."""
+    return 131_072 if device.type == "cuda" else 8_192
+
+
+def load_model(
+    run_dir: str | Path, device: str = "auto", precision: str = "auto", batch_tokens: int = 0
+) -> LoadedModel:
+    """The model, joint vocabulary and training ``max_len`` of a pretrain RUN folder."""
+    run_dir = Path(run_dir)
+    torch_device = resolve_device(device)
+    resolved = resolve_precision(precision, torch_device)
+    vocab = JointVocabulary.load(run_dir)
+    model = VideoBERT.from_pretrained(run_dir, torch_device)
+    if model.config.vocab_size != vocab.size:
+        raise InputError(f"{run_dir}: the model has {model.config.vocab_size} ids but vocabulary.json {vocab.size}")
+    max_len = model.config.max_positions
+    if (run_dir / "config.yaml").exists():
+        max_len = int(read_yaml(run_dir / "config.yaml").get("max_len", max_len))
+    return LoadedModel(model, vocab, TokenLayout.from_vocabulary(vocab), torch_device, resolved,
+                       min(max_len, model.config.max_positions), batch_tokens or default_batch_tokens(torch_device))
+
+def length_batches(lengths: np.ndarray, batch_tokens: int) -> Iterator[np.ndarray]:
+    """Indices into ``lengths`` in batches of similar length whose padded size (rows × longest)
+    stays within ``batch_tokens`` (a longer single row is a batch of its own)."""
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = np.asarray(lengths)[order]
+    start = 0
+    while start < order.size:
+        # rows start … stop-1 pad to sorted_lengths[stop-1]; (stop - start) × that grows with stop
+        low, high = start + 1, order.size
+        while low < high:
+            middle = (low + high + 1) // 2
+            if (middle - start) * sorted_lengths[middle - 1] <= batch_tokens:
+                low = middle
+            else:
+                high = middle - 1
+        yield order[start:low]
+        start = low
+
+
+@torch.no_grad()
+def forward_sequences(
+    loaded: LoadedModel, sequences: Sequence[dict[str, np.ndarray]], read_positions: Sequence[Sequence[int]] | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Run sequences from :func:`build_input` through the model in length-sorted batches.
+
+    Returns the align logits float32 [n] and, when ``read_positions`` gives token positions per
+    sequence, the masked-token logits at those positions (float32 [len(positions), vocab] each;
+    the output projection is computed only there).
+    """
+    lengths = np.array([len(s["input_ids"]) for s in sequences])
+    align = np.empty(len(sequences), np.float32)
+    masked: list[np.ndarray] = [np.empty((0, loaded.layout.size), np.float32)] * len(sequences)
+    pad_to = 8 if loaded.device.type == "cuda" else 1
+    for rows in length_batches(lengths, loaded.batch_tokens):
+        batch = collate_inputs([sequences[r] for r in rows], loaded.layout.pad_id, pad_to)
+        width = batch["input_ids"].shape[1]
+        flat, counts = [], []
+        for i, r in enumerate(rows):
+            wanted = list(read_positions[r]) if read_positions is not None else []
+            flat += [i * width + p for p in wanted]
+            counts.append(len(wanted))
+        positions = torch.tensor(flat, dtype=torch.long)
+        padded = bool((batch["attention_mask"] == 0).any())
+        batch = {k: v.to(loaded.device, non_blocking=True) for k, v in batch.items()}
+        with autocast(loaded.device, loaded.precision):
+            out = loaded.model(batch["input_ids"], batch["token_type_ids"],
+                               batch["attention_mask"] if padded else None, positions.to(loaded.device))
+        align[rows] = out.align_logits.float().cpu().numpy()
+        if read_positions is not None:
+            logits = out.mlm_logits.float().cpu().numpy()
+            for r, piece in zip(rows, np.split(logits, np.cumsum(counts)[:-1])):
+                masked[r] = piece
+    return align, masked
+
+
+def masked_video_input(layout: TokenLayout, text: Sequence[int], span: int, max_len: int) -> dict[str, np.ndarray]:
+    """``[CLS] text [>] [MASK]×span [SEP]`` with the video-side token types (the masks stand for
+    visual words)."""
+    sequence = build_input(layout, text, np.zeros(span, np.int64), max_len)
+    ids = sequence["input_ids"]
+    ids[np.flatnonzero(ids >= layout.visual_offset)] = layout.mask_id
+    return sequence

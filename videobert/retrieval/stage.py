@@ -1,0 +1,232 @@
+"""The evaluate stage: RUN + CORPUS -> RUN/eval-<split> (docs/formats.md): what ``videobert
+evaluate`` computes, and what the notebook calls.
+
+``run`` creates the folder, writes ``config.yaml`` and ``metrics.json``; :func:`evaluate` computes
+the metrics (see :mod:`videobert.retrieval.gallery` for the gallery):
+
+* ``t2v`` / ``v2t``: ``r1``, ``r5``, ``r10``, ``median_rank``, ``mean_rank`` and their chance
+  levels ``chance_r1`` … ``chance_mean_rank`` (tie rule in :mod:`videobert.retrieval.metrics`);
+* ``align_accuracy`` (and ``align`` with its parts), chance 0.5;
+* ``zero_shot``: per attribute ``top1``, ``top5``, ``chance_top1``, ``chance_top5``,
+  ``prior_top1``, ``prior_top5`` (:mod:`videobert.retrieval.zeroshot`);
+* ``two_stage`` when asked: the two-stage metrics, the first stage's recall of the true item
+  within K, and the recall cost against exhaustive scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+
+from videobert import config as cfgmod
+from videobert import logs
+from videobert.config import field
+from videobert.corpus.stage import load_corpus
+from videobert.errors import ConfigError, StageError
+from videobert.retrieval.gallery import check_same_vocabulary, corpus_visual_words, default_labels, text_video_examples
+from videobert.retrieval.inference import InferenceConfig, LoadedModel, load_model
+from videobert.retrieval.metrics import RECALL_AT, chance_metrics, metrics_from_counts, true_match_counts
+from videobert.retrieval.scoring import align_accuracy, score_matrix, two_stage_search
+from videobert.retrieval.zeroshot import labelled_segments, load_spec, read_label_rows, zero_shot
+from videobert.store import StageSummary, atomic_write_json, prepare_output_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluateConfig(InferenceConfig):
+    """Configuration of ``videobert evaluate``: where the model runs, then the gallery and what is
+    measured on it."""
+
+    split: Literal["train", "val", "test"] = field("test", help="corpus split whose text-video examples are the gallery")
+    ties: Literal["average", "pessimistic"] = field(
+        "average", help="tied scores: the true item's expected rank under random tie-breaking, or last among its ties")
+    two_stage: int = field(0, help="also rank two-stage: a first stage keeps K candidates per query for the cross-encoder (0: off)")
+    exhaustive: bool = field(True, help="score every text-video pair (N² passes); --no-exhaustive with --two-stage for large galleries")
+    max_queries: int = field(0, help="evaluate on a seeded sample of this many text-video examples (0: all)")
+    seed: int = field(0, help="seed of the alignment negatives and of the query sample")
+
+    def check(self) -> None:
+        InferenceConfig.check(self)
+        if self.two_stage < 0 or self.max_queries < 0:
+            raise ConfigError("two_stage, max_queries: need >= 0")
+        if not self.exhaustive and not self.two_stage:
+            raise ConfigError("exhaustive: false needs --two-stage K (otherwise nothing ranks the gallery)")
+        if self.max_queries == 1:
+            raise ConfigError("max_queries: need at least 2 (or 0 for all)")
+
+
+def run(run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path | None, cfg: EvaluateConfig,
+        labels: str | Path | None = None, zero_shot_spec: str | Path | None = None) -> StageSummary:
+    """Evaluate ``run_dir`` on ``corpus_dir``'s split into ``out_dir`` (default:
+    ``RUN/eval-<split>``); ``details`` is ``metrics.json``. Zero-shot classification needs both
+    ``labels`` (default: ``labels.jsonl`` beside the corpus's manifest, as ``videobert synth``
+    writes it) and ``zero_shot_spec``."""
+    began = time.perf_counter()
+    if labels is None:
+        labels = default_labels(corpus_dir)
+        if labels is not None:
+            log.info("zero-shot labels: %s", labels)
+        else:
+            log.info("no labels (--labels): zero-shot classification is skipped")
+    out = prepare_output_dir(out_dir if out_dir is not None else Path(run_dir) / f"eval-{cfg.split}")
+    cfgmod.save(cfg, out / "config.yaml")
+    metrics = evaluate(run_dir, corpus_dir, cfg, labels=labels, zero_shot_spec=zero_shot_spec,
+                       progress=lambda batches: logs.progress(batches, desc="scoring pairs", unit="batch"))
+    atomic_write_json(out / "metrics.json", metrics)
+    return StageSummary("evaluate", out, metrics["gallery"], 0, 0, time.perf_counter() - began,
+                        format_report(metrics), metrics)
+
+
+
+def _sample(examples: list[dict], count: int, seed: int) -> list[dict]:
+    if not count or count >= len(examples):
+        return examples
+    keep = np.sort(np.random.default_rng([seed, 0x5A3]).choice(len(examples), size=count, replace=False))
+    return [examples[i] for i in keep]
+
+
+def _with_chance(metrics: dict[str, float], n: int) -> dict[str, float]:
+    return {**metrics, **chance_metrics(n)}
+
+
+def evaluate(
+    run_dir: str | Path,
+    corpus_dir: str | Path,
+    cfg: EvaluateConfig,
+    labels: str | Path | None = None,
+    zero_shot_spec: str | Path | None = None,
+    progress: Callable | None = None,
+    loaded: LoadedModel | None = None,
+) -> dict[str, Any]:
+    """Retrieval both ways, alignment accuracy and (with ``labels`` and a spec) zero-shot
+    classification of ``run_dir`` on ``corpus_dir``'s split. Returns the content of ``metrics.json``.
+
+    ``progress`` wraps the batches of the exhaustive scoring; ``loaded`` reuses a loaded model.
+    """
+    began = time.perf_counter()
+    if loaded is None:
+        loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)
+    check_same_vocabulary(loaded, corpus_dir)
+    zero_shot_inputs = None
+    if labels is not None and zero_shot_spec is not None:  # read before the long scoring: errors come first
+        tokens, clip_seconds = corpus_visual_words(corpus_dir)
+        zero_shot_inputs = (load_spec(zero_shot_spec), read_label_rows(labels), tokens, clip_seconds)
+    examples = _sample(text_video_examples(corpus_dir, cfg.split), cfg.max_queries, cfg.seed)
+    if len(examples) < 2:
+        raise StageError(f"{corpus_dir}: the {cfg.split} split has {len(examples)} text-video examples; retrieval needs 2 or more")
+    texts = [e["text_ids"] for e in examples]
+    videos = [e["video_ids"] for e in examples]
+    n = len(examples)
+    metrics: dict[str, Any] = {
+        "run": str(Path(run_dir).absolute()),
+        "corpus": str(Path(corpus_dir).absolute()),
+        "split": cfg.split,
+        "gallery": n,
+        "videos": len({e["video_id"] for e in examples}),
+        "ties": cfg.ties,
+        "device": str(loaded.device),
+        "precision": loaded.precision,
+    }
+    seconds: dict[str, float] = {}
+
+    exhaustive = None
+    if cfg.exhaustive:
+        start = time.perf_counter()
+        exhaustive = score_matrix(loaded, texts, videos, progress)
+        seconds["exhaustive"] = time.perf_counter() - start
+        metrics["t2v"] = _with_chance(metrics_from_counts(*true_match_counts(exhaustive), cfg.ties), n)
+        metrics["v2t"] = _with_chance(metrics_from_counts(*true_match_counts(exhaustive.T), cfg.ties), n)
+        metrics["pairs_scored"] = n * n
+    if cfg.two_stage:
+        start = time.perf_counter()
+        result = two_stage_search(loaded, texts, videos, cfg.two_stage, exhaustive=None, progress=progress)
+        seconds["two_stage"] = time.perf_counter() - start
+        two_stage = {
+            "k": cfg.two_stage,
+            "first_stage": "predicted visual words · visual-word histogram (faiss IndexFlatIP)",
+            "t2v": _with_chance(metrics_from_counts(*result.t2v, cfg.ties), n),
+            "v2t": _with_chance(metrics_from_counts(*result.v2t, cfg.ties), n),
+            "first_stage_recall": result.first_stage_recall,
+            "pairs_scored": result.pairs_scored,
+        }
+        if exhaustive is not None:
+            two_stage["recall_cost"] = {
+                direction: {f"r{k}": metrics[direction][f"r{k}"] - two_stage[direction][f"r{k}"] for k in RECALL_AT}
+                for direction in ("t2v", "v2t")
+            }
+        else:
+            metrics["t2v"], metrics["v2t"] = two_stage["t2v"], two_stage["v2t"]
+            metrics["pairs_scored"] = result.pairs_scored
+        metrics["two_stage"] = two_stage
+
+    start = time.perf_counter()
+    align = align_accuracy(loaded, texts, videos, [e["video_id"] for e in examples], cfg.seed)
+    seconds["align"] = time.perf_counter() - start
+    metrics["align_accuracy"] = align["accuracy"]
+    metrics["align"] = align
+
+    metrics["zero_shot"] = {}
+    if zero_shot_inputs is not None:
+        start = time.perf_counter()
+        specs, rows, tokens, clip_seconds = zero_shot_inputs
+        split_videos = {e["video_id"] for e in load_corpus(corpus_dir, cfg.split)}
+        segments = labelled_segments(rows, tokens, clip_seconds, split_videos)
+        if segments:
+            metrics["zero_shot"] = zero_shot(loaded, specs, segments)
+        else:
+            log.warning("zero-shot: %s labels no segment of the %s split's videos", labels, cfg.split)
+        metrics["zero_shot_labels"] = str(Path(labels).absolute())
+        metrics["zero_shot_spec"] = str(Path(zero_shot_spec).absolute())
+        seconds["zero_shot"] = time.perf_counter() - start
+    seconds["total"] = time.perf_counter() - began
+    metrics["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+    return metrics
+
+
+def format_report(metrics: dict[str, Any]) -> str:
+    """The metrics as a table, each figure beside its chance level."""
+    n = metrics["gallery"]
+    lines = [
+        f"{metrics['split']} split: {n} text-video segments from {metrics['videos']} videos "
+        f"(gallery of {n}; ties {metrics['ties']}; {metrics['device']} {metrics['precision']})",
+        "",
+        f"{'retrieval':<22}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'median rank':>13}{'mean rank':>11}",
+    ]
+
+    def row(name: str, m: dict[str, float], prefix: str = "") -> str:
+        return (f"{name:<22}" + "".join(f"{m[f'{prefix}r{k}']:>8.3f}" for k in RECALL_AT)
+                + f"{m[prefix + 'median_rank']:>13.1f}{m[prefix + 'mean_rank']:>11.1f}")
+
+    two_stage = metrics.get("two_stage")
+    if two_stage is None or "recall_cost" in two_stage:
+        lines.append(row("text → video", metrics["t2v"]))
+        lines.append(row("video → text", metrics["v2t"]))
+    if two_stage is not None:
+        lines.append(row(f"two-stage K={two_stage['k']} t→v", two_stage["t2v"]))
+        lines.append(row(f"two-stage K={two_stage['k']} v→t", two_stage["v2t"]))
+    lines.append(row("chance", metrics["t2v"], "chance_"))
+    if two_stage:
+        recall = two_stage["first_stage_recall"]
+        lines.append(f"two-stage: the first stage keeps the true item in its {two_stage['k']} candidates for "
+                     f"{recall['t2v']:.1%} (t→v) / {recall['v2t']:.1%} (v→t) of queries; "
+                     f"{two_stage['pairs_scored']} pairs scored instead of {n * n}")
+    align = metrics["align"]
+    lines += ["", f"alignment accuracy {align['accuracy']:.3f} (chance {align['chance']:.3f}) on {align['pairs']} pairs, "
+                  f"half aligned: aligned {align['positive_accuracy']:.3f}, misaligned {align['negative_accuracy']:.3f}"]
+    zero = metrics.get("zero_shot") or {}
+    if zero:
+        lines += ["", f"{'zero-shot':<14}{'top-1':>7}{'chance':>8}{'prior':>7}   {'top-5':>7}{'chance':>8}{'prior':>7}"
+                      f"{'classes':>9}{'segments':>10}"]
+        for name, z in zero.items():
+            lines.append(f"{name:<14}{z['top1']:>7.3f}{z['chance_top1']:>8.3f}{z['prior_top1']:>7.3f}   "
+                         f"{z['top5']:>7.3f}{z['chance_top5']:>8.3f}{z['prior_top5']:>7.3f}{z['classes']:>9}{z['segments']:>10}")
+        lines.append("(prior: the same template without video — what the text alone predicts)")
+    else:
+        lines += ["", "zero-shot: not evaluated (no labels)"]
+    return "\n".join(lines)

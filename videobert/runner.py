@@ -1,0 +1,361 @@
+"""``videobert run``: every stage in order into one run folder, skipping what is up to date.
+
+A pipeline config (YAML) names the corpus and holds one section per stage, each checked by that
+stage's own config dataclass::
+
+    manifest: data/my_corpus/manifest.jsonl     # or a `synth:` section to generate the corpus
+    extract: {size: 224, weights: /models/s3d-d76dad2f.pth}
+    vocab: {k: 12, depth: 4}
+    pretrain: {preset: large, init: /models/bert-large-uncased}
+
+Relative paths in the file are relative to the file's folder. Stages write into
+``RUN/<folder>`` (``synth``, ``features``, ``vocab``, ``tokens``, ``transcripts``, ``corpus``,
+``model``, ``eval``) and the runner records, in ``RUN/pipeline.json``, a hash of what each stage
+was run with: its settings (less the fields that only change speed, :func:`videobert.config.settings`)
+and the hashes of the stages it reads. A stage whose hash is unchanged and that finished is
+skipped; a changed stage reruns, and so does every stage after it, because their hashes include
+its hash. A stage that was interrupted with the same hash resumes in place (the stages are
+resumable); one whose settings changed starts from an empty folder.
+
+Each stage is called in this process (its ``stage.run``); an ``execute`` hook given by the caller
+can run it elsewhere — ``videobert run`` starts ``torchrun`` for the multi-GPU stages with the
+command line the stage's launcher builds.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from videobert import config as cfgmod
+from videobert.config import field
+from videobert.corpus import stage as corpus_stage
+from videobert.corpus.stage import CorpusConfig
+from videobert.errors import ConfigError, StageError, VideoBertError
+from videobert.features import stage as features_stage
+from videobert.features.stage import ExtractConfig
+from videobert.manifest import read_manifest
+from videobert.pretrain import stage as pretrain_stage
+from videobert.pretrain.stage import PretrainConfig
+from videobert.retrieval import stage as retrieval_stage
+from videobert.retrieval.stage import EvaluateConfig
+from videobert.store import StageCall, StageSummary, atomic_write_json, read_failures, read_json
+from videobert.synthetic import stage as synthetic_stage
+from videobert.synthetic.stage import SynthConfig
+from videobert.text import stage as text_stage
+from videobert.text.stage import AsrConfig
+from videobert.vocab import stage as vocab_stage
+from videobert.vocab.stage import TokenizeConfig, VocabConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineConfig:
+    """Configuration of ``videobert run``: the corpus and one section per stage."""
+
+    manifest: Optional[Path] = field(None, help="manifest (JSONL) or folder of videos; relative to the config file")
+    synth: Optional[SynthConfig] = field(None, help="generate the synthetic corpus into RUN/synth and use it")
+    labels: Optional[Path] = field(None, help="labels.jsonl for zero-shot evaluation (synth: its own labels)")
+    transcripts: Optional[Path] = field(None, help="folder of <video_id>.vtt transcripts for videos the manifest gives none")
+    gpus: int = field(1, help="processes per node for extract, tokenize and pretrain (>1: launched with torchrun)")
+    extract: ExtractConfig = field(default_factory=ExtractConfig, help="extract stage (see videobert extract --help)")
+    vocab: VocabConfig = field(default_factory=VocabConfig, help="vocab stage")
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig, help="tokenize stage")
+    asr: Optional[AsrConfig] = field(None, help="speech recognition for videos without a transcript (off when absent)")
+    corpus: CorpusConfig = field(default_factory=CorpusConfig, help="corpus stage")
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig, help="pretrain stage")
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, help="evaluate stage")
+
+    def check(self) -> None:
+        if (self.manifest is None) == (self.synth is None):
+            raise ConfigError("give exactly one of 'manifest' (your corpus) or 'synth' (generate the synthetic one)")
+        if self.gpus < 1:
+            raise ConfigError("gpus: need at least 1")
+
+
+def load_pipeline_config(path: str | Path, assignments: Sequence[str] = ()) -> PipelineConfig:
+    """Read a pipeline config; relative paths (manifest, labels, transcripts, weights, init) are made
+    relative to the file's folder."""
+    path = Path(path)
+    cfg = cfgmod.load(PipelineConfig, path, assignments=list(assignments))
+    base = path.parent.absolute()
+
+    def anchor(value):
+        return value if value is None or Path(value).is_absolute() else base / value
+
+    cfg.manifest, cfg.labels, cfg.transcripts = anchor(cfg.manifest), anchor(cfg.labels), anchor(cfg.transcripts)
+    if cfg.extract.weights is not None:
+        cfg.extract.weights = anchor(cfg.extract.weights)
+    if cfg.pretrain.init != "scratch":
+        cfg.pretrain.init = str(anchor(cfg.pretrain.init))
+    if cfg.corpus.tokenizer is not None:
+        cfg.corpus.tokenizer = anchor(cfg.corpus.tokenizer)
+    return cfg
+
+
+def speed_only_settings() -> dict[str, set[str]]:
+    """Per stage, the settings that only change speed (``field(speed_only=True)``)."""
+    hints = cfgmod.field_types(PipelineConfig)
+    return {stage.name: cfgmod.speed_only_keys(_config_class(hints[stage.name])) for stage in STAGES}
+
+
+def _config_class(tp: Any) -> type:
+    return next(arg for arg in getattr(tp, "__args__", (tp,)) if arg is not type(None))
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    folder: str
+    reads: tuple[str, ...]  # stages whose outputs this one reads
+    run: Callable[..., StageSummary]
+    torchrun: bool = False  # shards its work over torchrun ranks when gpus > 1
+
+
+STAGES = (
+    Stage("synth", "synth", (), synthetic_stage.run),
+    Stage("extract", "features", ("synth",), features_stage.run, torchrun=True),
+    Stage("vocab", "vocab", ("extract",), vocab_stage.run),
+    Stage("tokenize", "tokens", ("extract", "vocab"), vocab_stage.run_tokenize, torchrun=True),
+    Stage("asr", "transcripts", ("synth",), text_stage.run),
+    Stage("corpus", "corpus", ("synth", "tokenize", "asr"), corpus_stage.run),
+    Stage("pretrain", "model", ("corpus", "vocab"), pretrain_stage.run, torchrun=True),
+    Stage("evaluate", "eval", ("pretrain", "corpus"), retrieval_stage.run),
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
+
+
+def in_process(call: StageCall, procs: int) -> StageSummary:
+    """Run a stage in this process (the default ``execute``)."""
+    if procs > 1:
+        raise ConfigError(f"{call.stage}: running {procs} processes needs a torchrun launcher (videobert run)")
+    return call()
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # "ran", "skipped", "off", "failed"
+    seconds: float = 0.0
+    failures: int = 0
+    folder: Path | None = None
+    note: str = ""
+
+
+def _fingerprint_inputs(manifest: Path | None, extra: Sequence[Path | None]) -> str:
+    """Hash of the corpus as given: manifest bytes plus every video's path, size and mtime."""
+    digest = hashlib.sha256()
+    if manifest is not None:
+        if manifest.is_file():
+            digest.update(manifest.read_bytes())
+        for entry in read_manifest(manifest):
+            stat = entry.video.stat() if entry.video.exists() else None
+            digest.update(f"{entry.video}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}".encode())
+            if entry.transcript is not None and entry.transcript.exists():
+                digest.update(entry.transcript.read_bytes())
+    for path in extra:
+        if path is not None and Path(path).is_file():
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class Pipeline:
+    """Runs the stages of ``cfg`` into ``run_dir``; ``execute(call, processes)`` runs one stage
+    (default: :func:`in_process`), raising when it fails (a :class:`StageError` carries the exit
+    code of a launched process). ``zero_shot_spec`` is the spec evaluate classifies labelled
+    segments with."""
+
+    def __init__(self, cfg: PipelineConfig, run_dir: str | Path,
+                 execute: Callable[[StageCall, int], StageSummary | None] = in_process,
+                 zero_shot_spec: Path | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir).absolute()
+        self.execute = execute
+        self.zero_shot_spec = zero_shot_spec
+        self.state_path = self.run_dir / "pipeline.json"
+        self.state: dict[str, Any] = {}
+        if self.state_path.exists():
+            self.state = read_json(self.state_path, "pipeline state").get("stages", {})
+        self.hashes: dict[str, str] = {}
+        self.results: list[StageResult] = []  # filled as stages finish, also when one fails
+
+    # ------------------------------------------------------------------ paths and configs
+    def folder(self, name: str) -> Path:
+        return self.run_dir / next(s.folder for s in STAGES if s.name == name)
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder("synth") / "manifest.jsonl" if self.cfg.synth is not None else self.cfg.manifest
+
+    @property
+    def labels(self) -> Path | None:
+        if self.cfg.labels is not None:
+            return self.cfg.labels
+        return self.folder("synth") / "labels.jsonl" if self.cfg.synth is not None else None
+
+    def stage_config(self, name: str) -> Any:
+        return getattr(self.cfg, name)
+
+    def enabled(self, name: str) -> bool:
+        return self.stage_config(name) is not None
+
+    @functools.cached_property
+    def inputs_fingerprint(self) -> str:
+        """The manifest corpus's fingerprint, read once per run (extract, asr and corpus share it)."""
+        return _fingerprint_inputs(self.cfg.manifest, [])
+
+    def _hash(self, stage: Stage) -> str:
+        settings = cfgmod.settings(self.stage_config(stage.name))
+        upstream = {name: self.hashes.get(name) for name in stage.reads if self.enabled(name)}
+        if stage.name in ("extract", "asr", "corpus") and self.cfg.synth is None:
+            upstream["inputs"] = self.inputs_fingerprint
+            if stage.name == "corpus" and self.cfg.transcripts is not None:
+                folder = Path(self.cfg.transcripts)
+                files = sorted(folder.iterdir()) if folder.is_dir() else []
+                upstream["transcripts"] = [str(folder), _fingerprint_inputs(None, files)]
+        if stage.name == "evaluate":
+            upstream["labels"] = _fingerprint_inputs(None, [self.labels])
+        return cfgmod.config_hash({"settings": settings, "upstream": upstream})
+
+    def call(self, name: str) -> StageCall:
+        """How stage ``name`` is called: its inputs (the folders of the stages it reads), its
+        folder, its config (also saved as ``configs/<stage>.yaml``) and options."""
+        f = self.folder
+        inputs: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        if name in ("extract", "asr"):
+            inputs = {"manifest": self.manifest}
+        elif name == "vocab":
+            inputs, options = {"features_dir": f("extract")}, {"manifest": self.manifest}
+        elif name == "tokenize":
+            inputs = {"features_dir": f("extract"), "vocab_dir": f("vocab")}
+        elif name == "corpus":
+            inputs = {"manifest": self.manifest, "tokens_dir": f("tokenize")}
+            options = {"transcripts_dir": f("asr") if self.enabled("asr") else self.cfg.transcripts}
+        elif name == "pretrain":
+            # checkpoints are left only when resuming with the same settings
+            inputs, options = {"corpus_dir": f("corpus")}, {"vocab_dir": f("vocab"), "resume": (f("pretrain") / "checkpoints").is_dir()}
+        elif name == "evaluate":
+            inputs = {"run_dir": f("pretrain"), "corpus_dir": f("corpus")}
+            options = {"labels": self.labels, "zero_shot_spec": self.zero_shot_spec}
+        stage = next(s for s in STAGES if s.name == name)
+        return StageCall(name, stage.run, inputs, f(name), self.stage_config(name),
+                         self.run_dir / "configs" / f"{name}.yaml", options)
+
+    # ------------------------------------------------------------------ running
+    def _save_state(self) -> None:
+        atomic_write_json(self.state_path, {"stages": self.state, "config": cfgmod.to_dict(self.cfg)})
+
+    def run(self, only: Sequence[str] | None = None, force: Sequence[str] = ()) -> list[StageResult]:
+        """Run (or skip) every enabled stage in order. ``only``: run just these stages (the stages
+        before them must be up to date); ``force``: rerun these stages and every one after them."""
+        unknown = [name for name in [*(only or []), *force] if name not in STAGE_NAMES]
+        if unknown:
+            raise ConfigError(f"unknown stage '{unknown[0]}' (stages: {', '.join(STAGE_NAMES)})")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "configs").mkdir(exist_ok=True)
+        last_selected = max((STAGE_NAMES.index(name) for name in only), default=-1) if only is not None else -1
+        forced_from = min((STAGE_NAMES.index(name) for name in force), default=len(STAGE_NAMES))
+        results = self.results = []
+        for index, stage in enumerate(STAGES):
+            name = stage.name
+            if not self.enabled(name):
+                results.append(StageResult(name, "off"))
+                continue
+            current = self._hash(stage)
+            self.hashes[name] = current
+            recorded = self.state.get(name, {})
+            folder = self.folder(name)
+            up_to_date = recorded.get("hash") == current and recorded.get("status") == "done" and folder.exists()
+            if index >= forced_from:
+                up_to_date = False
+            if only is not None and name not in only:
+                if not up_to_date and index < last_selected:
+                    raise StageError(
+                        f"stage '{name}' is not up to date for this config; run it too (--stages) or run all stages"
+                    )
+                note = "not selected" if up_to_date or index < last_selected else "not selected, out of date"
+                results.append(StageResult(name, "skipped", folder=folder, note=note))
+                continue
+            if up_to_date:
+                log.info("%s: up to date (same config and inputs), skipped", name)
+                results.append(StageResult(name, "skipped", recorded.get("seconds", 0.0), recorded.get("failures", 0), folder))
+                continue
+            resumable = (recorded.get("hash") == current and recorded.get("status") in ("started", "failed")
+                         and index < forced_from)
+            if folder.exists() and not resumable:
+                reason = "forced" if index >= forced_from else "its config or inputs changed"
+                log.info("%s: %s, previous outputs in %s removed", name, reason, folder)
+                shutil.rmtree(folder)
+            call = self.call(name)
+            cfgmod.save(call.cfg, call.config_file)
+            self.state[name] = {"hash": current, "status": "started", "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            self._save_state()
+            procs = self.cfg.gpus if stage.torchrun else 1
+            log.info("%s: running%s", name, " (resuming)" if resumable else "")
+            began = time.perf_counter()
+            try:
+                self.execute(call, procs)
+            except BaseException as exc:
+                seconds = time.perf_counter() - began
+                code = _exit_code(exc)
+                reason = _first_line(exc)
+                self.state[name].update(status="failed", seconds=round(seconds, 1), exit_code=code, error=reason)
+                self._save_state()
+                results.append(StageResult(name, "failed", seconds, _failure_count(folder), folder, f"exit code {code}"))
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                raise StageError(f"stage '{name}' failed: {reason}; fix the cause and rerun to resume", code) from exc
+            seconds = time.perf_counter() - began
+            failures = _failure_count(folder)
+            self.state[name].update(status="done", seconds=round(seconds, 1), failures=failures,
+                                    finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            self._save_state()
+            results.append(StageResult(name, "ran", seconds, failures, folder))
+        return results
+
+
+def _exit_code(exc: BaseException) -> int:
+    """The exit code the stage's command ended, or would have ended, with (2 usage, 130 interrupted, 1 else)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if isinstance(exc, ConfigError):
+        return 2
+    return exc.exit_code if isinstance(exc, StageError) else 1
+
+
+def _first_line(exc: BaseException) -> str:
+    """One line for an error: its message, with the type of an unexpected one."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, VideoBertError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _failure_count(folder: Path) -> int:
+    """Items recorded as failed in a stage folder (0 when its records cannot be read)."""
+    try:
+        return len(read_failures(folder)) if folder.exists() else 0
+    except VideoBertError as exc:
+        log.warning("%s", exc)
+        return 0
+
+
+def summary_lines(results: Sequence[StageResult], run_dir: Path) -> list[str]:
+    """A table of what ran, what was skipped, time and failures per stage."""
+    lines = [f"{'stage':<10} {'status':<8} {'time':>8} {'failures':>8}  output"]
+    for result in results:
+        seconds = f"{result.seconds:7.1f}s" if result.status in ("ran", "failed") else ""
+        folder = str(result.folder) if result.folder else ""
+        lines.append(f"{result.name:<10} {result.status:<8} {seconds:>8} {result.failures:>8}  {folder}{'  ' + result.note if result.note else ''}")
+    metrics = run_dir / "eval" / "metrics.json"
+    if metrics.exists():
+        lines.append(f"metrics: {metrics}")
+    return lines
