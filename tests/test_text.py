@@ -267,6 +267,42 @@ def test_trained_wordpiece_is_a_bert_tokenizer_capped_by_the_data(tmp_path):
     assert again("the red zzz", add_special_tokens=False)["input_ids"] == tokenizer("the red zzz", add_special_tokens=False)["input_ids"]
 
 
+WORDPIECE_RUN = """
+import hashlib, pathlib, sys
+from videobert.text import train_wordpiece
+text = pathlib.Path(sys.argv[1]).read_text()
+texts = [line for line in text.splitlines() if line.strip()]
+tokenizer = train_wordpiece(texts, vocab_size=int(sys.argv[2]), min_frequency=2)
+tokenizer.save_pretrained(sys.argv[3])
+folder = pathlib.Path(sys.argv[3])
+print(" ".join(f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()}" for path in sorted(folder.iterdir())))
+"""
+
+
+@pytest.mark.parametrize("vocab_size", [120, 400])
+def test_trained_wordpiece_is_the_same_in_every_process(tmp_path, vocab_size):
+    """The trainer breaks ties between equally frequent merges by piece ids that it hands out in
+    hash order, which differs per process; five processes must still save identical files."""
+    import random
+    import subprocess
+    import sys
+
+    rng = random.Random(3)
+    words = ["the", "red", "blue", "circle", "square", "slides", "grows", "left", "right", "now", "okay",
+             "then", "bigger", "smaller", "triangle", "spins", "rolls", "bounces", "green", "yellow"]
+    corpus = tmp_path / "texts.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(words) + rng.choice(["", "s", "ing", "ed"]) for _ in range(8))
+                                for _ in range(300)) + "\n")
+    hashes = {subprocess.run([sys.executable, "-c", WORDPIECE_RUN, str(corpus), str(vocab_size), str(tmp_path / f"tok{i}")],
+                             check=True, capture_output=True, text=True).stdout for i in range(5)}
+    assert len(hashes) == 1, hashes
+    assert "tokenizer.json:" in hashes.pop()
+    from videobert.text import load_tokenizer
+    tokenizer = load_tokenizer(tmp_path / "tok0")
+    assert len(tokenizer) <= vocab_size
+    assert sorted(tokenizer.all_special_tokens) == sorted(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+
+
 def test_label_marks_of_common_punctuation_models():
     from videobert.text import label_mark
 

@@ -99,7 +99,7 @@ def run(manifest: str | Path, tokens_dir: str | Path, out_dir: str | Path, cfg: 
     if cfg.tokenizer is not None:
         tokenizer = load_tokenizer(Path(cfg.tokenizer).expanduser())
     else:
-        texts = _train_texts(entries, transcripts_dir, failed_asr, cfg, punctuator)
+        texts = _TrainTexts(entries, transcripts_dir, failed_asr, cfg, punctuator)
         tokenizer = train_wordpiece(texts, cfg.wordpiece_vocab_size, cfg.wordpiece_min_frequency, cfg.lowercase)
     vocabulary = JointVocabulary(tokenizer, info.vocab_size, visual_vocab=info.vocab)
     if cfg.tokenizer is None and len(tokenizer) <= len(vocabulary.special_ids):
@@ -291,21 +291,27 @@ def video_sentences(
     return split_sentences(read_transcript(path), cfg.pause, cfg.max_words, punctuator)
 
 
-def _train_texts(
-    entries: Sequence[VideoEntry], transcripts_dir: Path | None, failed_asr: dict[str, dict], cfg: CorpusConfig,
-    punctuator,
-) -> Iterator[str]:
-    """Sentences of the train split's videos (unreadable transcripts are skipped here and recorded
-    by the second pass)."""
-    for entry in entries:
-        if (entry.split or "train") != "train":
-            continue
-        try:
-            sentences = video_sentences(entry, transcripts_dir, failed_asr, cfg, punctuator)
-        except InputError:
-            continue
-        for sentence in sentences:
-            yield sentence.text
+@dataclass(frozen=True)
+class _TrainTexts:
+    """Sentences of the train split's videos, read afresh on each iteration (unreadable
+    transcripts are skipped here and recorded when the splits are written)."""
+
+    entries: Sequence[VideoEntry]
+    transcripts_dir: Path | None
+    failed_asr: dict[str, dict]
+    cfg: CorpusConfig
+    punctuator: object
+
+    def __iter__(self) -> Iterator[str]:
+        for entry in self.entries:
+            if (entry.split or "train") != "train":
+                continue
+            try:
+                sentences = video_sentences(entry, self.transcripts_dir, self.failed_asr, self.cfg, self.punctuator)
+            except InputError:
+                continue
+            for sentence in sentences:
+                yield sentence.text
 
 
 def _stats(counts: Counter) -> dict[str, float]:

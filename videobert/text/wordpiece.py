@@ -38,19 +38,31 @@ def train_wordpiece(
     punctuation), ``##`` continuation pieces, and the specials [PAD] [UNK] [CLS] [SEP] [MASK] as
     ids 0-4. The vocabulary has at most ``vocab_size`` entries: fewer when the texts do not hold
     enough distinct pieces seen ``min_frequency`` times.
+
+    The same texts give the same tokenizer in every process. The trainer hands out ids in hash
+    order, which differs per process, and breaks ties between equally frequent merges by those
+    ids; so every ``##`` character of the texts is declared up front (they would all be learned
+    anyway) and the ids are renumbered canonically: the specials, single characters, ``##``
+    characters, then longer pieces, each group sorted.
+
+    ``texts`` is read twice (the alphabet, then training): an iterator is first read into a list,
+    so pass a re-iterable collection to stream a corpus larger than memory.
     """
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    texts = list(texts) if iter(texts) is texts else texts
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    alphabet = sorted({char for text in texts for char in normalizer.normalize_str(text) if not char.isspace()})
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size + len(alphabet),
         min_frequency=min_frequency,
-        special_tokens=list(TEXT_SPECIALS),
+        special_tokens=[*TEXT_SPECIALS, *(f"##{char}" for char in alphabet)],
         continuing_subword_prefix="##",
         show_progress=False,
     )
-    tokenizer.train_from_iterator(texts, trainer)
+    trained = _bare_tokenizer(models.WordPiece(unk_token="[UNK]"), normalizer)
+    trained.train_from_iterator(texts, trainer)
+    vocab = _canonical_ids(trained.get_vocab(), vocab_size)
+    tokenizer = _bare_tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##"), normalizer)
+    tokenizer.add_special_tokens(list(TEXT_SPECIALS))
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -66,3 +78,23 @@ def train_wordpiece(
         cls_token="[CLS]",
         mask_token="[MASK]",
     )
+
+
+def _bare_tokenizer(model: models.WordPiece, normalizer: normalizers.BertNormalizer) -> Tokenizer:
+    tokenizer = Tokenizer(model)
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return tokenizer
+
+
+def _canonical_ids(vocab: dict[str, int], vocab_size: int) -> dict[str, int]:
+    """The pieces of ``vocab`` renumbered: specials first, then single characters, ``##``
+    characters and longer pieces, each group in sorted order; longer pieces past ``vocab_size``
+    entries are dropped, last learned first."""
+    pieces = [piece for piece in vocab if piece not in TEXT_SPECIALS]
+    singles = sorted((piece for piece in pieces if len(piece.removeprefix("##")) == 1),
+                     key=lambda piece: (piece.startswith("##"), piece))
+    longer = sorted((piece for piece in pieces if len(piece.removeprefix("##")) > 1), key=vocab.__getitem__)
+    longer = sorted(longer[: max(0, vocab_size - len(TEXT_SPECIALS) - len(singles))])
+    return {piece: index for index, piece in enumerate([*TEXT_SPECIALS, *singles, *longer])}
