@@ -184,6 +184,29 @@ def test_weights_from_torchvision_s3d_give_the_in_memory_models_features(corpus,
     assert meta["weights"] == hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
+def test_cpu_rewrite_computes_torchvision_s3d():
+    """S3D prepared for the CPU (batch norms folded into the convolutions, channels-last) against
+    torchvision's S3D, with batch-norm statistics that are not the identity."""
+    from torchvision.models.video import s3d
+
+    from videobert.features.s3d_cpu import for_cpu
+
+    torch.manual_seed(0)
+    model = s3d().eval()
+    random_init_s3d(model, 3)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0, 0.1)
+    x = torch.randn(2, 3, 15, 112, 112)
+    with torch.inference_mode():
+        expected = model.features(x).mean(dim=(2, 3, 4))
+        got = for_cpu(model).features(x.contiguous(memory_format=torch.channels_last_3d)).mean(dim=(2, 3, 4))
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
 class _Payload:
     def __init__(self, marker):
         self.marker = marker

@@ -4,7 +4,8 @@
   ``weights_only=True``), or the seeded random initialisation of :mod:`videobert.features.s3d_init`.
 * :class:`ClipEncoder` — uint8 clips ``[B, T, H, W, 3]`` → float32 features ``[B, 1024]``: the
   global average of ``model.features`` (before the classifier), with torchvision's Kinetics-400
-  input normalisation applied on the device, channels-last 3-D layout and autocast.
+  input normalisation applied on the device, the channels-last 3-D layout and autocast (on the CPU
+  with batch norms folded into the convolutions: :func:`videobert.features.s3d_cpu.for_cpu`).
 
 Another backbone plugs in here: a builder that returns the model and what initialised it, and an
 encoder with the same ``submit``/``__call__`` contract (docs/architecture.md).
@@ -22,6 +23,7 @@ from torch import nn
 from torchvision.models.video import s3d
 
 from videobert.errors import InputError
+from videobert.features.s3d_cpu import for_cpu
 from videobert.features.s3d_init import random_init_s3d
 from videobert.runtime import autocast
 from videobert.store import safe_torch_load
@@ -109,13 +111,17 @@ class ClipEncoder:
 
     Frames travel as uint8 and are normalised on the device. ``[B, T, H, W, 3]`` permuted to
     ``[B, 3, T, H, W]`` is already the channels-last 3-D layout the model is converted to, so no
-    copy is made for it. ``precision`` is applied with :func:`videobert.runtime.autocast`.
+    copy is made for it. On the CPU the model is :func:`videobert.features.s3d_cpu.for_cpu`'s copy.
+    ``precision`` is applied with :func:`videobert.runtime.autocast`.
     """
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32"):
         self.device = device
         self.precision = precision
-        self.model = model.eval().requires_grad_(False).to(device, memory_format=torch.channels_last_3d)
+        if device.type == "cpu":
+            self.model = for_cpu(model)
+        else:
+            self.model = model.eval().requires_grad_(False).to(device, memory_format=torch.channels_last_3d)
         mean = torch.tensor(KINETICS_MEAN, device=device).view(1, 3, 1, 1, 1)
         std = torch.tensor(KINETICS_STD, device=device).view(1, 3, 1, 1, 1)
         self._scale = 1.0 / (255.0 * std)

@@ -33,7 +33,8 @@ from videobert.logs import progress
 from videobert.manifest import read_manifest
 from videobert.media import Decoder, check_cuda_decoder
 from videobert.runtime import (
-    DeviceName, Precision, Shard, combined_shard, device_name, dist_env, process_group, resolve_device, resolve_precision,
+    DeviceName, Precision, Shard, combined_shard, cpu_bf16_is_faster, device_name, dist_env, process_group, resolve_device,
+    resolve_precision,
 )
 from videobert.store import (
     FailureLog, StageSummary, atomic_save_npy, atomic_write_json, failures_name, library_versions, merge_failures,
@@ -60,7 +61,9 @@ class ExtractConfig:
     weights: Path | None = field(None, help="torchvision S3D state dict (.pth, e.g. Kinetics-400); none: seeded random init")
     init_seed: int = field(0, help="seed of the random initialisation used without weights")
     device: DeviceName = field("auto", help="where the model runs (auto: CUDA when visible)")
-    precision: Precision = field("auto", help="model precision (auto: bf16/fp16 on CUDA, fp32 on CPU)")
+    precision: Precision = field(
+        "auto", help="model precision (auto: bf16/fp16 on CUDA; on the CPU bf16 where it computes bf16 natively and "
+                     "faster, else fp32; a folder's features keep the precision they were started with)")
     decoder: Decoder = field("cpu", help="video decoding: ffmpeg on the CPU, or NVDEC + scale_cuda on the GPU")
     batch_size: int | None = field(None, speed_only=True, help="clips per model call (none: 64 on CUDA, 4 on CPU)")
     workers: int | None = field(
@@ -102,7 +105,7 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
     entries = read_manifest(manifest)
     out = prepare_output_dir(out_dir)
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    precision = extract_precision(cfg.precision, device, None if overwrite else out)
     runtime = resolve_runtime(device, precision, cfg.batch_size, cfg.workers, env.local_processes)
     if cfg.decoder == "cuda":
         if device.type != "cuda":
@@ -166,6 +169,22 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
         log.info("%s", message)
         raise StageError(f"no video could be processed ({failed} failed; reasons in {reasons})")
     return StageSummary("extract", out, ok, skipped, failed, seconds, message, {"clips": clips})
+
+
+def extract_precision(precision: str, device: torch.device, features_dir: Path | None = None) -> str:
+    """The precision extraction runs in. ``auto``: the one ``features_dir`` was started with (a
+    folder never mixes two), else bf16 or fp16 on CUDA, and on the CPU bf16 only where it is
+    native and faster (:func:`videobert.runtime.cpu_bf16_is_faster`), fp32 elsewhere."""
+    if precision != "auto":
+        return resolve_precision(precision, device)
+    meta = Path(features_dir) / META_FILE if features_dir is not None else None
+    if meta is not None and meta.is_file():
+        recorded = read_json(meta, "extraction settings").get("precision")
+        if recorded in ("fp32", "bf16") or (recorded == "fp16" and device.type == "cuda"):
+            return recorded
+    if device.type == "cpu":
+        return "bf16" if cpu_bf16_is_faster() else "fp32"
+    return resolve_precision("auto", device)
 
 
 def _line(ok: int, skipped: int, failed: int, clips: int, seconds: float, failures_file: str) -> str:
