@@ -1,19 +1,22 @@
-"""Benchmark of the extract stage: the model, the decoders, and the whole mp4 -> .npy path.
+"""Benchmark of the extract stage, in parts, so that a slow machine can be diagnosed from one command.
 
-    python bench/extract.py                                   # a CPU box, size 112 (about 2 minutes on 2 idle cores)
+    python bench/extract.py                                   # a CPU box, size 112 (a few minutes on 2 cores)
     python bench/extract.py --size 224 --videos 32 --seconds 60   # a GPU machine (H100 targets at 30x224x224)
 
-Figures printed, each with the baseline measured beside it in the same run:
+Printed, each with the baseline measured beside it in the same run:
 
-* model-only clips/s — our path (:class:`videobert.features.ClipEncoder`: uint8 clips normalised on the
-  device, channels-last 3-D, autocast at --precision, inference mode) against plain torchvision eager
-  fp32 (``model.features`` + mean on pre-normalised float32 NCTHW input, ``torch.no_grad``).
-  Target on one H100 at 30x224x224: ours >= 2x eager.
+* the machine: CPU model and instruction set (AVX2, AVX-512, ...), whether it computes bf16
+  natively, the precision ``--precision auto`` picks, torch threads and decoding workers;
+* model-only clips/s for each path and precision — torchvision eager fp32 (contiguous, and in the
+  channels-last 3-D layout) against ours (:class:`videobert.features.ClipEncoder`: uint8 clips
+  normalised on the device; on a CPU the rewrite of :mod:`videobert.features.s3d_cpu`, on a GPU
+  channels-last 3-D) in fp32 and in bf16 (on a CPU only where bf16 is native: emulated bf16 is
+  many times slower). Target on one H100 at 30x224x224: ours >= 2x eager;
 * decode-only frames/s — the DataLoader of decoding workers (one ffmpeg per video) over generated
   H.264 videos (--source-size, --source-fps), for each decoder available: ``cpu`` (ffmpeg on the CPU
-  cores) and ``cuda`` (NVDEC + scale_cuda); frames are the ones delivered (at --fps, size x size).
+  cores) and ``cuda`` (NVDEC + scale_cuda); frames are the ones delivered (at --fps, size x size);
 * end-to-end clips/s — ``videobert.features.extract.extract_features`` from the mp4 files to .npy
-  files in a temporary folder.
+  files in a temporary folder, at the precision ``auto`` picks.
   Target: >= 85% of the slower of model-only (ours) and decode-only (in clips/s).
 """
 
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from torchvision.models.video import s3d
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,10 +40,10 @@ from videobert.errors import ConfigError  # noqa: E402
 from videobert.features.decode import DecodeSettings, clip_loader  # noqa: E402
 from videobert.features.extract import extract_features, resolve_runtime  # noqa: E402
 from videobert.features.s3d import KINETICS_MEAN, KINETICS_STD, ClipEncoder, build_s3d  # noqa: E402
-from videobert.features.stage import ExtractConfig  # noqa: E402
+from videobert.features.stage import ExtractConfig, extract_precision  # noqa: E402
 from videobert.manifest import VideoEntry  # noqa: E402
 from videobert.media import check_cuda_decoder, probe, run_ffmpeg  # noqa: E402
-from videobert.runtime import cpu_name, resolve_device, resolve_precision  # noqa: E402
+from videobert.runtime import cpu_name, resolve_device  # noqa: E402
 from videobert.store import atomic_save_npy  # noqa: E402
 
 
@@ -81,7 +85,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def rate(step, items: int, device: torch.device, min_seconds: float, warmup: int = 2) -> float:
+def rate(step, items: int, device: torch.device, min_seconds: float, warmup: int = 1) -> float:
     """Items per second of ``step()`` (which handles ``items`` items), after ``warmup`` calls."""
     for _ in range(warmup):
         step()
@@ -92,15 +96,13 @@ def rate(step, items: int, device: torch.device, min_seconds: float, warmup: int
         calls += 1
         sync(device)
         elapsed = time.perf_counter() - began
-        if elapsed >= min_seconds and calls >= 3:
+        if elapsed >= min_seconds and calls >= 2:
             return calls * items / elapsed
 
 
-def model_only(args, device: torch.device, precision: str) -> tuple[float, float]:
-    """(ours, eager fp32) clips/s on random clips already on the device: the best of --rounds
-    alternating measurements, so that a busy machine penalises both alike."""
-    from torchvision.models.video import s3d
-
+def model_only(args, device: torch.device) -> dict[str, float]:
+    """Clips/s of each model path on random clips already on the device (the best of --rounds
+    alternating measurements, so that a busy machine penalises all alike); the key is the label."""
     generator = torch.Generator().manual_seed(0)
     clips = torch.randint(0, 256, (args.batch_size, args.clip_frames, args.size, args.size, 3), dtype=torch.uint8,
                           generator=generator).to(device)
@@ -108,20 +110,32 @@ def model_only(args, device: torch.device, precision: str) -> tuple[float, float
     std = torch.tensor(KINETICS_STD, device=device).view(1, 3, 1, 1, 1)
     normalised = ((clips.permute(0, 4, 1, 2, 3).float() / 255 - mean) / std).contiguous()
     eager_model = s3d().eval().to(device)
-    encoder = ClipEncoder(build_s3d(None, 0)[0], device, precision)
+    last_model = s3d().eval().to(device, memory_format=torch.channels_last_3d)
+    normalised_last = normalised.contiguous(memory_format=torch.channels_last_3d)
     tuned = torch.backends.cudnn.benchmark  # ours turns cuDNN autotuning on; plain eager runs without it
 
-    def eager():
-        with torch.no_grad():
-            eager_model.features(normalised).mean(dim=(2, 3, 4)).cpu()
+    def eager(model, frames):
+        def step():
+            with torch.no_grad():
+                model.features(frames).mean(dim=(2, 3, 4)).cpu()
+        return step
 
-    ours_best = eager_best = 0.0
+    paths = {"torchvision eager fp32": eager(eager_model, normalised),
+             "torchvision eager fp32, channels-last 3-D": eager(last_model, normalised_last)}
+    precisions = ["fp32", "fp16", "bf16"] if device.type == "cuda" else ["fp32", "bf16"]
+    for precision in precisions:
+        if device.type == "cpu" and precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            print("ours bf16: not measured (this CPU has no native bf16; emulated bf16 is many times slower than fp32)")
+            continue
+        encoder = ClipEncoder(build_s3d(None, 0)[0], device, precision)
+        paths[f"ours {precision}"] = lambda encoder=encoder: encoder(clips)
+    best = dict.fromkeys(paths, 0.0)
     for _ in range(args.rounds):
-        torch.backends.cudnn.benchmark = False
-        eager_best = max(eager_best, rate(eager, args.batch_size, device, args.model_seconds / args.rounds))
-        torch.backends.cudnn.benchmark = tuned
-        ours_best = max(ours_best, rate(lambda: encoder(clips), args.batch_size, device, args.model_seconds / args.rounds))
-    return ours_best, eager_best
+        for label, step in paths.items():
+            torch.backends.cudnn.benchmark = tuned if label.startswith("ours") else False
+            best[label] = max(best[label], rate(step, args.batch_size, device, args.model_seconds / args.rounds / len(paths)))
+    torch.backends.cudnn.benchmark = tuned
+    return best
 
 
 def decode_only(args, videos: list[Path], cfg: ExtractConfig, runtime, decoder: str) -> tuple[float, int, float]:
@@ -174,7 +188,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
     device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
+    precision = extract_precision(args.precision, device)
     on_gpu = device.type == "cuda"
     args.size = args.size or (224 if on_gpu else 112)
     args.videos = args.videos or (32 if on_gpu else 4)
@@ -195,13 +209,17 @@ def main() -> None:
 
     print(f"# extract benchmark, {datetime.date.today()}")
     print(f"machine: {machine(device)}")
+    print(f"instruction set: {torch.backends.cpu.get_cpu_capability()}; native bf16: "
+          f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}; --precision {args.precision} runs {precision}")
     print(f"before: {calibration()}")
     print(f"settings: {args.clip_frames}x{args.size}x{args.size} clips at {args.fps} fps, batch {runtime.batch_size}, "
           f"precision {precision}, {runtime.workers} decoding workers x {runtime.decode_threads} ffmpeg threads")
 
-    ours, eager = model_only(args, device, precision)
-    print(f"model-only (best of {args.rounds}): ours {ours:.1f} clips/s, torchvision eager fp32 {eager:.1f} clips/s "
-          f"({ours / eager:.2f}x)")
+    rates = model_only(args, device)
+    eager = rates["torchvision eager fp32"]
+    for label, value in rates.items():
+        print(f"model-only (best of {args.rounds}) {label}: {value:.2f} clips/s ({value / eager:.2f}x eager fp32)")
+    ours = rates[f"ours {precision}"]
 
     began = time.perf_counter()
     videos = make_videos(args.cache, args.videos, args.seconds, args.source_size, args.source_fps)
