@@ -21,6 +21,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "pretrain": ("pipelines.pretrain", "train VideoBERT: masked text, masked visual words, text-video alignment"),
     "evaluate": ("pipelines.evaluate", "retrieval R@k, alignment accuracy and zero-shot classification of a run"),
     "retrieve": ("pipelines.retrieve", "search a corpus's video segments with a sentence"),
+    "prune": ("pipelines.prune", "delete the earlier outputs a run folder keeps in RUN/.previous"),
 }
 
 

@@ -77,11 +77,15 @@ def test_runs_every_stage_in_order_then_skips_them_all(tmp_path):
 
 def test_changing_the_vocab_config_reruns_vocab_and_what_follows(tmp_path):
     make(tmp_path)[0].run()
+    (tmp_path / "run" / "vocab" / "old.txt").write_text("k=4")
     pipeline, recorder = make(tmp_path, "vocab.k=6")
     pipeline.run()
     assert recorder.stages() == ["vocab", "tokenize", "corpus", "pretrain", "evaluate"]
-    # The changed stage's old outputs were cleared, not mixed with the new ones.
-    assert (tmp_path / "run" / "vocab" / "done").read_text() == "vocab"
+    # The changed stage's old outputs were moved aside, not mixed with the new ones nor deleted.
+    assert sorted(p.name for p in (tmp_path / "run" / "vocab").iterdir()) == ["done"]
+    kept = sorted((tmp_path / "run" / ".previous").iterdir())
+    assert [p.name.split("-")[0] for p in kept] == ["corpus", "evaluate", "pretrain", "tokenize", "vocab"]
+    assert (kept[-1] / "old.txt").read_text() == "k=4"
     # Execution-only settings (workers, batch sizes, logging) do not invalidate anything.
     pipeline, recorder = make(tmp_path, "vocab.k=6", "extract.batch_size=16", "pretrain.log_every=5")
     pipeline.run()
@@ -111,6 +115,45 @@ def test_a_failed_stage_stops_the_run_and_resumes_when_rerun(tmp_path):
     assert [stage for stage, _ in calls] == ["pretrain", "evaluate"]
     assert "--resume" in calls[0][1]  # same settings: continue from the last checkpoint
     assert (tmp_path / "run" / "model" / "checkpoints").is_dir()
+
+
+def test_a_folder_the_runner_did_not_make_is_refused_and_left_as_it_was(tmp_path):
+    own = tmp_path / "run" / "features"
+    own.mkdir(parents=True)
+    (own / "mine.npy").write_bytes(b"precious")
+    pipeline, recorder = make(tmp_path)
+    with pytest.raises(ConfigError, match=r"run: not empty \(features\) and not a run folder \(no pipeline.json\)"):
+        pipeline.run()
+    assert recorder.stages() == [] and [p.name for p in (tmp_path / "run").iterdir()] == ["features"]
+    assert (own / "mine.npy").read_bytes() == b"precious"
+
+
+def test_a_stage_folder_pipeline_json_does_not_record_is_refused(tmp_path):
+    """A user's own captions in RUN/transcripts, then speech recognition switched on."""
+    make(tmp_path)[0].run()
+    captions = tmp_path / "run" / "transcripts"
+    captions.mkdir()
+    (captions / "v.vtt").write_text("WEBVTT\n")
+    pipeline, recorder = make(tmp_path, text="asr: {}\n")
+    with pytest.raises(ConfigError, match="transcripts: this run did not create it"):
+        pipeline.run()
+    assert recorder.stages() == [] and (captions / "v.vtt").read_text() == "WEBVTT\n"
+
+
+def test_prune_deletes_only_what_reruns_set_aside(tmp_path):
+    from tests.conftest import run_cli
+
+    make(tmp_path)[0].run()
+    make(tmp_path)[0].run(force=["evaluate"])
+    kept = list((tmp_path / "run" / ".previous").iterdir())
+    assert [p.name.split("-")[0] for p in kept] == ["evaluate"]
+    listed = run_cli("prune", tmp_path / "run", "--dry-run")
+    assert listed.returncode == 0 and str(kept[0]) in listed.stdout and kept[0].exists()
+    assert run_cli("prune", tmp_path / "run").returncode == 0
+    assert not kept[0].exists() and (tmp_path / "run" / "eval" / "done").exists()
+    refused = run_cli("prune", tmp_path / "run" / "eval")
+    assert refused.returncode == 2 and "no pipeline.json" in refused.stderr
+    assert (tmp_path / "run" / "eval" / "done").exists()
 
 
 def test_selected_stages_need_their_inputs_up_to_date(tmp_path):

@@ -15,7 +15,11 @@ was run with: its settings (less the fields that only change speed, :func:`video
 and the hashes of the stages it reads. A stage whose hash is unchanged and that finished is
 skipped; a changed stage reruns, and so does every stage after it, because their hashes include
 its hash. A stage that was interrupted with the same hash resumes in place (the stages are
-resumable); one whose settings changed starts from an empty folder.
+resumable); one whose settings changed starts from an empty folder, its previous outputs moved
+aside to ``RUN/.previous/<stage>-<time>/`` (deleted only by ``videobert prune RUN``).
+
+The runner deletes nothing and writes into no folder it did not create: a non-empty RUN without
+``pipeline.json``, or a stage folder that ``pipeline.json`` does not record, is refused.
 
 Each stage is called in this process (its ``stage.run``); an ``execute`` hook given by the caller
 can run it elsewhere — ``videobert run`` starts ``torchrun`` for the multi-GPU stages with the
@@ -24,13 +28,16 @@ command line the stage's launcher builds.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Callable, Optional, Sequence
 
 from videobert import config as cfgmod
@@ -55,6 +62,8 @@ from videobert.vocab.stage import TokenizeConfig, VocabConfig
 
 log = logging.getLogger(__name__)
 
+PREVIOUS = ".previous"  # RUN/.previous/<stage>-<time>: outputs a rerun replaced
+
 
 @dataclass
 class PipelineConfig:
@@ -64,7 +73,8 @@ class PipelineConfig:
     synth: Optional[SynthConfig] = field(None, help="generate the synthetic corpus into RUN/synth and use it")
     labels: Optional[Path] = field(None, help="labels.jsonl for zero-shot evaluation (synth: its own labels)")
     transcripts: Optional[Path] = field(None, help="folder of <video_id>.vtt transcripts for videos the manifest gives none")
-    gpus: int = field(1, help="processes per node for extract, tokenize and pretrain (>1: launched with torchrun)")
+    gpus: int = field(1, help="processes per node for extract, tokenize and pretrain (>1: launched with torchrun; "
+                              "0: a CPU-only machine, every stage's device 'auto' means the CPU)")
     extract: ExtractConfig = field(default_factory=ExtractConfig, help="extract stage (see videobert extract --help)")
     vocab: VocabConfig = field(default_factory=VocabConfig, help="vocab stage")
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig, help="tokenize stage")
@@ -76,8 +86,8 @@ class PipelineConfig:
     def check(self) -> None:
         if (self.manifest is None) == (self.synth is None):
             raise ConfigError("give exactly one of 'manifest' (your corpus) or 'synth' (generate the synthetic one)")
-        if self.gpus < 1:
-            raise ConfigError("gpus: need at least 1")
+        if self.gpus < 0:
+            raise ConfigError("gpus: need 0 (CPU only) or more")
 
 
 def load_pipeline_config(path: str | Path, assignments: Sequence[str] = ()) -> PipelineConfig:
@@ -150,20 +160,29 @@ class StageResult:
 
 
 def _fingerprint_inputs(manifest: Path | None, extra: Sequence[Path | None]) -> str:
-    """Hash of the corpus as given: manifest bytes plus every video's path, size and mtime."""
+    """Hash of the corpus as given: manifest bytes plus every video's path, size and mtime, and the
+    bytes of each transcript (anything but a regular file counts by its name only: a FIFO is
+    never opened, and the stage that reads it reports it)."""
     digest = hashlib.sha256()
     if manifest is not None:
-        if manifest.is_file():
+        if _is_regular(manifest):
             digest.update(manifest.read_bytes())
         for entry in read_manifest(manifest):
             stat = entry.video.stat() if entry.video.exists() else None
             digest.update(f"{entry.video}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}".encode())
-            if entry.transcript is not None and entry.transcript.exists():
+            if entry.transcript is not None and _is_regular(entry.transcript):
                 digest.update(entry.transcript.read_bytes())
     for path in extra:
-        if path is not None and Path(path).is_file():
-            digest.update(Path(path).read_bytes())
+        if path is not None:
+            digest.update(Path(path).read_bytes() if _is_regular(Path(path)) else str(path).encode())
     return digest.hexdigest()[:16]
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 class Pipeline:
@@ -201,7 +220,10 @@ class Pipeline:
         return self.folder("synth") / "labels.jsonl" if self.cfg.synth is not None else None
 
     def stage_config(self, name: str) -> Any:
-        return getattr(self.cfg, name)
+        section = getattr(self.cfg, name)
+        if self.cfg.gpus == 0 and getattr(section, "device", None) == "auto":
+            section = dataclasses.replace(section, device="cpu")
+        return section
 
     def enabled(self, name: str) -> bool:
         return self.stage_config(name) is not None
@@ -250,6 +272,37 @@ class Pipeline:
                          self.run_dir / "configs" / f"{name}.yaml", options)
 
     # ------------------------------------------------------------------ running
+    def _check_run_dir(self) -> None:
+        """Refuse a folder this runner did not make, and stage folders it did not create."""
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"{self.run_dir}: run folder path exists and is not a folder")
+        if not self.state_path.exists():
+            others = sorted(p.name for p in self.run_dir.iterdir() if p.name != "configs") if self.run_dir.is_dir() else []
+            if others:
+                raise ConfigError(
+                    f"{self.run_dir}: not empty ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) and not a run "
+                    "folder (no pipeline.json); give a new or empty folder — nothing was changed")
+            return
+        for stage in STAGES:
+            folder = self.folder(stage.name)
+            if self.enabled(stage.name) and folder.exists() and stage.name not in self.state:
+                raise ConfigError(
+                    f"{folder}: this run did not create it (pipeline.json has no '{stage.name}' stage) and would write "
+                    "into it; move it out of the run folder, or give it to the config as an input — nothing was changed")
+
+    def _set_aside(self, name: str, folder: Path) -> Path:
+        """Move a stage's previous outputs to ``RUN/.previous/<stage>-<time>``."""
+        previous = self.run_dir / PREVIOUS
+        previous.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = previous / f"{name}-{stamp}"
+        serial = 1
+        while target.exists():
+            serial += 1
+            target = previous / f"{name}-{stamp}-{serial}"
+        os.replace(folder, target)
+        return target
+
     def _save_state(self) -> None:
         atomic_write_json(self.state_path, {"stages": self.state, "config": cfgmod.to_dict(self.cfg)})
 
@@ -259,6 +312,7 @@ class Pipeline:
         unknown = [name for name in [*(only or []), *force] if name not in STAGE_NAMES]
         if unknown:
             raise ConfigError(f"unknown stage '{unknown[0]}' (stages: {', '.join(STAGE_NAMES)})")
+        self._check_run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "configs").mkdir(exist_ok=True)
         last_selected = max((STAGE_NAMES.index(name) for name in only), default=-1) if only is not None else -1
@@ -292,13 +346,14 @@ class Pipeline:
                          and index < forced_from)
             if folder.exists() and not resumable:
                 reason = "forced" if index >= forced_from else "its config or inputs changed"
-                log.info("%s: %s, previous outputs in %s removed", name, reason, folder)
-                shutil.rmtree(folder)
+                kept = self._set_aside(name, folder)
+                log.warning("%s: %s; its previous outputs were moved to %s (videobert prune %s deletes them)",
+                            name, reason, kept, self.run_dir)
             call = self.call(name)
             cfgmod.save(call.cfg, call.config_file)
             self.state[name] = {"hash": current, "status": "started", "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
             self._save_state()
-            procs = self.cfg.gpus if stage.torchrun else 1
+            procs = max(1, self.cfg.gpus) if stage.torchrun else 1
             log.info("%s: running%s", name, " (resuming)" if resumable else "")
             began = time.perf_counter()
             try:
@@ -320,6 +375,21 @@ class Pipeline:
             self._save_state()
             results.append(StageResult(name, "ran", seconds, failures, folder))
         return results
+
+
+def prune(run_dir: str | Path, dry_run: bool = False) -> list[tuple[Path, int]]:
+    """Delete the earlier outputs that reruns of ``run_dir`` moved to ``RUN/.previous``; returns
+    each folder with its size in bytes. Refuses a folder that is not a run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "pipeline.json").is_file():
+        raise ConfigError(f"{run_dir}: not a run folder of videobert run (no pipeline.json); nothing was deleted")
+    previous = run_dir / PREVIOUS
+    kept = sorted(p for p in previous.iterdir() if p.is_dir() and not p.is_symlink()) if previous.is_dir() else []
+    sizes = [(path, sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())) for path in kept]
+    if not dry_run:
+        for path, _ in sizes:
+            shutil.rmtree(path)
+    return sizes
 
 
 def _exit_code(exc: BaseException) -> int:
