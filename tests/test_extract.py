@@ -277,17 +277,21 @@ def _live_processes_mentioning(text):
 
 def test_kill_and_resume_gives_the_same_files(reference, corpus, tmp_path):
     out = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "extract", str(corpus), "-o", str(out), *COMMON],
-        env=cli_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while not npy_files(out) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
-    done = npy_files(out)
+    for _attempt in range(3):  # on a loaded machine the poll below can wake after the last video: try again
+        shutil.rmtree(out, ignore_errors=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "extract", str(corpus), "-o", str(out), *COMMON],
+            env=cli_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 120
+        while not npy_files(out) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+        done = npy_files(out)
+        if len(done) < len(VIDEOS):
+            break
     assert 1 <= len(done) < len(VIDEOS), "the kill should land between two videos' outputs"
     assert all(is_complete(out / name) for name in done)  # no partial .npy, ever
     deadline = time.monotonic() + 10

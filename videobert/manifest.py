@@ -29,7 +29,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".m
 TRANSCRIPT_EXTENSIONS = (".vtt", ".srt", ".json", ".jsonl")
 SPLITS = ("train", "val", "test")
 MAX_ID_LENGTH = 200
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # whole id: fullmatch (``$`` would let "id\n" through)
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def id_problem(video_id: object) -> str | None:
         return "video_id must be a non-empty string"
     if len(video_id) > MAX_ID_LENGTH:
         return f"video_id is longer than {MAX_ID_LENGTH} characters"
-    if not _SAFE_ID.match(video_id):
+    if not _SAFE_ID.fullmatch(video_id):
         return (
             f"video_id {video_id!r} is not a safe file stem "
             "(letters, digits, '.', '_', '-'; not starting with '.' or '-')"
@@ -107,8 +107,9 @@ def read_manifest(path: str | Path) -> list[VideoEntry]:
             raise InputError(f"{where}: duplicate video_id {video_id!r} (first on line {seen[video_id]})")
         seen[video_id] = number
         for key in ("video", "transcript"):
-            if key in data and data[key] is not None and (not isinstance(data[key], str) or not data[key]):
-                raise InputError(f"{where}: '{key}' must be a non-empty path string")
+            optional = key == "transcript" and data.get(key) is None
+            if key in data and not optional and (not isinstance(data[key], str) or not data[key]):
+                raise InputError(f"{where}: '{key}' must be a non-empty path string, got {data[key]!r}")
         split = data.get("split")
         if split is not None and split not in SPLITS:
             raise InputError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")

@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from videobert.errors import ConfigError, InputError
-from videobert.store import atomic_write_bytes, commit_temp, temp_path_for
+from videobert.store import atomic_write_bytes, check_regular, commit_temp, temp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,22 @@ def ffmpeg_exe() -> str:
         if found:
             return found
     raise InputError("no ffmpeg binary: pip install imageio-ffmpeg, or set VIDEOBERT_FFMPEG")
+
+
+# The demuxers ffmpeg and PyAV may open an input with: containers that hold their media
+# themselves. Playlists and lists of files (hls, dash, concat, imf, image sequences, lavfi) are not
+# among them — they would read files the manifest never named — and only local files are read.
+DEMUXERS = (
+    "mov", "matroska", "avi", "flv", "mpegts", "mpeg", "mpegvideo", "asf", "ogg", "nut", "mxf", "dv", "gif",
+    "h264", "hevc", "m4v", "ivf", "obu", "yuv4mpegpipe", "mjpeg", "rm", "wav", "w64", "aiff", "caf", "mp3", "aac",
+    "flac", "amr",
+)
+INPUT_OPTIONS = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": "file"}
+
+
+def _refused_container(path: Path) -> InputError:
+    return InputError(f"{path}: not a media container this pipeline reads (playlists and file lists are refused; "
+                      f"accepted: mp4/mov, mkv/webm, avi, mpeg-ts/ps, flv, ogg, ... — remux it with ffmpeg)")
 
 
 def ffmpeg_url(path: str | Path) -> str:
@@ -84,12 +100,12 @@ class VideoInfo:
 def probe(path: str | Path) -> VideoInfo:
     """Read stream information with PyAV. Raises :class:`InputError` naming the file and problem."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found", "missing")
-    if path.stat().st_size == 0:
+    if check_regular(path).st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), options=INPUT_OPTIONS)
+    except av.error.ArgumentError:
+        raise _refused_container(path) from None
     except (av.error.FFmpegError, OSError) as exc:
         raise InputError(f"{path}: not a readable video ({_first_line(exc)})") from None
     with container:
@@ -169,7 +185,7 @@ def clip_command(
     downloads the frames for the crop and the RGB conversion. ``threads`` (0: ffmpeg's choice) bounds
     ffmpeg's decoding and filtering threads.
     """
-    input_args: dict = {"threads": threads}
+    input_args: dict = {"threads": threads, **INPUT_OPTIONS}
     if decoder == "cuda":
         input_args.update(hwaccel="cuda", hwaccel_output_format="cuda", hwaccel_device=gpu)
     if rotation is not None or decoder == "cuda":
@@ -238,7 +254,8 @@ class ClipReader:
     ``[i·clip_frames, (i+1)·clip_frames)`` at ``fps``; :meth:`read_clip` fills a caller's buffer
     instead. When the stream ends, the trailing partial clip is dropped and the decode is checked:
     :class:`InputError` if ffmpeg failed, if the video is shorter than one clip, or if it decoded
-    well short of ``expected_seconds`` (a truncated or corrupt file). ``frames`` counts the frames
+    well short of ``expected_seconds`` (a truncated or corrupt file), or if ffmpeg reported decoding
+    errors on the way (a file damaged in the middle). ``frames`` counts the frames
     read so far. Use it as a context manager: leaving early stops ffmpeg and reaps it.
 
     ffmpeg's stderr goes to a temporary file, so a chatty ffmpeg can never block on a full pipe.
@@ -310,6 +327,10 @@ class ClipReader:
                 f"{self.path}: truncated or corrupt (decoded {seconds:.1f} s of the {expected:.1f} s "
                 f"the container announces{detail})", "decode",
             )
+        if lines:  # decoded to the end, but through damaged data: its clips there would be concealment, not video
+            first = _LOG_PREFIX.sub("", lines[0]).strip()
+            raise InputError(f"{self.path}: damaged (ffmpeg reported {len(lines)} decoding error line(s), first: "
+                             f"{first}); re-download or re-encode it", "decode")
         if self.frames < self.clip_frames:
             raise InputError(
                 f"{self.path}: shorter than one clip ({self.frames} frames = {seconds:.2f} s at {self.fps:g} fps; "
@@ -416,13 +437,18 @@ def run_ffmpeg(args: list[str], what: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def _input_flags() -> list[str]:
+    return [flag for key, value in INPUT_OPTIONS.items() for flag in (f"-{key}", value)]
+
+
 def grab_frame(path: str | Path, seconds: float, size: int | None = None) -> np.ndarray:
     """One RGB frame (uint8 [H, W, 3]) at ``seconds``; with ``size``, the centred square crop
     scaled to ``size``×``size`` (what feature extraction sees). Raises :class:`InputError`."""
+    check_regular(path)
     crop = "crop='min(iw,ih)':'min(iw,ih)'"
     vf = f"{crop},scale={size}:{size}" if size else "null"
     proc = run_ffmpeg(
-        ["-ss", f"{max(0.0, seconds):.3f}", "-i", ffmpeg_url(path), "-frames:v", "1", "-vf", vf,
+        ["-ss", f"{max(0.0, seconds):.3f}", *_input_flags(), "-i", ffmpeg_url(path), "-frames:v", "1", "-vf", vf,
          "-f", "image2pipe", "-vcodec", "ppm", "pipe:"],
         what=str(path),
     )
@@ -438,11 +464,12 @@ SAMPLE_RATE = 16_000  # Hz of the PCM that speech recognition reads
 def has_audio_stream(path: str | Path) -> bool:
     """Whether the container at ``path`` has an audio stream; raises :class:`InputError` if unreadable."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found", "missing")
+    check_regular(path)
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), options=INPUT_OPTIONS) as container:
             return bool(container.streams.audio)
+    except av.error.ArgumentError:
+        raise _refused_container(path) from None
     except (av.error.FFmpegError, OSError) as exc:
         raise InputError(f"{path}: not a readable media file ({_first_line(exc)})") from None
 
@@ -451,7 +478,7 @@ def audio_pcm(path: str | Path, chunk_bytes: int = 1 << 16) -> Iterator[bytes]:
     """The first audio stream as 16 kHz mono signed 16-bit little-endian PCM, in chunks, decoded by
     ffmpeg through a pipe. Raises :class:`InputError` when ffmpeg fails."""
     command = [
-        ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", ffmpeg_url(path),
+        ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", *_input_flags(), "-i", ffmpeg_url(path),
         "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "pipe:1",
     ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
@@ -215,12 +215,25 @@ class VideoBERT(nn.Module):
             config = ModelConfig(**data)
         except TypeError as exc:
             raise InputError(f"{folder / 'config.json'}: not a VideoBERT config ({exc})") from None
-        model = cls(config)
         path = folder / "model.safetensors"
         try:
-            state = load_file(str(path))
+            with safe_open(str(path), "pt") as weights:
+                shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
         except FileNotFoundError:
             raise InputError(f"{path}: model weights not found", "missing") from None
+        except (SafetensorError, OSError) as exc:
+            raise InputError(f"{path}: unreadable weights ({exc})") from None
+        with torch.device("meta"):  # the sizes config.json asks for, before anything is allocated
+            expected = {name: tuple(t.shape) for name, t in cls(config).state_dict().items()}
+        if shapes != expected:
+            wrong = sorted(name for name in expected.keys() & shapes.keys() if expected[name] != shapes[name])
+            detail = (f"{wrong[0]} is {list(shapes[wrong[0]])} in the weights, {list(expected[wrong[0]])} by config.json"
+                      if wrong else f"missing {sorted(expected.keys() - shapes.keys())[:3]}, "
+                                    f"unexpected {sorted(shapes.keys() - expected.keys())[:3]}")
+            raise InputError(f"{path}: weights do not match config.json ({detail})")
+        model = cls(config)
+        try:
+            state = load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise InputError(f"{path}: unreadable weights ({exc})") from None
         missing, unexpected = model.load_state_dict(state, strict=False)

@@ -10,15 +10,21 @@ reason and its ``kind`` (:data:`videobert.errors.FAILURE_KINDS`); a sharded run 
 :class:`StageSummary`; the pipeline runner calls it as a :class:`StageCall`.
 
 Readers name the file (and the line) of anything malformed: :func:`read_json`, :func:`read_jsonl`
-(streams, so a corpus of millions of lines is never held whole), :func:`read_failures` and
+(streams, so a corpus of millions of lines is never held whole), :func:`read_failures`,
+:func:`load_npy` (the header is checked against the file's size before anything is allocated) and
 :func:`safe_torch_load` (tensors and plain data only: a pickled object, which could run code, is
-refused unexecuted).
+refused unexecuted). Inputs must be regular files (:func:`open_regular`, :func:`check_regular`): a
+FIFO or a device is refused by its kind instead of blocking a stage. A :class:`FolderLock` keeps a
+second process from writing the same files of a folder (each :class:`FailureLog` holds one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import functools
+import hashlib
 import importlib.metadata
 import io
 import json
@@ -28,6 +34,7 @@ import pickle
 import platform
 import re
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
@@ -35,16 +42,32 @@ from typing import IO, Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from videobert.errors import FAILURE_KINDS, InputError
+from videobert.errors import FAILURE_KINDS, InputError, StageError
 
 log = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp."
 
 
+NAME_MAX = 255  # bytes of one file name on Linux and macOS file systems
+
+
+@functools.lru_cache(maxsize=1)
+def _host_tag() -> str:
+    """This host in 12 characters (host names of cluster nodes and pods run to 64 and more)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+
+
 def _temp_name(path: Path) -> Path:
-    # host and pid in the name let a rerun tell its own dead temporaries from a live writer's.
-    return path.with_name(f".{path.name}{TMP_MARK}{socket.gethostname()}.{os.getpid()}")
+    # host and pid in the name let a rerun tell its own dead temporaries from a live writer's; the
+    # name stays within NAME_MAX bytes whatever the file's name (a long one is cut, plus its hash).
+    suffix = f"{TMP_MARK}{_host_tag()}.{os.getpid()}"
+    name = path.name
+    room = NAME_MAX - 1 - len(suffix.encode())
+    if len(name.encode()) > room:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        name = name.encode()[: room - 17].decode("utf-8", "ignore") + "~" + digest
+    return path.with_name(f".{name}{suffix}")
 
 
 @contextlib.contextmanager
@@ -114,12 +137,12 @@ def remove_stale_temporaries(folder: str | Path) -> int:
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    host = socket.gethostname()
+    hosts = {_host_tag(), socket.gethostname()}  # the host's name: temporaries of earlier versions
     removed = 0
     for tmp in folder.glob(f".*{TMP_MARK}*"):
         owner = tmp.name.rsplit(TMP_MARK, 1)[1]
         owner_host, _, pid_text = owner.rpartition(".")
-        if owner_host != host or not pid_text.isdigit():
+        if owner_host not in hosts or not pid_text.isdigit():
             continue
         if _pid_alive(int(pid_text)):
             continue
@@ -150,6 +173,40 @@ def failures_name(shard_index: int = 0, shard_count: int = 1) -> str:
     return f"failures.shard-{shard_index:05d}-of-{shard_count:05d}.jsonl"
 
 
+class FolderLock:
+    """An advisory lock (``flock``) on the file ``path``, taken at once or refused: a second
+    process that would write the same files of a folder stops with a :class:`StageError` naming
+    the one that holds it. Released by :meth:`release` or when the process ends, however it ends.
+    On a file system without locks it warns and goes on."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(self._fd)
+            self._fd = None
+            raise StageError(f"{self.path.parent}: another run is writing into this folder ({holder}); "
+                             "wait for it to finish or write elsewhere") from None
+        except OSError as exc:
+            log.warning("%s: cannot lock (%s); make sure no other run writes into this folder", self.path, exc)
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "FolderLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
 class FailureLog:
     """Append-only record of failed items, one JSON line each: ``{"id", "reason", "kind", "time", ...}``.
 
@@ -160,6 +217,7 @@ class FailureLog:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FolderLock(self.path.with_name(f".{self.path.name}.lock"))  # one writer of this file at a time
         self._handle = open(self.path, "w", encoding="utf-8")
         self.count = 0
 
@@ -180,6 +238,7 @@ class FailureLog:
 
     def close(self) -> None:
         self._handle.close()
+        self._lock.release()
 
     def __enter__(self) -> "FailureLog":
         return self
@@ -262,15 +321,87 @@ class StageCall:
         return self.run(**self.inputs, out_dir=self.out_dir, cfg=self.cfg, **self.options)
 
 
-def read_json(path: str | Path, what: str = "file") -> Any:
-    """Read a JSON file; a missing or malformed one raises :class:`InputError` naming it."""
+MAX_JSON_BYTES = 256 << 20  # a JSON file read whole (settings, summaries, transcripts)
+
+
+def open_regular(path: str | Path, what: str = "file") -> IO[bytes]:
+    """Open an input file for reading in binary. Anything but a regular file — a FIFO (which would
+    block), a device, a socket, a folder — is refused with :class:`InputError` naming its kind,
+    before a byte is read; so is a missing file (kind ``missing``)."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found", "missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc})") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: {what} is a folder, not a file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise InputError(f"{path}: {what} is not a regular file (it is {file_kind(mode)})")
+    if hasattr(os, "O_NONBLOCK"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def check_regular(path: str | Path, what: str = "file") -> os.stat_result:
+    """The ``stat`` of an input file another program will open (ffmpeg); raises like
+    :func:`open_regular` for anything but a regular file."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found", "missing") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: {what} is not a regular file (it is {file_kind(info.st_mode)})")
+    return info
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_bytes(path: str | Path, what: str = "file", limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of a regular file (:func:`open_regular`) of at most ``limit`` bytes; a larger one
+    raises :class:`InputError` saying so, before it is read."""
+    path = Path(path)
+    with open_regular(path, what) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise InputError(f"{path}: {what} is {size / 2**20:.0f} MiB, more than the {limit / 2**20:.0f} MiB allowed")
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise InputError(f"{path}: {what} grew past the {limit / 2**20:.0f} MiB allowed while it was read")
+    return data
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Read a JSON file; a missing, non-regular, oversized or malformed one raises
+    :class:`InputError` naming it."""
+    path = Path(path)
+    data = read_bytes(path, what)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: cannot read {what} (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: cannot read {what} (invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise InputError(f"{path}: cannot read {what} (JSON nested too deeply)") from None
 
 
 def read_jsonl(path: str | Path, what: str = "file") -> Iterator[tuple[int, Any]]:
@@ -278,13 +409,7 @@ def read_jsonl(path: str | Path, what: str = "file") -> Iterator[tuple[int, Any]
     at ``\\n`` only). A missing file, a line that is not UTF-8 or not JSON raise :class:`InputError`
     naming the file and the line."""
     path = Path(path)
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found", "missing") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    with handle:
+    with open_regular(path, what) as handle:
         yield from parse_jsonl(_decoded_lines(handle, path), path)
 
 
@@ -306,7 +431,49 @@ def parse_jsonl(lines: Iterable[str], source: str | Path) -> Iterator[tuple[int,
             value = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{source}:{number}: invalid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise InputError(f"{source}:{number}: JSON nested too deeply") from None
         yield number, value
+
+
+def npy_header(path: str | Path, what: str = "array") -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file from its header, checked against the file's size (a
+    header that claims more data than the file holds is refused before anything is allocated),
+    for a regular file only (:func:`open_regular`). Raises :class:`InputError` naming the file."""
+    path = Path(path)
+    with open_regular(path, what) as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=1 << 16)
+        except (OSError, ValueError, EOFError, SyntaxError) as exc:
+            raise InputError(f"{path}: unreadable {what} (not a .npy file: {exc})") from None
+        offset, size = handle.tell(), os.fstat(handle.fileno()).st_size
+    if dtype.hasobject:
+        raise InputError(f"{path}: refused {what}: it holds Python objects (a pickle), not numbers")
+    expected = offset + int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if expected != size:
+        raise InputError(f"{path}: unreadable {what} (its header says {list(shape)} {dtype}, {expected} bytes, "
+                         f"but the file has {size}: truncated or damaged)")
+    return tuple(shape), dtype
+
+
+def load_npy(path: str | Path, what: str = "array") -> np.ndarray:
+    """A ``.npy`` file whose header agrees with its size (:func:`npy_header`), loaded without
+    pickles; raises :class:`InputError` naming the file."""
+    path = Path(path)
+    npy_header(path, what)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable {what} ({exc})") from None
+
+
+class UnsafeFileError(InputError):
+    """A torch file refused because it holds something other than tensors and plain data: it may
+    have been tampered with, so it is never passed over silently."""
 
 
 def safe_torch_load(path: str | Path, what: str = "checkpoint") -> Any:
@@ -319,7 +486,7 @@ def safe_torch_load(path: str | Path, what: str = "checkpoint") -> Any:
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found", "missing") from None
     except pickle.UnpicklingError as exc:  # what weights_only=True raises for anything but plain data
-        raise InputError(
+        raise UnsafeFileError(
             f"{path}: refused to load the {what}: it holds something other than tensors and plain data "
             f"({_unpickler_reason(exc)}); such a file can run code when loaded, so load only files you trust"
         ) from None

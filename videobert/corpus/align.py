@@ -27,7 +27,15 @@ EXAMPLE_KEYS = ("video_id", "index", "start", "end", "text", "text_ids", "video_
 
 def overlapping_clips(start: float, end: float, n_clips: int, clip_seconds: float) -> range:
     """Indices of the clips ``i`` (``0 <= i < n_clips``) whose span ``[i·cs, (i+1)·cs)`` overlaps
-    ``[start, end)``, i.e. ``i·cs < end`` and ``(i+1)·cs > start``; empty when there is none."""
+    ``[start, end)``, i.e. ``i·cs < end`` and ``(i+1)·cs > start``; empty when there is none (also
+    when a time is not finite). The times are clamped to the clips' span first, so the
+    floating-point guards below step at most once whatever the times."""
+    if not (math.isfinite(start) and math.isfinite(end)) or n_clips <= 0:
+        return range(0)
+    span = n_clips * clip_seconds
+    if start >= span or end <= 0:
+        return range(0)
+    start, end = max(start, 0.0), min(end, span)
     first = max(0, math.floor(start / clip_seconds))
     while first > 0 and first * clip_seconds > start:  # floating-point guard: (first-1) may still overlap
         first -= 1

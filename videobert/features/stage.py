@@ -37,8 +37,8 @@ from videobert.runtime import (
     resolve_precision,
 )
 from videobert.store import (
-    FailureLog, StageSummary, atomic_save_npy, atomic_write_json, failures_name, library_versions, merge_failures,
-    prepare_output_dir, read_json, remove_stale_failures, temp_path_for,
+    FailureLog, StageSummary, atomic_save_npy, atomic_write_json, failures_name, library_versions, load_npy, merge_failures,
+    npy_header, prepare_output_dir, read_json, remove_stale_failures, temp_path_for,
 )
 
 log = logging.getLogger(__name__)
@@ -259,9 +259,12 @@ def claim_features_dir(features_dir: str | Path, meta: dict[str, Any], overwrite
 
 
 def remove_features(features_dir: str | Path) -> int:
-    """Delete every feature file, ``extract.json`` and failure record of a folder (``--overwrite``)."""
+    """Delete every feature file, ``extract.json`` and failure record of a folder (``--overwrite``);
+    only in a folder extract wrote (it holds ``extract.json``): another folder's files are left."""
     folder = Path(features_dir)
     removed = 0
+    if not (folder / META_FILE).is_file():
+        return removed
     for path in [*folder.glob("*.npy"), *folder.glob("failures*.jsonl"), folder / META_FILE]:
         if path.name.startswith(".") or not path.is_file():
             continue
@@ -277,15 +280,10 @@ def feature_path(features_dir: str | Path, video_id: str) -> Path:
 def load_features(features_dir: str | Path, video_id: str) -> np.ndarray:
     """float16 ``[n_clips, 1024]`` features of one video."""
     path = feature_path(features_dir, video_id)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no features for video {video_id!r}", "missing") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable features ({exc})") from None
-    if array.ndim != 2 or array.shape[1] != FEATURE_DIM:
-        raise InputError(f"{path}: expected shape [n_clips, {FEATURE_DIM}], got {list(array.shape)}")
-    return array
+    if not path.exists():
+        raise InputError(f"{path}: no features for video {video_id!r}", "missing")
+    clip_count(features_dir, video_id)  # the header agrees with the file before anything is allocated
+    return load_npy(path, "features")
 
 
 def list_videos(features_dir: str | Path) -> list[str]:
@@ -294,27 +292,23 @@ def list_videos(features_dir: str | Path) -> list[str]:
 
 
 def is_complete(path: str | Path) -> bool:
-    """Whether ``path`` is a finished feature file: float16 ``[n_clips > 0, 1024]``. Files only
-    appear by atomic rename, so one that reads back with that header is whole."""
+    """Whether ``path`` is a finished feature file: float16 ``[n_clips > 0, 1024]``, its header
+    agreeing with its size. Files only appear by atomic rename, so one that reads back with that
+    header is whole."""
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
+        shape, dtype = npy_header(path, "features")
+    except InputError:
         return False
-    return array.dtype == np.float16 and array.ndim == 2 and array.shape[0] > 0 and array.shape[1] == FEATURE_DIM
+    return dtype == np.float16 and len(shape) == 2 and shape[0] > 0 and shape[1] == FEATURE_DIM
 
 
 def clip_count(features_dir: str | Path, video_id: str) -> int:
-    """Number of clips of a video's feature file, read from the ``.npy`` header only."""
+    """Number of clips of a video's feature file, read from the ``.npy`` header only (checked
+    against the file's size)."""
     path = feature_path(features_dir, video_id)
-    try:
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = reader(handle)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no features for video {video_id!r}", "missing") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable features ({exc})") from None
+    if not path.exists():
+        raise InputError(f"{path}: no features for video {video_id!r}", "missing")
+    shape, dtype = npy_header(path, "features")
     if len(shape) != 2 or shape[1] != FEATURE_DIM or dtype.kind != "f":
         raise InputError(f"{path}: expected float [n_clips, {FEATURE_DIM}], got {dtype} {list(shape)}")
     return int(shape[0])

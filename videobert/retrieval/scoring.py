@@ -22,6 +22,7 @@ rest of the gallery in first-stage order; its recall is reported beside exhausti
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -31,6 +32,8 @@ import torch
 from videobert.errors import ConfigError, InputError
 from videobert.pretrain.data import build_input
 from videobert.retrieval.inference import LoadedModel, forward_sequences, length_batches, masked_video_input
+
+log = logging.getLogger(__name__)
 
 
 def _content_ids(items: Sequence[Sequence[int]]) -> tuple[list[tuple[int, ...]], np.ndarray]:
@@ -223,9 +226,15 @@ def search(
     """The ``top_k`` gallery videos for a text query, best first: (gallery index, alignment
     probability). With ``two_stage`` K > 0 only the first stage's K best are scored by the
     cross-encoder. Equal scores keep gallery order."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ConfigError(f"top_k: need a whole number >= 1, got {top_k!r}")
     text = loaded.vocab.encode_text(query)
-    if not text:
-        raise ConfigError(f"the query {query!r} has no WordPiece the model knows")
+    unknown = sum(1 for i in text if i == loaded.vocab.unk_id)
+    if not text or unknown == len(text):
+        why = " (every piece is [UNK]): its ranking would not depend on it" if text else ""
+        raise ConfigError(f"the query {query!r} has no WordPiece the model knows{why}")
+    if unknown:
+        log.warning("%d of the %d word pieces of the query %r are unknown to the model ([UNK])", unknown, len(text), query)
     if not videos:
         raise InputError("the gallery is empty")
     candidates = np.arange(len(videos))

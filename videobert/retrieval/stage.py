@@ -26,7 +26,7 @@ import numpy as np
 from videobert import config as cfgmod
 from videobert import logs
 from videobert.config import field
-from videobert.corpus.stage import load_corpus
+from videobert.corpus.stage import check_complete, load_corpus
 from videobert.errors import ConfigError, StageError
 from videobert.retrieval.gallery import check_same_vocabulary, corpus_visual_words, default_labels, text_video_examples
 from videobert.retrieval.inference import InferenceConfig, LoadedModel, load_model
@@ -110,6 +110,7 @@ def evaluate(
     ``progress`` wraps the batches of the exhaustive scoring; ``loaded`` reuses a loaded model.
     """
     began = time.perf_counter()
+    check_complete(corpus_dir)
     if loaded is None:
         loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)
     check_same_vocabulary(loaded, corpus_dir)

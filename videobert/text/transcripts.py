@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from videobert.errors import InputError
-from videobert.store import atomic_write_text, parse_jsonl
+from videobert.store import atomic_write_text, parse_jsonl, read_bytes
 
 FORMATS = ("vtt", "srt", "json", "jsonl")
 Format = Literal["vtt", "srt", "json", "jsonl"]
@@ -45,9 +45,15 @@ _TRANSITION_CUE_SECONDS = 0.1
 
 _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})$")
 _INLINE_TIMESTAMP = re.compile(r"<((?:\d+:)?\d{2}:\d{2}\.\d{3})>")
-_TAG = re.compile(r"<[^>]*>")
-_ASS_OVERRIDE = re.compile(r"\{\\[^}]*\}")
-_ANNOTATION = re.compile(r"\[[^\]]*\]|♪+|^\s*>>+|(?<=\s)>>+")
+# A tag, override or annotation holds no opening bracket of its own kind: matching stays linear
+# in the length of the text even when a bracket is never closed.
+_TAG = re.compile(r"<[^<>]*>")
+_ASS_OVERRIDE = re.compile(r"\{\\[^{}]*\}")
+_ANNOTATION = re.compile(r"\[[^\[\]]*\]|♪+|^\s*>>+|(?<=\s)>>+")
+_LINE_END = re.compile(r"\r\n|\r|\n")  # WebVTT's and SRT's line ends; not U+2028, U+0085, form feed...
+
+MAX_TRANSCRIPT_BYTES = 32 << 20  # ten hours of word-timed captions are under 5 MiB
+MAX_SECONDS = 1e7  # about 115 days: a cue time beyond it is an error in the file
 
 
 @dataclass(frozen=True)
@@ -172,12 +178,7 @@ def read_transcript(
     :class:`InputError` naming the file (and line) for anything that is not a readable transcript.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: transcript not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the transcript ({exc.strerror or exc})") from None
+    data = read_bytes(path, "transcript", MAX_TRANSCRIPT_BYTES)
     text = _decode(path, data, encoding)
     if not text.strip("\ufeff \t\r\n"):
         raise InputError(f"{path}: empty transcript file")
@@ -218,6 +219,8 @@ class _Located:
 
 
 def _cue(where: str, start: float, end: float, text: str, words: tuple[Word, ...] = ()) -> _Located | None:
+    if not all(math.isfinite(t) and t <= MAX_SECONDS for t in (start, end, *(t for w in words for t in (w.start, w.end)))):
+        raise InputError(f"{where}: cue time beyond {MAX_SECONDS:.0e} s (about 115 days)")
     if end < start:
         raise InputError(f"{where}: cue ends ({end:.3f} s) before it starts ({start:.3f} s)")
     if start < 0:
@@ -238,11 +241,18 @@ def _timing(where: str, line: str) -> tuple[float, float]:
         raise InputError(f"{where}: {exc}") from None
 
 
+def _lines(text: str) -> list[str]:
+    """``text`` split at CR LF, CR or LF only (``str.splitlines`` also splits inside a caption at
+    U+2028, U+0085 and form feeds, shifting the line numbers)."""
+    lines = _LINE_END.split(text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def _blocks(text: str, blank: Callable[[str], bool]) -> list[list[tuple[int, str]]]:
     """Lines grouped into blocks separated by lines for which ``blank(line)`` holds, with 1-based numbers."""
     blocks: list[list[tuple[int, str]]] = []
     current: list[tuple[int, str]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if blank(line):
             if current:
                 blocks.append(current)
@@ -255,7 +265,7 @@ def _blocks(text: str, blank: Callable[[str], bool]) -> list[list[tuple[int, str
 
 
 def _parse_webvtt(path: Path, text: str) -> list[_Located]:
-    first = text.splitlines()[0] if text else ""
+    first = _lines(text)[0] if text else ""
     if not (first == "WEBVTT" or first.startswith(("WEBVTT ", "WEBVTT\t"))):
         raise InputError(f"{path}:1: not a WebVTT file (the first line must be 'WEBVTT')")
     # Only an empty line ends a WebVTT block: YouTube writes lines of one space inside its cues.
@@ -385,6 +395,8 @@ def _parse_json(path: Path, text: str) -> list[_Located]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply") from None
     if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
         data = next(iter(data.values()))  # HowTo100M's {video_id: {...}}
     if isinstance(data, list):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Iterator, Literal, Mapping, Sequence
 
@@ -224,8 +225,8 @@ class Codebook:
                 arrays = {key: data[key] for key in data.files}
         except FileNotFoundError:
             raise InputError(f"{path}: codebook not found", "missing") from None
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: unreadable codebook ({exc})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{path}: unreadable codebook ({type(exc).__name__}: {exc}; truncated or not a codebook)") from None
         if int(arrays["format"]) != CODEBOOK_FORMAT:
             raise InputError(f"{path}: codebook format {int(arrays['format'])}, this version reads {CODEBOOK_FORMAT}")
         tree = VocabTree(

@@ -16,8 +16,8 @@ unless ``overwrite`` is given, so that token files of two vocabularies never mix
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,7 @@ from videobert.media import save_jpeg
 from videobert.runtime import DeviceName, Shard, combined_shard
 from videobert.store import (
     FailureLog, StageSummary, atomic_save_npy, atomic_write_json, failures_name, library_versions, prepare_output_dir,
-    read_json,
+    load_npy, read_json,
 )
 from videobert.vocab.codebook import Codebook
 from videobert.vocab.exemplars import exemplar_entries, exemplar_sheet, grab_exemplars, nearest_clips
@@ -148,13 +148,18 @@ def run(features_dir: str | Path, out_dir: str | Path, cfg: VocabConfig, manifes
         key = build_key(cfg, features_dir, listing)
         summary = _previous_build(out, key)
         if summary is not None:
+            try:
+                entries = read_exemplars(out / "exemplars.json", summary["vocab_size"])
+            except InputError as exc:
+                log.warning("%s; building the codebook again", exc)
+                summary = None
+        if summary is not None:
             log.info("%s: codebook already built from the same features and settings; kept", out)
             log.info("quantisation MSE %s", quantisation_text(summary["quantisation"]))
             already = {video_id for video_id, _ in unreadable}
             for record in summary.get("failed_videos", []):
                 if record["id"] not in already:
                     failures.record(record["id"], record["reason"], record.get("kind", "unreadable"))
-            entries = read_json(out / "exemplars.json", "exemplars.json")
         else:
             summary, entries = _build(features_dir, out, cfg, listing, unreadable, info, gpu, failures, key)
         summary["exemplars"] = _exemplars(out, cfg, entries, info, Path(manifest) if manifest else None, failures)
@@ -204,7 +209,12 @@ def _clear_outputs(out: Path) -> None:
     """Remove what an earlier build wrote, so that nothing of another codebook survives a crash."""
     for name in ("vocab.json", "exemplars.json", "exemplars.jpg", "codebook.npz"):
         (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / "exemplars", ignore_errors=True)
+    thumbnails = out / "exemplars"
+    for path in thumbnails.glob("*.jpg") if thumbnails.is_dir() else []:
+        if path.stem.isdigit() and path.is_file():  # <word>.jpg: what this stage writes, nothing else
+            path.unlink()
+    with contextlib.suppress(OSError):
+        thumbnails.rmdir()  # only when empty
 
 
 def _build(features_dir: Path, out: Path, cfg: VocabConfig, listing, unreadable, info: dict, gpu: bool,
@@ -350,8 +360,28 @@ def _contact_sheet(out: Path, entries: list[dict], words: int, size: int) -> Pat
 
 
 def exemplar_path(vocab_dir: str | Path, word: int) -> Path:
-    """Where a word's exemplar thumbnail is in a VOCAB folder."""
-    return Path(vocab_dir) / "exemplars" / f"{word}.jpg"
+    """Where a word's exemplar thumbnail is in a VOCAB folder (``word`` must be an int: a name is
+    never built from text read back from a file)."""
+    if isinstance(word, bool) or not isinstance(word, (int, np.integer)) or word < 0:
+        raise TypeError(f"a visual word is a non-negative int, not {word!r}")
+    return Path(vocab_dir) / "exemplars" / f"{int(word)}.jpg"
+
+
+def read_exemplars(path: Path, vocab_size: int) -> list[dict]:
+    """``exemplars.json`` as written by the vocab stage; an entry that is not what it wrote (a word
+    that is not an id of the vocabulary, a video id that is not a string, ...) raises
+    :class:`InputError` naming the file and the entry."""
+    entries = read_json(path, "exemplars.json")
+    if not isinstance(entries, list):
+        raise InputError(f"{path}: expected a list of exemplar entries")
+    for index, entry in enumerate(entries):
+        ok = (isinstance(entry, dict) and type(entry.get("word")) is int and 0 <= entry["word"] < vocab_size
+              and isinstance(entry.get("video_id"), str) and type(entry.get("count")) is int
+              and type(entry.get("clip")) is int
+              and (entry.get("seconds") is None or type(entry["seconds"]) in (int, float)))
+        if not ok:
+            raise InputError(f"{path}: entry {index} is not an exemplar of this vocabulary ({str(entry)[:80]})")
+    return entries
 
 
 def load(vocab_dir: str | Path, device: str = "auto", batch_clips: int = 262_144) -> Codebook:
@@ -403,6 +433,7 @@ def run_tokenize(
         "features": str(features_dir.resolve()),
     }
     meta_path = out / "tokens.json"
+    ours = meta_path.exists()  # only a folder this stage wrote has tokens of its own to remove
     if meta_path.exists():
         previous = read_json(meta_path, "tokens.json")
         if previous.get("codebook") != meta["codebook"] and not overwrite:
@@ -413,7 +444,7 @@ def run_tokenize(
     if overwrite:
         # Old files go before the new tokens.json appears, so no rerun can take them for current ones.
         stale = set(mine)
-        if worker.index == 0:  # one worker also removes tokens of videos no longer in FEATURES
+        if worker.index == 0 and ours:  # one worker also removes tokens of videos no longer in FEATURES
             stale |= {p.stem for p in out.glob("*.npy") if not p.name.startswith(".")} - set(all_ids)
         for video_id in stale:
             token_path(out, video_id).unlink(missing_ok=True)
@@ -479,8 +510,8 @@ def token_path(tokens_dir: str | Path, video_id: str) -> Path:
 def _valid_tokens(path: Path, clips: int, vocab_size: int) -> bool:
     """Whether ``path`` holds complete tokens for a video of ``clips`` clips."""
     try:
-        tokens = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
+        tokens = load_npy(path, "tokens")
+    except InputError:
         return False
     return (
         tokens.dtype == np.int32 and tokens.shape == (clips,)
@@ -497,10 +528,7 @@ def load_tokens(tokens_dir: str | Path) -> dict[str, np.ndarray]:
     for path in sorted(tokens_dir.glob("*.npy")):
         if path.name.startswith("."):
             continue
-        try:
-            tokens[path.stem] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: unreadable tokens ({exc})") from None
+        tokens[path.stem] = load_npy(path, "tokens")
     return tokens
 
 
