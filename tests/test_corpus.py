@@ -228,7 +228,8 @@ def test_corpus_cli_on_the_synthetic_corpus_matches_the_labelled_segments(synth_
     # another process builds the same bytes: the trained tokenizer, its ids in the splits, the vocabulary
     again = tmp_path / "again"
     assert run_cli("corpus", synth_corpus / "manifest.jsonl", "--tokens", tokens, "-o", again).returncode == 0
-    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file() and p.name != "summary.json")
+    files = sorted(p.relative_to(out) for p in out.rglob("*")
+                   if p.is_file() and p.name != "summary.json" and not p.name.startswith("."))  # .lock: pid
     assert {"train.jsonl", "vocabulary.json", "tokenizer/tokenizer.json"} <= {str(f) for f in files}
     assert [(again / f).read_bytes() for f in files] == [(out / f).read_bytes() for f in files]
 

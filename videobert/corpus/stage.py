@@ -40,7 +40,7 @@ from videobert.logs import progress
 from videobert.manifest import SPLITS, TRANSCRIPT_EXTENSIONS, VideoEntry, read_manifest
 from videobert.store import (
     FailureLog, StageSummary, atomic_write, atomic_write_json, atomic_write_text, failures_name, prepare_output_dir,
-    read_json, read_jsonl,
+    load_npy, read_json, read_jsonl,
 )
 from videobert.text.sentences import DEFAULT_MAX_WORDS, DEFAULT_PAUSE, Punctuator, split_sentences
 from videobert.text.stage import asr_failures
@@ -94,6 +94,9 @@ def run(manifest: str | Path, tokens_dir: str | Path, out_dir: str | Path, cfg: 
     failed_asr = asr_failures(transcripts_dir) if transcripts_dir is not None else {}
     punctuator = Punctuator(cfg.punctuator) if cfg.punctuator is not None else None
     out = prepare_output_dir(out_dir)
+    # summary.json is the folder's completion record: gone while the folder is rewritten, written
+    # last, so that a kill half-way never leaves new splits beside an old vocabulary for a reader.
+    (out / SUMMARY_FILE).unlink(missing_ok=True)
     cfgmod.save(cfg, out / "config.yaml")
 
     if cfg.tokenizer is not None:
@@ -179,7 +182,7 @@ def run(manifest: str | Path, tokens_dir: str | Path, out_dir: str | Path, cfg: 
             "transcripts": str(Path(transcripts_dir).absolute()) if transcripts_dir is not None else None,
         },
     }
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / SUMMARY_FILE, summary)
     seconds = time.perf_counter() - began
     splits = summary["splits"]
     message = (
@@ -194,14 +197,30 @@ def run(manifest: str | Path, tokens_dir: str | Path, out_dir: str | Path, cfg: 
 
 
 # ---------------------------------------------------------------------------------------------- the folder
+SUMMARY_FILE = "summary.json"
+
+
 def split_path(corpus_dir: str | Path, split: str) -> Path:
     return Path(corpus_dir) / f"{split}.jsonl"
 
 
+def check_complete(corpus_dir: str | Path) -> None:
+    """Raise :class:`InputError` unless the corpus stage finished writing ``corpus_dir`` (its
+    ``summary.json``, written last, is there)."""
+    corpus_dir = Path(corpus_dir)
+    if not corpus_dir.is_dir():
+        raise InputError(f"{corpus_dir}: corpus folder not found", "missing")
+    if not (corpus_dir / SUMMARY_FILE).is_file():
+        raise InputError(f"{corpus_dir}: not a finished corpus (no {SUMMARY_FILE}: the corpus stage was interrupted "
+                         "or did not write it); run 'videobert corpus' again", "missing")
+
+
 def load_corpus(corpus_dir: str | Path, split: str) -> list[dict[str, Any]]:
-    """The examples of one split, in corpus order (by video, then time)."""
+    """The examples of one split of a finished corpus (:func:`check_complete`), in corpus order
+    (by video, then time)."""
     if split not in SPLITS:
         raise InputError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    check_complete(corpus_dir)
     path = split_path(corpus_dir, split)
     if not path.exists():
         raise InputError(f"{path}: no such corpus split (build it with 'videobert corpus')", "missing")
@@ -216,7 +235,7 @@ def load_corpus(corpus_dir: str | Path, split: str) -> list[dict[str, Any]]:
 
 def corpus_summary(corpus_dir: str | Path) -> dict[str, Any]:
     """The corpus's ``summary.json``."""
-    return read_json(Path(corpus_dir) / "summary.json", "corpus summary")
+    return read_json(Path(corpus_dir) / SUMMARY_FILE, "corpus summary")
 
 
 # ---------------------------------------------------------------------------------------------- inputs of one video
@@ -255,10 +274,7 @@ def video_tokens(info: TokensInfo, video_id: str) -> np.ndarray:
     path = token_path(info.folder, video_id)
     if not path.exists():
         raise InputError(f"no visual words in {info.folder} (tokenize failed or did not include this video)", "missing")
-    try:
-        words = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"unreadable visual words {path} ({exc})") from None
+    words = load_npy(path, "visual words")
     if words.ndim != 1 or not np.issubdtype(words.dtype, np.integer):
         raise InputError(f"visual words {path} are not a 1-d integer array (shape {list(words.shape)}, {words.dtype})")
     if words.size and (words.min() < 0 or words.max() >= info.vocab_size):

@@ -15,20 +15,20 @@ leaves the previous checkpoint as the latest complete one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import random
 import re
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from videobert.errors import InputError
-from videobert.store import safe_torch_load
+from videobert.errors import InputError, StageError
+from videobert.store import safe_torch_load, temp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,19 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 def save_checkpoint(run_dir: str | Path, step: int, model, training_state: dict[str, Any], keep: int) -> Path:
     """Write checkpoint ``step`` atomically and keep only the ``keep`` most recent ones."""
     final = checkpoint_dir(run_dir, step)
-    tmp = final.with_name(f".{final.name}.tmp.{socket.gethostname()}.{os.getpid()}")
+    tmp = temp_path_for(final)
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    torch.save(training_state, tmp / STATE_FILE)
+    try:
+        model.save_pretrained(tmp)
+        torch.save(training_state, tmp / STATE_FILE)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or shutil.disk_usage(final.parent).free < (64 << 20)
+        if full:
+            raise StageError(f"{final.parent}: no space left on device while writing checkpoint {step}; the earlier "
+                             "checkpoints are intact: free some space and resume") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise StageError(f"{final}: cannot write the checkpoint ({reason}); the earlier checkpoints are intact") from None
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -11,6 +11,8 @@ checkpoints every ``save_every`` steps, and at the end the model (``model.safete
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -25,8 +27,8 @@ from videobert import config as cfgmod
 from videobert.bert_import import bert_config, init_visual_embeddings, load_bert_weights
 from videobert.config import field
 from videobert.corpus.joint_vocab import JointVocabulary
-from videobert.corpus.stage import load_corpus, split_path
-from videobert.errors import ConfigError, StageError
+from videobert.corpus.stage import check_complete, load_corpus, split_path
+from videobert.errors import ConfigError, InputError, StageError
 from videobert.logs import progress, progress_enabled
 from videobert.model import ModelConfig, VideoBERT
 from videobert.pretrain.checkpoint import list_checkpoints
@@ -34,7 +36,10 @@ from videobert.pretrain.data import DataConfig, PretrainExamples, StepBatches, T
 from videobert.pretrain.losses import LOSS_NAMES, LossWeights, validation_metrics
 from videobert.pretrain.trainer import OptimConfig, Trainer
 from videobert.runtime import DeviceName, Precision, dist_env, process_group, resolve_device, resolve_precision
-from videobert.store import StageSummary, atomic_write_json, atomic_write_text, prepare_output_dir, read_json, read_jsonl
+from videobert.store import (
+    FolderLock, StageSummary, atomic_write_json, atomic_write_text, prepare_output_dir, read_json, read_jsonl,
+    UnsafeFileError,
+)
 from videobert.vocab.stage import load_centroids
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,8 @@ class PretrainConfig(OptimConfig, DataConfig, LossWeights, ModelOptions):
 
     eval_every: int = field(5000, speed_only=True, help="validate every N steps (0: only at the end)")
     eval_sentences: int = field(2000, help="validation sentences (each used once per objective it can feed)")
+    val_share: float = field(0.05, help="without val examples in the corpus: share of the train videos held out "
+                                        "for validation, chosen by seed (0: train without validation)")
     save_every: int = field(5000, speed_only=True, help="checkpoint every N steps (and always at the end)")
     keep_checkpoints: int = field(2, speed_only=True, help="most recent checkpoints kept")
     log_every: int = field(100, speed_only=True, help="log training losses every N steps")
@@ -88,6 +95,8 @@ class PretrainConfig(OptimConfig, DataConfig, LossWeights, ModelOptions):
             section.check(self)
         if min(self.save_every, self.eval_every, self.log_every, self.keep_checkpoints) < 0:
             raise ConfigError("save_every, eval_every, log_every, keep_checkpoints: need >= 0")
+        if not 0 <= self.val_share < 1:
+            raise ConfigError("val_share: need 0 <= val_share < 1")
 
 
 def build_model(cfg: PretrainConfig, layout: TokenLayout, centroids: np.ndarray | None = None) -> VideoBERT:
@@ -138,6 +147,7 @@ def run(corpus_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig, vocab_
     if cfg.batch_size % (cfg.grad_accum * env.world_size):
         raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by grad_accum × processes "
                           f"({cfg.grad_accum} × {env.world_size})")
+    check_complete(corpus_dir)
     vocab = JointVocabulary.load(corpus_dir)
     if vocab_dir is None:
         recorded = vocab.visual_vocab
@@ -153,7 +163,10 @@ def run(corpus_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig, vocab_
         return StageSummary("pretrain", run_dir, 0, cfg.steps, 0, time.perf_counter() - began, _message(finished), finished)
     if env.is_distributed and device.type == "cuda":
         torch.cuda.set_device(device)
-    with process_group(env.is_distributed, "nccl" if device.type == "cuda" else "gloo"):
+    lock = contextlib.nullcontext()
+    if env.is_main:  # a second run writing into this folder is refused
+        lock = FolderLock(prepare_output_dir(run_dir) / ".pretrain.lock")
+    with lock, process_group(env.is_distributed, "nccl" if device.type == "cuda" else "gloo"):
         summary, start_step = _train(corpus_dir, run_dir, cfg, vocab, centroids, vocab_dir, resume_from, device, precision)
     return StageSummary("pretrain", run_dir, cfg.steps - start_step, start_step, 0, time.perf_counter() - began,
                         _message(summary), summary)
@@ -167,24 +180,42 @@ def _message(summary: dict[str, Any]) -> str:
 
 
 def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVocabulary, centroids: np.ndarray | None,
-           vocab_dir: str | Path | None, resume_from: Path | None, device: torch.device,
+           vocab_dir: str | Path | None, resume_from: list[Path] | None, device: torch.device,
            precision: str) -> tuple[dict[str, Any], int]:
     env = dist_env()
     if vocab_dir is not None:
         vocab.visual_vocab = str(vocab_dir)
     layout = TokenLayout.from_vocabulary(vocab)
     kinds, pad_to = cfg.kinds(), 8 if device.type == "cuda" else 1
-    train_examples = PretrainExamples(load_corpus(corpus_dir, "train"), layout, cfg, kinds, pad_to)
+    train_corpus = load_corpus(corpus_dir, "train")
+    val_corpus = load_corpus(corpus_dir, "val") if split_path(corpus_dir, "val").exists() else []
+    validation = {"source": "val split", "videos": len({e["video_id"] for e in val_corpus})}
+    if not val_corpus:
+        train_corpus, val_corpus = hold_out_videos(train_corpus, cfg.val_share, cfg.seed)
+        held = sorted({e["video_id"] for e in val_corpus})
+        validation = {"source": "held out of train" if held else "none", "videos": len(held), "video_ids": held}
+        if env.is_main:
+            if held:
+                log.warning("%s: the val split is empty: validating on %d of the train videos (val_share %g, seed %d; "
+                            "listed in summary.json)", corpus_dir, len(held), cfg.val_share, cfg.seed)
+            else:
+                log.warning("%s: the val split is empty and val_share is %g: training without validation",
+                            corpus_dir, cfg.val_share)
+    try:
+        train_examples = PretrainExamples(train_corpus, layout, cfg, kinds, pad_to)
+    except StageError as exc:
+        raise StageError(f"{split_path(corpus_dir, 'train')}: {exc}") from None
     val_examples = None
-    if split_path(corpus_dir, "val").exists():
-        val_examples = PretrainExamples(load_corpus(corpus_dir, "val"), layout, cfg, kinds, pad_to)
-    else:
-        log.warning("%s: no val split; validation is skipped", corpus_dir)
+    if val_corpus:
+        try:
+            val_examples = PretrainExamples(val_corpus, layout, cfg, kinds, pad_to)
+        except StageError as exc:
+            log.warning("validation examples: %s; validation is skipped", exc)
 
     model = build_model(cfg, layout, centroids).to(device)
     trainer = Trainer(model, optim=cfg, weights=cfg, device=device, precision=precision, compile=cfg.compile)
     torch.manual_seed(cfg.seed + 1 + env.rank)  # dropout streams differ by rank
-    start_step = trainer.restore(resume_from) if resume_from is not None else 0
+    start_step = _restore(trainer, resume_from) if resume_from else 0
     if env.is_main:
         prepare_output_dir(run_dir)
         cfgmod.save(cfg, run_dir / "config.yaml")
@@ -247,6 +278,7 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
         "parameter_sha256": digest,
         "replicas_identical": identical,
         "val": val_metrics,
+        "validation": validation,
         "chance": {"text_acc": 1 / layout.text_vocab_size, "video_acc": 1 / layout.visual_vocab_size, "align_acc": 0.5},
     }
     if env.is_main:
@@ -257,12 +289,25 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
     return summary, start_step
 
 
+def hold_out_videos(corpus: list[dict], share: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, validation): the examples of about ``share`` of the videos of ``corpus`` set aside
+    for validation, the videos chosen by ``seed`` from their ids alone (the same on every rank
+    and on resume); none when ``share`` is 0 or there are fewer than two videos."""
+    videos = sorted({e["video_id"] for e in corpus})
+    count = min(len(videos) - 1, max(1, round(share * len(videos)))) if share > 0 else 0
+    if count <= 0:
+        return corpus, []
+    rank = sorted(videos, key=lambda v: hashlib.sha256(f"{seed}:{v}".encode()).hexdigest())
+    held = set(rank[:count])
+    return [e for e in corpus if e["video_id"] not in held], [e for e in corpus if e["video_id"] in held]
+
+
 def _identity(item):
     return item
 
 
-def _existing_run(run_dir: Path, cfg: PretrainConfig, resume: bool) -> tuple[Path | None, dict | None]:
-    """(the checkpoint to resume from, or the summary of a run already finished); refuses to
+def _existing_run(run_dir: Path, cfg: PretrainConfig, resume: bool) -> tuple[list[Path] | None, dict | None]:
+    """(the checkpoints to resume from, newest first, or the summary of a run already finished); refuses to
     overwrite a run without ``resume`` and to resume one whose settings differ in anything but
     speed (:func:`videobert.config.settings`)."""
     checkpoints = list_checkpoints(run_dir)
@@ -283,13 +328,17 @@ def _existing_run(run_dir: Path, cfg: PretrainConfig, resume: bool) -> tuple[Pat
             raise ConfigError(f"{saved_path}: --resume with a different config ({differences}); "
                               "resume with the same settings or start a new run folder")
     if finished.exists():
-        summary = read_json(finished, "run summary")
-        if summary.get("steps") == cfg.steps:
+        try:
+            summary = read_json(finished, "run summary")
+        except InputError as exc:
+            log.warning("%s; resuming from the checkpoints instead", exc)
+            summary = {}
+        if isinstance(summary, dict) and summary.get("steps") == cfg.steps and (run_dir / "model.safetensors").exists():
             return None, summary
     if not checkpoints:
         log.info("%s: no checkpoint to resume from; starting at step 0", run_dir)
         return None, None
-    return checkpoints[-1][1], None
+    return [path for _, path in reversed(checkpoints)], None
 
 
 class _Curves:
@@ -302,7 +351,7 @@ class _Curves:
         log_path = run_dir / "log.jsonl"
         kept = []
         if log_path.exists():
-            kept = [json.dumps(row) for _, row in read_jsonl(log_path, "training log") if row["step"] <= start_step]
+            kept = [json.dumps(row) for row in _readable_log_rows(log_path) if row["step"] <= start_step]
         atomic_write_text(log_path, "".join(line + "\n" for line in kept))
         self._log = open(log_path, "a", encoding="utf-8")
         from torch.utils.tensorboard import SummaryWriter
@@ -321,6 +370,42 @@ class _Curves:
         if self.is_main:
             self._log.close()
             self.writer.close()
+
+
+def _restore(trainer: Trainer, checkpoints: list[Path]) -> int:
+    """Resume from the newest checkpoint that reads back whole, saying which were passed over; its
+    step. None readable: :class:`StageError` (the checkpoints are left for you to look at). A
+    checkpoint holding code is not passed over: it stops the run (someone may have tampered with
+    the folder)."""
+    reasons = []
+    for path in checkpoints:
+        try:
+            step = trainer.restore(path)
+        except UnsafeFileError:
+            raise
+        except InputError as exc:
+            log.warning("%s; falling back to the previous checkpoint", exc)
+            reasons.append(str(exc))
+            continue
+        if reasons:
+            log.warning("resumed from %s, the newest readable checkpoint (%d newer one(s) unreadable)", path, len(reasons))
+        return step
+    raise StageError(f"{checkpoints[0].parent}: no checkpoint reads back ({reasons[0]}); move the folder away to "
+                     "train from step 0")
+
+
+def _readable_log_rows(path: Path) -> list[dict]:
+    """The rows of a ``log.jsonl`` up to the first one that cannot be read (a kill can cut the last
+    line short), saying what was dropped."""
+    rows = []
+    try:
+        for number, row in read_jsonl(path, "training log"):
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise InputError(f"{path}:{number}: not a training log row")
+            rows.append(row)
+    except InputError as exc:
+        log.warning("%s; the rows from there on are dropped and rewritten by this run", exc)
+    return rows
 
 
 class _Window:
