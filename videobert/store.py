@@ -442,15 +442,20 @@ def npy_header(path: str | Path, what: str = "array") -> tuple[tuple[int, ...], 
     for a regular file only (:func:`open_regular`). Raises :class:`InputError` naming the file."""
     path = Path(path)
     with open_regular(path, what) as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-            else:
-                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=1 << 16)
-        except (OSError, ValueError, EOFError, SyntaxError) as exc:
-            raise InputError(f"{path}: unreadable {what} (not a .npy file: {exc})") from None
-        offset, size = handle.tell(), os.fstat(handle.fileno()).st_size
+        return _checked_npy_header(handle, path, what)
+
+
+def _checked_npy_header(handle: IO[bytes], path: Path, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """:func:`npy_header` on an open file, left positioned after the header."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=1 << 16)
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise InputError(f"{path}: unreadable {what} (not a .npy file: {exc})") from None
+    offset, size = handle.tell(), os.fstat(handle.fileno()).st_size
     if dtype.hasobject:
         raise InputError(f"{path}: refused {what}: it holds Python objects (a pickle), not numbers")
     expected = offset + int(np.prod(shape, dtype=object)) * dtype.itemsize
@@ -460,15 +465,21 @@ def npy_header(path: str | Path, what: str = "array") -> tuple[tuple[int, ...], 
     return tuple(shape), dtype
 
 
-def load_npy(path: str | Path, what: str = "array") -> np.ndarray:
+def load_npy(path: str | Path, what: str = "array",
+             check: Callable[[tuple[int, ...], np.dtype], None] | None = None) -> np.ndarray:
     """A ``.npy`` file whose header agrees with its size (:func:`npy_header`), loaded without
-    pickles; raises :class:`InputError` naming the file."""
+    pickles from the same open file; ``check(shape, dtype)`` may refuse it by its header before
+    anything is allocated. Raises :class:`InputError` naming the file."""
     path = Path(path)
-    npy_header(path, what)
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable {what} ({exc})") from None
+    with open_regular(path, what) as handle:
+        shape, dtype = _checked_npy_header(handle, path, what)
+        if check is not None:
+            check(shape, dtype)
+        handle.seek(0)
+        try:
+            return np.load(handle, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: unreadable {what} ({exc})") from None
 
 
 class UnsafeFileError(InputError):

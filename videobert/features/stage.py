@@ -11,6 +11,7 @@ the next stages use.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import os
@@ -282,8 +283,7 @@ def load_features(features_dir: str | Path, video_id: str) -> np.ndarray:
     path = feature_path(features_dir, video_id)
     if not path.exists():
         raise InputError(f"{path}: no features for video {video_id!r}", "missing")
-    clip_count(features_dir, video_id)  # the header agrees with the file before anything is allocated
-    return load_npy(path, "features")
+    return load_npy(path, "features", check=functools.partial(_check_feature_header, path))
 
 
 def list_videos(features_dir: str | Path) -> list[str]:
@@ -309,9 +309,13 @@ def clip_count(features_dir: str | Path, video_id: str) -> int:
     if not path.exists():
         raise InputError(f"{path}: no features for video {video_id!r}", "missing")
     shape, dtype = npy_header(path, "features")
+    _check_feature_header(path, shape, dtype)
+    return int(shape[0])
+
+
+def _check_feature_header(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
     if len(shape) != 2 or shape[1] != FEATURE_DIM or dtype.kind != "f":
         raise InputError(f"{path}: expected float [n_clips, {FEATURE_DIM}], got {dtype} {list(shape)}")
-    return int(shape[0])
 
 
 def extract_info(features_dir: str | Path) -> dict:
