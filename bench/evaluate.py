@@ -30,7 +30,8 @@ from videobert.pretrain.data import TokenLayout, build_input, collate_inputs  # 
 from videobert.retrieval.gallery import text_video_examples  # noqa: E402
 from videobert.retrieval.inference import LoadedModel, default_batch_tokens, length_batches, load_model  # noqa: E402
 from videobert.retrieval.metrics import metrics_from_counts, true_match_counts  # noqa: E402
-from videobert.retrieval.scoring import score_matrix, two_stage_search  # noqa: E402
+from videobert.retrieval.scoring import score_matrix  # noqa: E402
+from videobert.retrieval.two_stage import two_stage_search  # noqa: E402
 from videobert.runtime import autocast, cpu_name, resolve_device, resolve_precision  # noqa: E402
 
 

@@ -107,7 +107,7 @@ def add_config_arguments(
             help_text += f" [{cfgmod.SPEED_ONLY_NOTE}]"
         flag = "--" + f.name.replace("_", "-")
         dest = _CFG_PREFIX + f.name
-        if tp is bool:
+        if tp is bool or set(typing.get_args(tp)) == {bool, type(None)}:  # bool, or bool | None (unset: automatic)
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
             continue
         conv, extra = _flag_type(tp)

@@ -1,9 +1,13 @@
 """``videobert corpus MANIFEST --tokens TOKENS [--transcripts DIR] -o CORPUS``: the aligned training corpus.
 
 Pair each transcript sentence with the visual words of the clips its time span overlaps, and
-write train/val/test examples (splits from the manifest), the WordPiece tokenizer, the joint
-text+video vocabulary and summary.json into CORPUS. Videos without speech give video-only
-examples of 16 consecutive visual words.
+write train/val/test examples (splits from the manifest) as memory-mapped columnar shards, the
+WordPiece tokenizer, the joint text+video vocabulary and summary.json into CORPUS. Videos without
+speech give video-only examples of 16 consecutive visual words.
+
+Shards of --videos-per-shard videos are written whole: an interrupted run resumes at the first
+shard it had not finished. Several workers build disjoint shards of one folder (--shard I/N for
+job arrays, or torchrun ranks); the last one to finish writes summary.json.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 from pipelines.common import add_config_arguments, add_output, command, new_parser, note, resolve_config
 from videobert.corpus import stage
+from videobert.runtime import dist_env, parse_shard
 from videobert.store import StageCall, StageSummary
 
 
@@ -24,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transcripts", type=Path, default=None, metavar="DIR",
                         help="transcripts (<video_id>.vtt, e.g. from 'videobert asr') for videos the manifest gives none")
     add_output(parser, "CORPUS")
+    parser.add_argument("--shard", metavar="I/N", help="build only share I of N (0-based) of the shards, for job arrays")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete what the folder holds of an earlier corpus and build it afresh")
     add_config_arguments(parser, stage.CorpusConfig)
     return parser
 
@@ -37,11 +45,14 @@ def argv(call: StageCall) -> list[str]:
 
 def run(args: argparse.Namespace) -> None:
     cfg = resolve_config(stage.CorpusConfig, args)
-    report(stage.run(args.manifest, args.tokens, args.out, cfg, transcripts_dir=args.transcripts))
+    report(stage.run(args.manifest, args.tokens, args.out, cfg, transcripts_dir=args.transcripts,
+                     shard=parse_shard(args.shard), overwrite=args.overwrite))
 
 
 def report(summary: StageSummary) -> None:
-    note("%s -> %s", summary.message, summary.out_dir)
+    env = dist_env()
+    if env.is_main or not env.has_rendezvous:  # under torchrun, rank 0 speaks for all
+        note("%s -> %s", summary.message, summary.out_dir)
 
 
 main = command("videobert corpus", build_parser, run)

@@ -3,6 +3,10 @@
 Evaluate a trained run on a corpus split: text→video and video→text retrieval (R@1/5/10,
 median and mean rank) over the split's text-video segments, [CLS] alignment accuracy and
 zero-shot attribute classification, each beside its chance level. Writes metrics.json.
+
+Every query is ranked against the whole gallery (N² pairs) up to --exhaustive-limit items; a
+larger gallery ranks a seeded sample of --sample-queries queries unless told --exhaustive.
+Under torchrun (torchrun --nproc-per-node 8 -m pipelines.evaluate ...) the ranks share the pairs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 
 from pipelines.common import add_config_arguments, command, new_parser, resolve_config
 from videobert.retrieval import stage
+from videobert.runtime import dist_env
 from videobert.store import StageCall, StageSummary
 
 SYNTHETIC_SPEC = Path(__file__).resolve().parent / "configs" / "zeroshot_synthetic.yaml"
@@ -47,8 +52,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def report(summary: StageSummary) -> None:
-    print(summary.message)
-    print(f"\nmetrics: {summary.out_dir / 'metrics.json'}")
+    env = dist_env()
+    if env.is_main or not env.has_rendezvous:  # under torchrun, rank 0 speaks for all
+        print(summary.message)
+        print(f"\nmetrics: {summary.out_dir / 'metrics.json'}")
 
 
 main = command("videobert evaluate", build_parser, run)

@@ -1,20 +1,25 @@
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from videobert.corpus import (
     EXAMPLE_KEYS, SPLITS, CorpusConfig, load_corpus, overlapping_clips, video_only_segments,
 )
 from videobert.corpus import run as build_corpus
-from videobert.errors import InputError, StageError
+from videobert.errors import ConfigError, InputError, StageError
 from videobert.media import probe
+from videobert.runtime import Shard
 from videobert.store import read_failures
 from videobert.synthetic import read_labels
-from videobert.text import Cue, Word, write_webvtt
+from videobert.text import Cue, Word, read_transcript, write_webvtt
 from videobert.vocabulary import JointVocabulary
 
 CLIP_SECONDS = 1.5
@@ -184,7 +189,7 @@ def test_bad_tokens_folder_and_nothing_to_build_are_errors(tmp_path):
     tokens = write_tokens(tmp_path / "tokens", {}, vocab_size=8)
     with pytest.raises(StageError, match="no example could be made"):
         build_corpus(manifest, tokens, tmp_path / "c", CorpusConfig())
-    assert not (tmp_path / "c" / "train.jsonl").exists()  # nothing half-written
+    assert not (tmp_path / "c" / "summary.json").exists()  # not a finished corpus
 
 
 def test_corpus_cli_on_the_synthetic_corpus_matches_the_labelled_segments(synth_corpus, tmp_path):
@@ -230,7 +235,8 @@ def test_corpus_cli_on_the_synthetic_corpus_matches_the_labelled_segments(synth_
     assert run_cli("corpus", synth_corpus / "manifest.jsonl", "--tokens", tokens, "-o", again).returncode == 0
     files = sorted(p.relative_to(out) for p in out.rglob("*")
                    if p.is_file() and p.name != "summary.json" and not p.name.startswith("."))  # .lock: pid
-    assert {"train.jsonl", "vocabulary.json", "tokenizer/tokenizer.json"} <= {str(f) for f in files}
+    assert {"shards/shard-00000-of-00001/train/text_ids.values.npy", "vocabulary.json", "corpus.json",
+            "tokenizer/tokenizer.json"} <= {str(f) for f in files}
     assert [(again / f).read_bytes() for f in files] == [(out / f).read_bytes() for f in files]
 
 
@@ -248,3 +254,145 @@ def test_a_punctuation_model_splits_unpunctuated_speech(tmp_path):
     examples = load_corpus(out, "train")
     assert [(e["text"], e["start"], e["end"], e["first_clip"], len(e["video_ids"])) for e in examples] == [
         ("first, we bake the bread.", 0.0, 2.5, 0, 2), ("then we eat it", 2.5, 4.4, 1, 2)]  # a word ends where the next begins
+
+
+# ------------------------------------------------------------------------------ shards, resume, format
+def corpus_files(folder: Path) -> dict[str, bytes]:
+    """Every file the corpus stage wrote (locks, which hold a pid, and config.yaml aside), by path."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")}
+
+
+@pytest.fixture
+def many_videos(tmp_path):
+    """Twenty videos with transcripts, across the three splits (one unreadable transcript)."""
+    rng = np.random.default_rng(5)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    manifest, words = [], {}
+    vocabulary = "cut fry stir bake the onion garlic pan oil slowly until golden now then".split()
+    for v in range(20):
+        video_id = f"v{v:02d}"
+        cues = [Cue(3.0 * k + 0.2, 3.0 * k + 2.8, " ".join(rng.choice(vocabulary, size=5))) for k in range(4)]
+        write_webvtt(subs / f"{video_id}.vtt", cues)
+        words[video_id] = rng.integers(0, 40, size=9)
+        manifest.append({"video_id": video_id, "video": "v.mp4", "transcript": f"subs/{video_id}.vtt",
+                         "split": ("train", "train", "val", "test")[v % 4]})
+    (subs / "v07.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:xx.000\nbroken\n")
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(m) + "\n" for m in manifest))
+    return tmp_path, write_tokens(tmp_path / "tokens", words, vocab_size=40)
+
+
+def test_shards_built_apart_equal_one_built_whole_and_a_rerun_redoes_nothing(many_videos, tmp_path):
+    root, tokens = many_videos
+    cfg = CorpusConfig(wordpiece_min_frequency=1, videos_per_shard=3)  # 7 shards
+    whole = build_corpus(root / "manifest.jsonl", tokens, tmp_path / "whole", cfg)
+    assert whole.details["shards"] == 7 and whole.failed == 1
+    first = build_corpus(root / "manifest.jsonl", tokens, tmp_path / "apart", cfg, shard=Shard(1, 2))
+    assert first.details == {} and "still to be built" in first.message  # not finished: no summary yet
+    assert not (tmp_path / "apart" / "summary.json").exists()
+    second = build_corpus(root / "manifest.jsonl", tokens, tmp_path / "apart", cfg, shard=Shard(0, 2))
+    assert second.details["examples"] == whole.details["examples"]
+    assert corpus_files(tmp_path / "apart") == corpus_files(tmp_path / "whole")
+    again = build_corpus(root / "manifest.jsonl", tokens, tmp_path / "whole", cfg)
+    assert again.done == 0 and again.skipped == 20 and "0 shards built, 7 already done" in again.message
+    # rows in manifest order, whichever worker wrote them
+    assert [e["video_id"] for e in load_corpus(tmp_path / "apart", "train")][:4] == ["v00", "v00", "v00", "v00"]
+
+
+KILLER = """
+import os, signal, sys
+from videobert.corpus import columns, stage
+calls = {"n": 0}
+real = columns.write_table
+def write_table(folder, arrays):
+    calls["n"] += 1
+    if calls["n"] == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 half-way through writing a shard
+    real(folder, arrays)
+stage.write_table = write_table
+from pipelines.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_corpus_killed_mid_way_and_rerun_is_the_same_bytes_as_one_built_at_once(many_videos, tmp_path):
+    root, tokens = many_videos
+    args = ["corpus", str(root / "manifest.jsonl"), "--tokens", str(tokens), "--videos-per-shard", "3",
+            "--wordpiece-min-frequency", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VIDEOBERT_PROGRESS": "0"}
+    killed = subprocess.run([sys.executable, "-c", KILLER, "11", *args, "-o", str(tmp_path / "killed")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    finished = sorted(p.name for p in (tmp_path / "killed" / "shards").iterdir() if not p.name.startswith("."))
+    assert finished == [f"shard-0000{i}-of-00007" for i in range(3)]  # 3 tables a shard: the 4th was cut short
+    assert any(p.name.startswith(".") for p in (tmp_path / "killed" / "shards").iterdir())  # its temporary folder
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    resumed = run_cli(*args, "-o", tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "4 shards built, 3 already done" in resumed.stderr
+    assert run_cli(*args, "-o", tmp_path / "once").returncode == 0
+    assert corpus_files(tmp_path / "killed") == corpus_files(tmp_path / "once")
+
+
+def test_changed_settings_start_the_folder_afresh_but_a_shard_worker_refuses(many_videos, tmp_path):
+    root, tokens = many_videos
+    out = tmp_path / "corpus"
+    build_corpus(root / "manifest.jsonl", tokens, out, CorpusConfig(wordpiece_min_frequency=1, videos_per_shard=3))
+    with pytest.raises(ConfigError, match=r"started with other settings \(max_words\)"):
+        build_corpus(root / "manifest.jsonl", tokens, out, CorpusConfig(wordpiece_min_frequency=1, videos_per_shard=3,
+                                                                         max_words=4), shard=Shard(0, 2))
+    assert (out / "summary.json").exists()  # nothing was touched
+    rebuilt = build_corpus(root / "manifest.jsonl", tokens, out, CorpusConfig(wordpiece_min_frequency=1, max_words=4))
+    assert rebuilt.details["shards"] == 1 and rebuilt.details["words_per_sentence"]["max"] <= 4
+
+
+def test_a_corpus_of_the_earlier_jsonl_format_is_refused_with_how_to_rebuild_it(many_videos, tmp_path):
+    root, tokens = many_videos
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "train.jsonl").write_text(json.dumps({"video_id": "a", "index": 0, "start": 0, "end": 1, "text": "x",
+                                                 "text_ids": [5], "video_ids": [1], "first_clip": 0}) + "\n")
+    (old / "summary.json").write_text(json.dumps({"examples": 1}))
+    with pytest.raises(InputError, match=r"old: a corpus of an earlier videobert \(JSONL splits\).*rebuild it with 'videobert corpus'"):
+        load_corpus(old, "train")
+    summary = build_corpus(root / "manifest.jsonl", tokens, old, CorpusConfig(wordpiece_min_frequency=1))
+    assert not (old / "train.jsonl").exists() and summary.details["format"] == 2
+    assert len(load_corpus(old, "train")) == summary.details["splits"]["train"]["examples"]
+
+
+def test_wordpiece_trains_on_a_bounded_seeded_sample_of_sentences(many_videos, tmp_path, caplog):
+    from videobert.corpus.stage import _Inputs, read_tokens_info, wordpiece_sample
+    from videobert.manifest import read_manifest
+
+    root, tokens = many_videos
+    entries = read_manifest(root / "manifest.jsonl")
+
+    def sample(size, seed=0):
+        cfg = CorpusConfig(wordpiece_sample=size, seed=seed)
+        return wordpiece_sample(_Inputs(entries, read_tokens_info(tokens), None, {}, cfg, None))
+
+    everything = sample(10_000)
+    train_cues = [read_transcript(e.transcript) for e in entries if e.split == "train" and e.video_id != "v07"]
+    assert everything == [c.text for cues in train_cues for c in cues]  # all of it, in manifest order
+    assert len(sample(7)) == 7 and sample(7) == sample(7) and sample(7) != sample(7, seed=1)
+    assert set(sample(7)) <= set(everything)
+    out = tmp_path / "corpus"
+    with caplog.at_level("INFO"):
+        build_corpus(root / "manifest.jsonl", tokens, out, CorpusConfig(wordpiece_min_frequency=1, wordpiece_sample=7))
+    assert "training WordPiece on 7 sentences" in caplog.text
+
+
+def test_a_split_reads_lazily_row_for_row_like_load_corpus(many_videos, tmp_path):
+    from videobert.corpus import CorpusSplit
+
+    root, tokens = many_videos
+    out = tmp_path / "corpus"
+    build_corpus(root / "manifest.jsonl", tokens, out, CorpusConfig(wordpiece_min_frequency=1, videos_per_shard=3))
+    split = CorpusSplit(out, "train")
+    rows = load_corpus(out, "train")
+    assert len(split) == len(rows) and split[5] == rows[5] and split[-1] == rows[-1]
+    assert split.text_ids(5).tolist() == rows[5]["text_ids"] and split.video_ids(5).tolist() == rows[5]["video_ids"]
+    assert split.text_lengths.tolist() == [len(r["text_ids"]) for r in rows]
+    assert [split.video_name(c) for c in split.video_codes] == [r["video_id"] for r in rows]
+    assert isinstance(split._tables[0].ragged["text_ids"].values, np.memmap)  # mapped, not read

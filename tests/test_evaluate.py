@@ -8,6 +8,7 @@ from PIL import Image
 from pipelines import evaluate as evaluate_stage
 from pipelines import retrieve as retrieve_stage
 from tests.conftest import run_cli
+from videobert.corpus import load_corpus
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
@@ -57,7 +58,7 @@ def test_evaluate_with_given_labels_spec_and_output_folder(eval_demo_run, tmp_pa
     assert colour["classes"] == 4 and colour["chance_top1"] == 0.25 and colour["chance_top5"] == 1.0
     # only segments labelled with one of the four classes count
     labelled = [json.loads(line) for line in eval_demo_run["labels"].read_text().splitlines()]
-    train_videos = {json.loads(line)["video_id"] for line in (eval_demo_run["corpus"] / "train.jsonl").read_text().splitlines()}
+    train_videos = {e["video_id"] for e in load_corpus(eval_demo_run["corpus"], "train")}
     assert colour["segments"] == sum(r["video_id"] in train_videos and r["colour"] in ("red", "green", "blue", "yellow")
                                      for r in labelled)
 
@@ -88,7 +89,7 @@ def test_a_bad_zero_shot_spec_or_labels_file_stops_evaluate_before_scoring(eval_
     def no_scoring(*args, **kwargs):
         raise AssertionError("scored pairs before reading the zero-shot inputs")
 
-    monkeypatch.setattr(videobert.retrieval.stage, "score_matrix", no_scoring)
+    monkeypatch.setattr(videobert.retrieval.stage, "exhaustive_counts", no_scoring)
     spec = tmp_path / "spec.yaml"
     spec.write_text("template: now the [MASK]\nattributes: {colour: {slot: 3, classes: {red: red, blue: blue}}}\n")
     base = [str(eval_demo_run["run"]), "--corpus", str(eval_demo_run["corpus"]), "-o", str(tmp_path / "out"), "-q"]
@@ -130,3 +131,32 @@ def test_retrieve_prints_ranked_hits_and_writes_a_contact_sheet(eval_demo_run, t
 def test_retrieve_an_unknown_query_is_a_usage_error(eval_demo_run, capsys):
     code = retrieve_stage.main([str(eval_demo_run["run"]), "   ", "--corpus", str(eval_demo_run["corpus"]), "-q"])
     assert code == 2 and "no WordPiece" in capsys.readouterr().err
+
+
+def test_evaluate_under_torchrun_equals_one_process_and_large_galleries_sample_queries(eval_demo_run, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    base = [str(eval_demo_run["run"]), "--corpus", str(eval_demo_run["corpus"]), "--split", "train", "--device", "cpu"]
+    assert evaluate_stage.main([*base, "-o", str(tmp_path / "one"), "-q"]) == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VIDEOBERT_PROGRESS": "0"}
+    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "-m", "pipelines.evaluate",
+                            *base, "-o", str(tmp_path / "two"), "-q"], env=env, capture_output=True, text=True, timeout=600)
+    assert ranks.returncode == 0, ranks.stderr
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    for key in ("t2v", "v2t", "align", "pairs_scored", "unique_pairs_scored"):
+        assert two[key] == one[key], key
+
+    n = one["gallery"]
+    assert evaluate_stage.main([*base, "-o", str(tmp_path / "sampled"), "--exhaustive-limit", "5", "--sample-queries", "6",
+                                "-q"]) == 0
+    sampled = json.loads((tmp_path / "sampled" / "metrics.json").read_text())
+    assert sampled["queries"] == {"ranked": 6, "scoring": "seeded query sample", "seed": 0}
+    assert sampled["pairs_scored"] == 2 * 6 * n - 36 and sampled["t2v"]["chance_r1"] == one["t2v"]["chance_r1"]
+    forced = tmp_path / "forced"
+    assert evaluate_stage.main([*base, "-o", str(forced), "--exhaustive-limit", "5", "--exhaustive", "-q"]) == 0
+    assert json.loads((forced / "metrics.json").read_text())["t2v"] == one["t2v"]

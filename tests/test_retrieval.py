@@ -14,7 +14,10 @@ from videobert.pretrain.data import TokenLayout, build_input
 from videobert.retrieval.generate import text_to_video
 from videobert.retrieval.inference import LoadedModel, length_batches
 from videobert.retrieval.metrics import chance_metrics, metrics_from_counts, retrieval_metrics
-from videobert.retrieval.scoring import score_matrix, score_pairs, two_stage_counts, two_stage_search
+from videobert.retrieval.exhaustive import exhaustive_counts
+from videobert.retrieval.metrics import true_match_counts
+from videobert.retrieval.scoring import align_accuracy, score_matrix, score_pairs
+from videobert.retrieval.two_stage import predicted_visual_words, two_stage_search, visual_word_histograms
 from videobert.retrieval.stage import EvaluateConfig, evaluate
 from videobert.retrieval.zeroshot import class_scores, load_spec, top_k_accuracy
 from videobert.synthetic import ACTION_WORDS, ACTIONS, ATTRIBUTES, COLOURS
@@ -90,26 +93,6 @@ def test_chance_levels_and_bad_inputs():
         retrieval_metrics(np.full((2, 2), np.nan))
 
 
-def test_two_stage_counts_match_the_explicit_ranking():
-    rng = np.random.default_rng(0)
-    n, k = 9, 3
-    for _ in range(20):
-        queries = rng.integers(0, 2, size=(n, 4)).astype(np.float32)  # integer sims: ties in the first stage
-        gallery = rng.integers(0, 2, size=(n, 4)).astype(np.float32)
-        candidates = np.stack([rng.permutation(n)[:k] for _ in range(n)])
-        cross = rng.integers(0, 3, size=(n, k)).astype(np.float32)
-        greater, equal = two_stage_counts(queries, gallery, candidates, cross)
-        for i in range(n):
-            sims = gallery @ queries[i]
-            rest = np.setdiff1d(np.arange(n), candidates[i])
-            # tier 0: the candidates by cross score; tier 1: the rest by first-stage score
-            key = {int(j): (0, -float(s)) for j, s in zip(candidates[i], cross[i])}
-            key.update({int(j): (1, -float(sims[j])) for j in rest})
-            worst = sum(key[j] <= key[i] for j in range(n))  # the true item last among its ties
-            best = sum(key[j] < key[i] for j in range(n)) + 1
-            assert greater[i] + equal[i] == worst and greater[i] + 1 == best
-
-
 # ------------------------------------------------------------------------ scoring
 TEXT_VOCAB, VISUAL_VOCAB = 50, 20
 LAYOUT = TokenLayout(TEXT_VOCAB, VISUAL_VOCAB, pad_id=0, cls_id=2, sep_id=3, mask_id=4, text_special_ids=(0, 1, 2, 3, 4))
@@ -164,11 +147,104 @@ def test_two_stage_with_k_covering_the_gallery_equals_exhaustive():
     assert result.first_stage_recall == {"t2v": 1.0, "v2t": 1.0}
     for direction, matrix in (("t2v", scores), ("v2t", scores.T)):
         assert metrics_from_counts(*getattr(result, direction)) == retrieval_metrics(matrix)
-    narrow = two_stage_search(loaded, texts, videos, k=1, exhaustive=scores)
+    narrow = two_stage_search(loaded, texts, videos, k=1)
     assert narrow.pairs_scored == 20
     assert metrics_from_counts(*narrow.t2v)["r1"] <= narrow.first_stage_recall["t2v"]
     with pytest.raises(ConfigError):
         two_stage_search(loaded, texts, videos, k=0)
+
+
+def explicit_two_stage_ranks(first: np.ndarray, cross: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query (row), the true item's best and worst rank in the two-stage ranking built by
+    hand: the k best by first-stage score (ties to the lower index) ordered by cross score, then
+    the rest by first-stage score."""
+    n = first.shape[0]
+    best, worst = np.empty(n), np.empty(n)
+    for i in range(n):
+        shortlist = np.lexsort((np.arange(n), -first[i]))[:k]
+        key = {int(j): (0, -float(cross[i, j])) for j in shortlist}
+        key.update({j: (1, -float(first[i, j])) for j in range(n) if j not in key})
+        worst[i] = sum(key[j] <= key[i] for j in range(n))
+        best[i] = sum(key[j] < key[i] for j in range(n)) + 1
+    return best, worst
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_two_stage_ranks_equal_the_ranking_built_by_hand(k, monkeypatch):
+    from videobert.retrieval import two_stage
+
+    texts, videos = random_gallery(12, seed=3)
+    texts[7] = texts[2]  # a tie in both stages
+    loaded = random_model()
+    cross = score_matrix(loaded, texts, videos)
+    span = two_stage.masked_span(videos)
+    first = (visual_word_histograms(videos, VISUAL_VOCAB) @ predicted_visual_words(loaded, texts, span).T).T
+    monkeypatch.setattr(two_stage, "BLOCK_SCORES", 12 * 5)  # blocks of 5 texts: the running top K across blocks
+    result = two_stage_search(loaded, texts, videos, k=k)
+    for counts, first_scores, cross_scores in ((result.t2v, first, cross), (result.v2t, first.T, cross.T)):
+        best, worst = explicit_two_stage_ranks(np.asarray(first_scores, np.float32), cross_scores, k)
+        greater, equal = counts
+        np.testing.assert_array_equal(greater + 1, best)
+        np.testing.assert_array_equal(greater + equal, worst)
+    sample = np.array([1, 4, 9])
+    part = two_stage_search(loaded, texts, videos, k=k, queries=sample)
+    np.testing.assert_array_equal(part.t2v[0], result.t2v[0][sample])
+    np.testing.assert_array_equal(part.v2t[1], result.v2t[1][sample])
+
+
+@pytest.mark.parametrize("batch_tokens", [16, 96, 8192])
+def test_exhaustive_counts_equal_the_full_score_matrix_bit_for_bit(batch_tokens, monkeypatch):
+    from videobert.retrieval import exhaustive
+
+    texts, videos = random_gallery(15, seed=4)
+    texts[9], videos[11] = texts[4], videos[4]  # a duplicate pair: the true item ties with another
+    loaded = random_model(batch_tokens)
+    scores = score_matrix(loaded, texts, videos)
+    for cache in (exhaustive.CACHE_SCORES, 0):  # the first pass's scores kept, or scored again
+        monkeypatch.setattr(exhaustive, "CACHE_SCORES", cache)
+        counts = exhaustive_counts(loaded, texts, videos)
+        for got, matrix in ((counts.t2v, scores), (counts.v2t, scores.T)):
+            expected = true_match_counts(matrix)
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
+    sample = np.array([0, 4, 9, 14])
+    part = exhaustive_counts(loaded, texts, videos, sample)
+    np.testing.assert_array_equal(part.queries, sample)
+    for direction in ("t2v", "v2t"):
+        for got, whole in zip(getattr(part, direction), getattr(counts, direction)):
+            np.testing.assert_array_equal(got, whole[sample])
+    assert part.pairs_scored < counts.pairs_scored <= 15 * 15
+
+
+def test_alignment_partners_are_those_of_the_quadratic_rule():
+    """The O(N) partner choice draws the same partner as the list of every other video's examples."""
+    from videobert.retrieval import scoring
+
+    rng = np.random.default_rng(0)
+    for groups in (rng.integers(0, 4, size=30), np.zeros(9, int), np.repeat([3, 1, 2], [1, 5, 2])):
+        n, seed = len(groups), int(rng.integers(100))
+        draws = np.random.default_rng([seed, 0xA119])
+        aligned = np.zeros(n, bool)
+        aligned[draws.permutation(n)[: (n + 1) // 2]] = True
+        expected = np.arange(n)
+        for i in np.flatnonzero(~aligned):
+            others = np.flatnonzero(groups != groups[i])
+            if others.size == 0:
+                others = np.flatnonzero(np.arange(n) != i)
+            expected[i] = others[draws.integers(others.size)]
+        seen = {}
+
+        def record(loaded, texts, videos, pairs, progress=None):
+            seen["pairs"] = pairs
+            return np.zeros(len(pairs), np.float32)
+
+        original = scoring.score_pairs
+        scoring.score_pairs = record
+        try:
+            align_accuracy(None, [[5]] * n, [[1]] * n, groups, seed)
+        finally:
+            scoring.score_pairs = original
+        np.testing.assert_array_equal(seen["pairs"][:, 1], expected)
 
 
 def bf16_scores_close_to_fp32(device: torch.device):

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
 from tests.eval_data import make_learnable_corpus
 from videobert.errors import ConfigError, InputError, StageError
 
@@ -270,20 +269,21 @@ def test_line_separators_inside_values_do_not_split_jsonl_or_captions(tmp_path):
 
 
 # ------------------------------------------------------------------------------ corpus as a unit
-def test_a_corpus_killed_before_its_vocabulary_is_refused_by_pretrain(small, tmp_path, monkeypatch):
-    from videobert.corpus.joint_vocab import JointVocabulary
+def test_a_corpus_killed_mid_way_is_refused_by_pretrain(small, tmp_path, monkeypatch):
+    from videobert.corpus import stage as corpus_stage
     from videobert.pretrain import PretrainConfig
     from videobert.pretrain import stage as pretrain_stage
 
-    corpus = small["corpus"]
+    corpus = tmp_path / "corpus"
 
-    def killed(self, folder):
+    def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(JointVocabulary, "save", killed)
+    monkeypatch.setattr(corpus_stage, "build_shard", killed)
     with pytest.raises(KeyboardInterrupt):
         build_corpus(small, corpus)
     monkeypatch.undo()
+    assert (corpus / "vocabulary.json").exists()  # written before the shards
     cfg = PretrainConfig(preset="tiny", steps=2, batch_size=4, device="cpu", max_len=32)
     with pytest.raises(InputError, match=r"corpus: not a finished corpus \(no summary.json"):
         pretrain_stage.run(corpus, tmp_path / "run", cfg)
@@ -379,7 +379,7 @@ def test_a_corpus_without_val_split_pretrains_on_held_out_train_videos(small, tm
     small["manifest"].write_text("".join(json.dumps(e) + "\n" for e in small["entries"]))
     corpus = tmp_path / "corpus"
     build_corpus(small, corpus)
-    assert (corpus / "val.jsonl").read_text() == ""
+    assert json.loads((corpus / "summary.json").read_text())["splits"]["val"]["examples"] == 0
     cfg = PretrainConfig(preset="tiny", steps=3, batch_size=4, max_len=48, device="cpu", warmup=1, val_share=0.25)
     first = pretrain_stage.run(corpus, tmp_path / "run", cfg).details["validation"]
     assert first["source"] == "held out of train" and first["videos"] == 2
@@ -403,7 +403,7 @@ def test_a_query_of_unknown_words_is_refused_and_top_k_0_too(eval_demo_run):
 
     loaded = load_model(eval_demo_run["run"], "cpu")
     segments = gallery_segments(eval_demo_run["corpus"], "test")
-    with pytest.raises(ConfigError, match="has no WordPiece the model knows .every piece is \[UNK\]"):
+    with pytest.raises(ConfigError, match=r"has no WordPiece the model knows .every piece is \[UNK\]"):
         retrieve(loaded, "🙂 ☃", segments)
     with pytest.raises(ConfigError, match="top_k: need a whole number >= 1"):
         retrieve(loaded, "the red circle", segments, top_k=0)

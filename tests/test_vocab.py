@@ -545,3 +545,30 @@ def test_faiss_gpu_build_recovers_planted_clusters():
     tree, leaves = hierarchical_kmeans(x, k=4, depth=2, niter=10, seed=0, gpu=True, small_node_work=0)
     assert recovered(labels, tree.node_word[leaves])
     assert math.isfinite(float(tree.centroids.sum()))
+
+
+def test_the_sample_is_uniform_reproducible_and_read_row_by_row(tmp_path):
+    from videobert.vocab.sample import read_sample, sample_positions
+
+    picked = sample_positions(10_000_000, 1000, seed=3)
+    assert picked.size == 1000 and np.all(np.diff(picked) > 0) and picked.max() < 10_000_000
+    assert np.array_equal(picked, sample_positions(10_000_000, 1000, seed=3))
+    assert np.array_equal(sample_positions(50, 100, seed=0), np.arange(50))
+    hits = np.bincount(np.concatenate([sample_positions(20, 5, seed=s) for s in range(4000)]), minlength=20)
+    assert abs(hits / 1000 - 1).max() < 0.15  # each of 20 positions in 5/20 of 4000 samples
+
+    features = tmp_path / "features"
+    features.mkdir()
+    rng = np.random.default_rng(0)
+    for v in range(3):
+        np.save(features / f"v{v}.npy", rng.standard_normal((40, 1024)).astype(np.float16))
+    listing = [(f"v{v}", 40) for v in range(3)]
+    sample, failed = read_sample(features, listing, 30, seed=1, center_per_video=False)
+    bad = np.load(features / "v1.npy")
+    unread = np.setdiff1d(np.arange(40), sample.clip[sample.video == 1])[0]
+    bad[unread] = np.nan  # a row the sample does not read
+    np.save(features / "v1.npy", bad)
+    again, failed = read_sample(features, listing, 30, seed=1, center_per_video=False)
+    assert not failed and np.array_equal(again.features, sample.features)
+    _, failed = read_sample(features, listing, 30, seed=1, center_per_video=True)  # centring reads videos whole
+    assert [video_id for video_id, _ in failed] == ["v1"] and failed[0][1].kind == "non_finite"

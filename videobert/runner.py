@@ -73,8 +73,8 @@ class PipelineConfig:
     synth: Optional[SynthConfig] = field(None, help="generate the synthetic corpus into RUN/synth and use it")
     labels: Optional[Path] = field(None, help="labels.jsonl for zero-shot evaluation (synth: its own labels)")
     transcripts: Optional[Path] = field(None, help="folder of <video_id>.vtt transcripts for videos the manifest gives none")
-    gpus: int = field(1, help="processes per node for extract, tokenize and pretrain (>1: launched with torchrun; "
-                              "0: a CPU-only machine, every stage's device 'auto' means the CPU)")
+    gpus: int = field(1, help="processes per node for extract, tokenize, corpus, pretrain and evaluate (>1: launched "
+                              "with torchrun; 0: a CPU-only machine, every stage's device 'auto' means the CPU)")
     extract: ExtractConfig = field(default_factory=ExtractConfig, help="extract stage (see videobert extract --help)")
     vocab: VocabConfig = field(default_factory=VocabConfig, help="vocab stage")
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig, help="tokenize stage")
@@ -126,7 +126,7 @@ class Stage:
     folder: str
     reads: tuple[str, ...]  # stages whose outputs this one reads
     run: Callable[..., StageSummary]
-    torchrun: bool = False  # shards its work over torchrun ranks when gpus > 1
+    torchrun: bool = False  # shares its work out among torchrun ranks when gpus > 1
 
 
 STAGES = (
@@ -135,9 +135,9 @@ STAGES = (
     Stage("vocab", "vocab", ("extract",), vocab_stage.run),
     Stage("tokenize", "tokens", ("extract", "vocab"), vocab_stage.run_tokenize, torchrun=True),
     Stage("asr", "transcripts", ("synth",), text_stage.run),
-    Stage("corpus", "corpus", ("synth", "tokenize", "asr"), corpus_stage.run),
+    Stage("corpus", "corpus", ("synth", "tokenize", "asr"), corpus_stage.run, torchrun=True),
     Stage("pretrain", "model", ("corpus", "vocab"), pretrain_stage.run, torchrun=True),
-    Stage("evaluate", "eval", ("pretrain", "corpus"), retrieval_stage.run),
+    Stage("evaluate", "eval", ("pretrain", "corpus"), retrieval_stage.run, torchrun=True),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
@@ -160,29 +160,35 @@ class StageResult:
 
 
 def _fingerprint_inputs(manifest: Path | None, extra: Sequence[Path | None]) -> str:
-    """Hash of the corpus as given: manifest bytes plus every video's path, size and mtime, and the
-    bytes of each transcript (anything but a regular file counts by its name only: a FIFO is
-    never opened, and the stage that reads it reports it)."""
+    """Hash of the corpus as given: manifest bytes plus the path, size and modification time of
+    every video and transcript, and of each ``extra`` file — nothing but the manifest is read, so
+    the check costs a ``stat`` per file whatever the corpus's size (anything but a regular file
+    counts by its name only: a FIFO is never opened, and the stage that reads it reports it)."""
     digest = hashlib.sha256()
     if manifest is not None:
-        if _is_regular(manifest):
+        if _stat_regular(manifest) is not None:
             digest.update(manifest.read_bytes())
         for entry in read_manifest(manifest):
-            stat = entry.video.stat() if entry.video.exists() else None
-            digest.update(f"{entry.video}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}".encode())
-            if entry.transcript is not None and _is_regular(entry.transcript):
-                digest.update(entry.transcript.read_bytes())
+            digest.update(_file_key(entry.video))
+            if entry.transcript is not None:
+                digest.update(_file_key(entry.transcript))
     for path in extra:
         if path is not None:
-            digest.update(Path(path).read_bytes() if _is_regular(Path(path)) else str(path).encode())
+            digest.update(_file_key(Path(path)))
     return digest.hexdigest()[:16]
 
 
-def _is_regular(path: Path) -> bool:
+def _file_key(path: Path) -> bytes:
+    stat = _stat_regular(path)
+    return f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode()
+
+
+def _stat_regular(path: Path) -> os.stat_result | None:
     try:
-        return S_ISREG(os.stat(path).st_mode)
+        stat = os.stat(path)
     except OSError:
-        return False
+        return None
+    return stat if S_ISREG(stat.st_mode) else None
 
 
 class Pipeline:

@@ -6,7 +6,7 @@ among torchrun (or SLURM) workers — decided here, once, for every stage.
   visible, else the CPU) and :func:`resolve_precision` (``auto``: bf16 or fp16 on CUDA, fp32 on the
   CPU) turn them into what runs. :func:`autocast` is the one mixed-precision context every stage
   uses: a no-op in fp32.
-* Sharding: batch stages (extract, tokenize, asr) give each worker a disjoint share of the videos.
+* Sharding: batch stages (extract, tokenize, asr, corpus) give each worker a disjoint share of the videos.
   The share combines an explicit ``--shard I/N`` (for job arrays: I is 0-based) with, under
   ``torchrun``, the process's rank: worker ``I * world + rank`` of ``N * world``. Items are dealt
   round-robin over the sorted ids, so shares differ in size by at most one item and do not depend
@@ -27,11 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence, TypeVar
 
+import numpy as np
 import torch
 
 from videobert.errors import ConfigError
 
 T = TypeVar("T")
+
+# Ranks of a batch stage wait for each other only at the start and the end; a rank with longer
+# videos may finish hours after the others, and torchrun tears the group down if one rank dies.
+LONG_BARRIER = datetime.timedelta(hours=72)
 
 DeviceName = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -120,6 +125,14 @@ class ProcessGroup:
     def __init__(self, active: bool):
         self.active = active
 
+    @property
+    def rank(self) -> int:
+        return torch.distributed.get_rank() if self.active else 0
+
+    @property
+    def world_size(self) -> int:
+        return torch.distributed.get_world_size() if self.active else 1
+
     def barrier(self) -> None:
         if self.active:
             torch.distributed.barrier()
@@ -131,6 +144,14 @@ class ProcessGroup:
         tensor = torch.tensor(list(values), dtype=torch.float64)
         torch.distributed.all_reduce(tensor)
         return tensor.tolist()
+
+    def sum_array(self, array: np.ndarray) -> np.ndarray:
+        """A NumPy array summed over the ranks (in float64: exact for counts below 2^53)."""
+        if not self.active:
+            return np.asarray(array)
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
+        torch.distributed.all_reduce(tensor)
+        return tensor.numpy()
 
     def max(self, value: float) -> float:
         if not self.active:

@@ -33,6 +33,7 @@ import os
 import pickle
 import platform
 import re
+import shutil
 import socket
 import stat
 import time
@@ -114,6 +115,42 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def write_synced(path: str | Path, data: bytes | str) -> None:
+    """Write a new file and fsync it (for files inside a temporary folder that is renamed into
+    place whole, which need no temporary names of their own)."""
+    with open(path, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """fsync a folder, so that the renames into it survive a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_once_json(path: str | Path, data: Any) -> None:
+    """Create ``path`` holding ``data`` unless it exists: the first of several concurrent writers
+    wins (a hard link is created exclusively) and the others leave it as it is."""
+    path = Path(path)
+    if path.exists():
+        return
+    tmp = temp_path_for(path)
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: last writer wins, content agrees
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def temp_path_for(path: str | Path) -> Path:
     """The temporary name :func:`atomic_write` would use for ``path`` (for writers that need a path,
     such as ffmpeg); pair it with :func:`commit_temp`."""
@@ -133,7 +170,8 @@ def commit_temp(tmp: str | Path, path: str | Path) -> None:
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:
-    """Delete temporaries left by killed writers of this host (never a live process's file)."""
+    """Delete temporaries (files, or folders written whole) left by killed writers of this host
+    (never a live process's)."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
@@ -147,7 +185,10 @@ def remove_stale_temporaries(folder: str | Path) -> int:
         if _pid_alive(int(pid_text)):
             continue
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            if tmp.is_dir() and not tmp.is_symlink():  # a folder written whole, then renamed (corpus shards)
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
             removed += 1
     if removed:
         log.info("removed %d unfinished temporary file(s) from an interrupted run in %s", removed, folder)
@@ -207,6 +248,17 @@ class FolderLock:
         self.release()
 
 
+def failure_record(item_id: str, reason: str, kind: str, timed: bool = True, **extra: Any) -> dict[str, Any]:
+    """One failure record: ``{"id", "reason", "kind", "time"?, ...}`` (``timed=False`` leaves the
+    time out, for outputs that must be the same bytes whenever they are rebuilt)."""
+    if kind not in FAILURE_KINDS:
+        raise ValueError(f"failure kind {kind!r} is not one of {', '.join(FAILURE_KINDS)}")
+    record = {"id": item_id, "reason": reason, "kind": kind}
+    if timed:
+        record["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return {**record, **extra}
+
+
 class FailureLog:
     """Append-only record of failed items, one JSON line each: ``{"id", "reason", "kind", "time", ...}``.
 
@@ -224,9 +276,7 @@ class FailureLog:
     def record(self, item_id: str, reason: str, kind: str, **extra: Any) -> None:
         """Record that ``item_id`` failed: ``reason`` for people, ``kind`` (one of
         :data:`videobert.errors.FAILURE_KINDS`) for programs."""
-        if kind not in FAILURE_KINDS:
-            raise ValueError(f"failure kind {kind!r} is not one of {', '.join(FAILURE_KINDS)}")
-        line = {"id": item_id, "reason": reason, "kind": kind, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+        line = failure_record(item_id, reason, kind, **extra)
         self._handle.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._handle.flush()
         self.count += 1

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models.video import s3d
 
 from videobert.errors import InputError
 from videobert.features.s3d_cpu import for_cpu
@@ -68,6 +67,10 @@ def build_s3d(weights: str | Path | None = None, init_seed: int = 0) -> tuple[nn
     """torchvision's S3D in eval mode, and what initialised it: the weights file's sha256, or
     ``"random-init"``. Only ``features.*`` is loaded (strictly): the classifier is never used, so a
     head fine-tuned to another number of classes is fine."""
+    # torchvision is imported here, when a backbone is built: the stages that only read feature
+    # files (vocab, corpus, pretrain, evaluate) do not carry its ~90 MB of modules in every process
+    from torchvision.models.video import s3d
+
     model = s3d(weights=None)
     if weights is None:
         log.warning(

@@ -17,10 +17,9 @@ import copy
 
 import torch
 from torch import nn
-from torchvision.ops.misc import Conv3dNormActivation
 
 
-def fold_batch_norm(block: Conv3dNormActivation) -> nn.Sequential:
+def fold_batch_norm(block: nn.Sequential) -> nn.Sequential:
     """``Conv3d → BatchNorm3d (eval) → activation`` as ``Conv3d (with bias) → activation``."""
     conv, norm, *activation = block
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
@@ -40,7 +39,9 @@ def for_cpu(model: nn.Module) -> nn.Module:
 
     def rewrite(module: nn.Module) -> None:
         for name, child in module.named_children():
-            if isinstance(child, Conv3dNormActivation) and isinstance(child[1], nn.BatchNorm3d):
+            # torchvision's Conv3dNormActivation blocks: Conv3d, BatchNorm3d, activation
+            if (isinstance(child, nn.Sequential) and len(child) >= 2 and isinstance(child[0], nn.Conv3d)
+                    and isinstance(child[1], nn.BatchNorm3d)):
                 setattr(module, name, fold_batch_norm(child))
             else:
                 rewrite(child)

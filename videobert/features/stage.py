@@ -10,11 +10,8 @@ the next stages use.
 
 from __future__ import annotations
 
-import datetime
 import functools
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +31,12 @@ from videobert.logs import progress
 from videobert.manifest import read_manifest
 from videobert.media import Decoder, check_cuda_decoder
 from videobert.runtime import (
-    DeviceName, Precision, Shard, combined_shard, cpu_bf16_is_faster, device_name, dist_env, process_group, resolve_device,
-    resolve_precision,
+    LONG_BARRIER, DeviceName, Precision, Shard, combined_shard, cpu_bf16_is_faster, device_name, dist_env, process_group,
+    resolve_device, resolve_precision,
 )
 from videobert.store import (
-    FailureLog, StageSummary, atomic_save_npy, atomic_write_json, failures_name, library_versions, load_npy, merge_failures,
-    npy_header, prepare_output_dir, read_json, remove_stale_failures, temp_path_for,
+    FailureLog, StageSummary, atomic_save_npy, atomic_write_json, create_once_json, failures_name, library_versions, load_npy, merge_failures,
+    npy_header, prepare_output_dir, read_json, remove_stale_failures,
 )
 
 log = logging.getLogger(__name__)
@@ -47,9 +44,6 @@ log = logging.getLogger(__name__)
 META_FILE = "extract.json"
 # Settings that define what a feature file means; a folder never mixes two of them.
 IDENTITY_KEYS = ("fps", "clip_frames", "size", "model", "weights", "precision")
-# Ranks wait for each other only at the start and the end; a rank with longer videos may finish
-# hours after the others, and torchrun tears the group down if one rank dies.
-BARRIER_TIMEOUT = datetime.timedelta(hours=72)
 
 
 @dataclass
@@ -116,7 +110,7 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
     meta = extraction_meta(cfg, weights, device, precision, manifest)
     failures_file = out / failures_name(worker.index, worker.count)
 
-    with process_group(coordinated, "gloo", BARRIER_TIMEOUT) as group:
+    with process_group(coordinated, "gloo", LONG_BARRIER) as group:
         if env.is_main:
             if overwrite:
                 removed = remove_features(out)
@@ -235,17 +229,7 @@ def claim_features_dir(features_dir: str | Path, meta: dict[str, Any], overwrite
     if overwrite:
         atomic_write_json(path, meta)
         return meta
-    if not path.exists():
-        tmp = temp_path_for(path)
-        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        except OSError:  # a file system without hard links: last writer wins, content agrees
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    create_once_json(path, meta)
     recorded = read_json(path, "extraction settings")
     theirs, ours = _identity(recorded), _identity(meta)
     for key in ours:
@@ -284,6 +268,18 @@ def load_features(features_dir: str | Path, video_id: str) -> np.ndarray:
     if not path.exists():
         raise InputError(f"{path}: no features for video {video_id!r}", "missing")
     return load_npy(path, "features", check=functools.partial(_check_feature_header, path))
+
+
+def mapped_features(features_dir: str | Path, video_id: str) -> np.ndarray:
+    """The features of one video memory-mapped (float ``[n_clips, 1024]``, header checked
+    against the file's size): reading rows of it reads only those rows."""
+    path = feature_path(features_dir, video_id)
+    shape, dtype = npy_header(path, "features")
+    _check_feature_header(path, shape, dtype)
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable features ({exc})") from None
 
 
 def list_videos(features_dir: str | Path) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from videobert.errors import InputError, StageError
-from videobert.store import safe_torch_load, temp_path_for
+from videobert.store import fsync_folder, safe_torch_load, temp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model, training_state: dict[
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_folder(final.parent)
     for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     for stale in final.parent.glob(".step-*.tmp.*"):
@@ -113,9 +113,3 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

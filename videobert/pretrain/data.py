@@ -39,7 +39,6 @@ similar length and are padded only to their longest member.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -48,6 +47,7 @@ import torch
 
 from videobert.config import field
 from videobert.corpus.joint_vocab import JointLayout, JointVocabulary
+from videobert.corpus.reader import CorpusSplit
 from videobert.errors import ConfigError, StageError
 from videobert.text.wordpiece import TEXT_SPECIALS
 
@@ -218,43 +218,56 @@ def _random_tokens(layout: TokenLayout, rng: np.random.Generator, count: int, lo
 class PretrainExamples:
     """Builds masked training sequences from corpus sentences (see the module docstring) for the
     objectives ``kinds`` (``TEXT``, ``VIDEO``, ``PAIR``) that are switched on; batches are padded
-    to a multiple of ``pad_to_multiple`` tokens."""
+    to a multiple of ``pad_to_multiple`` tokens.
 
-    def __init__(self, corpus: list[dict[str, Any]], layout: TokenLayout, options: DataConfig,
-                 kinds: Sequence[int] = ALL_KINDS, pad_to_multiple: int = 1):
+    ``corpus`` is a :class:`~videobert.corpus.CorpusSplit` (rows read lazily from its mapped
+    files) or a list of example dicts; ``rows`` picks some of its rows (ascending; default: all).
+    Position ``p`` of this object is the ``p``-th of those rows that can feed an enabled
+    objective. What is held per position is a few integers in NumPy arrays, never Python objects
+    per sentence, so that forked data-loader workers share it instead of copying it.
+    """
+
+    def __init__(self, corpus: CorpusSplit | Sequence[dict[str, Any]], layout: TokenLayout, options: DataConfig,
+                 kinds: Sequence[int] = ALL_KINDS, pad_to_multiple: int = 1, rows: np.ndarray | None = None):
         self.layout, self.options = layout, options
         self.kinds, self.pad_to_multiple = tuple(kinds), pad_to_multiple
-        self.corpus = [ex for ex in corpus if self.kinds_of(ex)]
-        if not self.corpus:
+        self.split = corpus if isinstance(corpus, CorpusSplit) else CorpusSplit.from_examples(corpus)
+        rows = np.arange(len(self.split), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        has_text, has_video = self.split.text_lengths[rows] > 0, self.split.video_lengths[rows] > 0
+        usable = np.zeros(rows.size, bool)
+        for kind, can in ((TEXT, has_text), (VIDEO, has_video), (PAIR, has_text & has_video)):
+            if kind in self.kinds:
+                usable |= can
+        self.rows = rows[usable]
+        if not self.rows.size:
             raise StageError("no corpus example can feed the enabled objectives")
-        self.lengths = np.array([len(ex["text_ids"]) + len(ex["video_ids"]) for ex in self.corpus])
-        self._position = {(ex["video_id"], ex["index"]): i for i, ex in enumerate(self.corpus)}
-        self._with_video = np.array([i for i, ex in enumerate(self.corpus) if ex["video_ids"]], dtype=np.int64)
-        by_video: dict[str, list[int]] = defaultdict(list)
-        for i in self._with_video:
-            by_video[self.corpus[i]["video_id"]].append(int(i))
-        self._video_examples = dict(by_video)
+        self.has_text, self.has_video = has_text[usable], has_video[usable]
+        self.lengths = (self.split.text_lengths[self.rows] + self.split.video_lengths[self.rows]).astype(np.int32)
+        self.video = self.split.video_codes[self.rows]  # non-decreasing: a video's positions are contiguous
+        self.index = self.split.sentence_index[self.rows]
+        self.first_clip = self.split.first_clips[self.rows]
+        self._with_video = np.flatnonzero(self.has_video)
+        self._videos_with_video = int(np.unique(self.video[self._with_video]).size)
 
     def __len__(self) -> int:
-        return len(self.corpus)
+        return len(self.rows)
 
-    def kinds_of(self, example: dict) -> list[int]:
-        """The enabled objectives that corpus sentence ``example`` can feed."""
-        has_text, has_video = bool(example["text_ids"]), bool(example["video_ids"])
+    def kinds_of(self, position: int) -> list[int]:
+        """The enabled objectives that the sentence at ``position`` can feed."""
+        has_text, has_video = bool(self.has_text[position]), bool(self.has_video[position])
         usable = {TEXT: has_text, VIDEO: has_video, PAIR: has_text and has_video}
         return [kind for kind in self.kinds if usable[kind]]
 
     def sequence(self, index: int, rng: np.random.Generator, kind: int | None = None, aligned: bool | None = None) -> dict:
-        """A masked sequence from sentence ``index``: the objective is drawn unless ``kind`` is given,
-        a video-text pair is aligned with probability 1/2 unless ``aligned`` is given.
+        """A masked sequence from the sentence at position ``index``: the objective is drawn unless
+        ``kind`` is given, a video-text pair is aligned with probability 1/2 unless ``aligned`` is given.
 
         Returns ``input_ids``, ``token_type_ids``, ``labels`` (int64 [L]), ``kind`` and ``aligned``
         (1, 0, or -1 for single-modality sequences).
         """
         options, layout = self.options, self.layout
-        example = self.corpus[index]
         if kind is None:
-            kind = self._draw_kind(self.kinds_of(example), rng)
+            kind = self._draw_kind(self.kinds_of(index), rng)
         window = self._window(index, rng)
         text, sentence_ends, video = self._merge(window)
         if kind == PAIR:
@@ -296,12 +309,13 @@ class PretrainExamples:
         return [index]
 
     def _following(self, index: int, count: int) -> list[int]:
-        """Sentence ``index`` and up to ``count - 1`` sentences right after it in its video."""
-        example = self.corpus[index]
+        """Sentence ``index`` and up to ``count - 1`` sentences right after it in its video (the
+        next positions, as long as they are the video's next sentences)."""
         window = [index]
         while len(window) < count:
-            following = self._position.get((example["video_id"], example["index"] + len(window)))
-            if following is None:
+            following = index + len(window)
+            if (following >= len(self.rows) or self.video[following] != self.video[index]
+                    or self.index[following] != self.index[index] + len(window)):
                 break
             window.append(following)
         return window
@@ -311,12 +325,13 @@ class PretrainExamples:
         ends: list[int] = []
         clips: dict[int, int] = {}
         for position in window:
-            example = self.corpus[position]
-            if example["text_ids"]:
-                text.extend(example["text_ids"])
+            row = int(self.rows[position])
+            if self.has_text[position]:
+                text.extend(self.split.text_ids(row).tolist())
                 ends.append(len(text))
-            for offset, word in enumerate(example["video_ids"]):
-                clips.setdefault(example["first_clip"] + offset, word)
+            first = int(self.first_clip[position])
+            for offset, word in enumerate(self.split.video_ids(row).tolist()):
+                clips.setdefault(first + offset, word)
         return text, ends, [clips[c] for c in sorted(clips)]
 
     def _subsample(self, video: list[int], rng: np.random.Generator) -> list[int]:
@@ -341,21 +356,23 @@ class PretrainExamples:
         return None
 
     def _other_video(self, window: list[int], rng: np.random.Generator) -> int | None:
-        if len(self._video_examples) < 2:
+        if self._videos_with_video < 2:
             return None
-        own = self.corpus[window[0]]["video_id"]
+        own = self.video[window[0]]
         while True:
             candidate = int(self._with_video[rng.integers(self._with_video.size)])
-            if self.corpus[candidate]["video_id"] != own:
+            if self.video[candidate] != own:
                 return candidate
 
     def _distant(self, window: list[int], rng: np.random.Generator) -> int | None:
-        first, last = self.corpus[window[0]]["index"], self.corpus[window[-1]]["index"]
+        first, last = int(self.index[window[0]]), int(self.index[window[-1]])
         gap, span = self.options.negative_min_distance, len(window) - 1
-        same = self._video_examples.get(self.corpus[window[0]]["video_id"], [])
-        far = [p for p in same
-               if self.corpus[p]["index"] + span <= first - gap or self.corpus[p]["index"] >= last + gap]
-        return far[int(rng.integers(len(far)))] if far else None
+        video = self.video[window[0]]
+        low, high = np.searchsorted(self.video, video, "left"), np.searchsorted(self.video, video, "right")
+        same = low + np.flatnonzero(self.has_video[low:high])
+        index = self.index[same].astype(np.int64)
+        far = same[(index + span <= first - gap) | (index >= last + gap)]
+        return int(far[int(rng.integers(far.size))]) if far.size else None
 
 
 def collate_training(sequences: Sequence[dict], layout: TokenLayout, pad_to_multiple: int = 1) -> dict[str, Any]:
@@ -459,7 +476,7 @@ def validation_batches(
     rank r of ``world_size`` takes every world_size-th batch."""
     sequences = []
     for index in range(min(len(examples), max_sentences)):
-        for kind in examples.kinds_of(examples.corpus[index]):
+        for kind in examples.kinds_of(index):
             rng = np.random.default_rng([seed, 0x7A1, index, kind])
             sequences.append(examples.sequence(index, rng, kind=kind))
     sequences.sort(key=lambda s: len(s["input_ids"]))

@@ -12,6 +12,7 @@ checkpoints every ``save_every`` steps, and at the end the model (``model.safete
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from videobert import config as cfgmod
 from videobert.bert_import import bert_config, init_visual_embeddings, load_bert_weights
 from videobert.config import field
 from videobert.corpus.joint_vocab import JointVocabulary
-from videobert.corpus.stage import check_complete, load_corpus, split_path
+from videobert.corpus.reader import CorpusSplit, check_complete
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.logs import progress, progress_enabled
 from videobert.model import ModelConfig, VideoBERT
@@ -187,12 +188,12 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
         vocab.visual_vocab = str(vocab_dir)
     layout = TokenLayout.from_vocabulary(vocab)
     kinds, pad_to = cfg.kinds(), 8 if device.type == "cuda" else 1
-    train_corpus = load_corpus(corpus_dir, "train")
-    val_corpus = load_corpus(corpus_dir, "val") if split_path(corpus_dir, "val").exists() else []
-    validation = {"source": "val split", "videos": len({e["video_id"] for e in val_corpus})}
-    if not val_corpus:
-        train_corpus, val_corpus = hold_out_videos(train_corpus, cfg.val_share, cfg.seed)
-        held = sorted({e["video_id"] for e in val_corpus})
+    train_split, val_split = CorpusSplit(corpus_dir, "train"), CorpusSplit(corpus_dir, "val")
+    train_rows, val_rows = None, None
+    validation = {"source": "val split", "videos": val_split.videos}
+    if not len(val_split):
+        train_rows, val_rows, held = hold_out_videos(train_split, cfg.val_share, cfg.seed)
+        val_split = train_split
         validation = {"source": "held out of train" if held else "none", "videos": len(held), "video_ids": held}
         if env.is_main:
             if held:
@@ -202,13 +203,13 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
                 log.warning("%s: the val split is empty and val_share is %g: training without validation",
                             corpus_dir, cfg.val_share)
     try:
-        train_examples = PretrainExamples(train_corpus, layout, cfg, kinds, pad_to)
+        train_examples = PretrainExamples(train_split, layout, cfg, kinds, pad_to, rows=train_rows)
     except StageError as exc:
-        raise StageError(f"{split_path(corpus_dir, 'train')}: {exc}") from None
+        raise StageError(f"{corpus_dir} (train split): {exc}") from None
     val_examples = None
-    if val_corpus:
+    if val_rows is None or val_rows.size:
         try:
-            val_examples = PretrainExamples(val_corpus, layout, cfg, kinds, pad_to)
+            val_examples = PretrainExamples(val_split, layout, cfg, kinds, pad_to, rows=val_rows)
         except StageError as exc:
             log.warning("validation examples: %s; validation is skipped", exc)
 
@@ -229,6 +230,11 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
         # its own generator: creating the loader must not draw from the global RNG (bitwise resume)
         generator=torch.Generator().manual_seed(cfg.seed),
     )
+    if workers:
+        # Forked loader workers share the parent's pages until they write them; the cyclic garbage
+        # collector writes to every object it visits, so leave what exists now out of its sweeps.
+        gc.collect()
+        gc.freeze()
     val_batches = []
     if val_examples is not None:
         val_batches = validation_batches(val_examples, batches.micro_batch, cfg.seed, cfg.eval_sentences,
@@ -265,6 +271,7 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
     finally:
         bar.close()
         curves.close()
+        gc.unfreeze()
 
     digest, identical = trainer.replicas_identical()
     if not identical:
@@ -289,17 +296,22 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
     return summary, start_step
 
 
-def hold_out_videos(corpus: list[dict], share: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, validation): the examples of about ``share`` of the videos of ``corpus`` set aside
-    for validation, the videos chosen by ``seed`` from their ids alone (the same on every rank
-    and on resume); none when ``share`` is 0 or there are fewer than two videos."""
-    videos = sorted({e["video_id"] for e in corpus})
+def hold_out_videos(split: CorpusSplit, share: float, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(train rows, validation rows, the videos held out): the rows of about ``share`` of the
+    videos of ``split`` set aside for validation, the videos chosen by ``seed`` from their ids
+    alone (the same on every rank and on resume); none when ``share`` is 0 or there are fewer than
+    two videos."""
+    names = split.video_names()
+    videos = sorted(set(names))
     count = min(len(videos) - 1, max(1, round(share * len(videos)))) if share > 0 else 0
+    every = np.arange(len(split), dtype=np.int64)
     if count <= 0:
-        return corpus, []
+        return every, every[:0], []
     rank = sorted(videos, key=lambda v: hashlib.sha256(f"{seed}:{v}".encode()).hexdigest())
     held = set(rank[:count])
-    return [e for e in corpus if e["video_id"] not in held], [e for e in corpus if e["video_id"] in held]
+    held_codes = np.array([name in held for name in names], dtype=bool)
+    is_held = held_codes[split.video_codes] if len(split) else np.zeros(0, bool)
+    return every[~is_held], every[is_held], sorted(held)
 
 
 def _identity(item):

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+import logging
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 
 from videobert.config import field
-from videobert.corpus.stage import corpus_summary, load_corpus
+from videobert.corpus.reader import CorpusSplit, corpus_summary, load_corpus
 from videobert.errors import ConfigError, InputError
 from videobert.manifest import SPLITS
 from videobert.retrieval.inference import InferenceConfig, LoadedModel
-from videobert.retrieval.scoring import search
+from videobert.retrieval.scoring import align_probability, score_pairs
+from videobert.retrieval.two_stage import first_stage_candidates
 from videobert.store import read_json
 from videobert.vocab.stage import load_tokens
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,8 +55,14 @@ def check_same_vocabulary(loaded: LoadedModel, corpus_dir: str | Path) -> None:
 
 
 def text_video_examples(corpus_dir: str | Path, split: str) -> list[dict[str, Any]]:
-    """The split's examples that have both a sentence and visual words."""
+    """The split's examples that have both a sentence and visual words, as dicts (small splits;
+    :func:`text_video_rows` for any size)."""
     return [e for e in load_corpus(corpus_dir, split) if e["text_ids"] and e["video_ids"]]
+
+
+def text_video_rows(split: CorpusSplit) -> np.ndarray:
+    """int64: the rows of ``split`` that have both a sentence and visual words (the gallery)."""
+    return split.rows_with(text=True, video=True)
 
 
 def gallery_segments(corpus_dir: str | Path, split: str) -> list[dict[str, Any]]:
@@ -78,14 +88,46 @@ def default_labels(corpus_dir: str | Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def corpus_visual_words(corpus_dir: str | Path) -> tuple[dict[str, np.ndarray], float]:
-    """Every clip's visual word per video (the TOKENS folder the corpus was built from) and the
-    clip length in seconds."""
+def corpus_visual_words(corpus_dir: str | Path, video_ids: Iterable[str] | None = None) -> tuple[dict[str, np.ndarray], float]:
+    """Every clip's visual word per video (the TOKENS folder the corpus was built from; only of
+    ``video_ids`` when given) and the clip length in seconds."""
     summary = corpus_summary(corpus_dir)
     tokens = (summary.get("inputs") or {}).get("tokens")
     if not tokens:
         raise InputError(f"{Path(corpus_dir) / 'summary.json'}: records no tokens folder (rebuild the corpus)")
-    return load_tokens(tokens), float(summary["clip_seconds"])
+    return load_tokens(tokens, video_ids), float(summary["clip_seconds"])
+
+
+def search(
+    loaded: LoadedModel,
+    query: str,
+    videos: Sequence[Sequence[int]],
+    top_k: int = 5,
+    two_stage: int = 0,
+    progress: Callable | None = None,
+) -> list[tuple[int, float]]:
+    """The ``top_k`` gallery videos for a text query, best first: (gallery index, alignment
+    probability). With ``two_stage`` K > 0 only the first stage's K best are scored by the
+    cross-encoder. Equal scores keep gallery order."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ConfigError(f"top_k: need a whole number >= 1, got {top_k!r}")
+    text = loaded.vocab.encode_text(query)
+    unknown = sum(1 for i in text if i == loaded.vocab.unk_id)
+    if not text or unknown == len(text):
+        why = " (every piece is [UNK]): its ranking would not depend on it" if text else ""
+        raise ConfigError(f"the query {query!r} has no WordPiece the model knows{why}")
+    if unknown:
+        log.warning("%d of the %d word pieces of the query %r are unknown to the model ([UNK])", unknown, len(text), query)
+    if not videos:
+        raise InputError("the gallery is empty")
+    candidates = np.arange(len(videos))
+    if two_stage:
+        candidates = first_stage_candidates(loaded, text, videos, max(two_stage, top_k))
+    pairs = np.stack([np.zeros_like(candidates), candidates], axis=1)
+    logits = score_pairs(loaded, [text], videos, pairs, progress)
+    order = np.lexsort((candidates, -logits))[:top_k]
+    probabilities = align_probability(logits[order])
+    return [(int(candidates[o]), float(p)) for o, p in zip(order, probabilities)]
 
 
 @dataclass(frozen=True)

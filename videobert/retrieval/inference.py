@@ -90,20 +90,25 @@ def length_batches(lengths: np.ndarray, batch_tokens: int) -> Iterator[np.ndarra
 
 @torch.no_grad()
 def forward_sequences(
-    loaded: LoadedModel, sequences: Sequence[dict[str, np.ndarray]], read_positions: Sequence[Sequence[int]] | None = None
-) -> tuple[np.ndarray, list[np.ndarray]]:
+    loaded: LoadedModel, sequences: Sequence[dict[str, np.ndarray]], read_positions: Sequence[Sequence[int]] | None = None,
+    visual_mean: bool = False,
+) -> tuple[np.ndarray, list[np.ndarray] | np.ndarray]:
     """Run sequences from :func:`build_input` through the model in length-sorted batches.
 
     Returns the align logits float32 [n] and, when ``read_positions`` gives token positions per
     sequence, the masked-token logits at those positions (float32 [len(positions), vocab] each;
-    the output projection is computed only there).
+    the output projection is computed only there). With ``visual_mean`` the second item is
+    instead float32 [n, V]: per sequence, the softmax over the visual words at each of its
+    positions, averaged — reduced on the device, so only V numbers a sequence leave it.
     """
+    layout = loaded.layout
     lengths = np.array([len(s["input_ids"]) for s in sequences])
     align = np.empty(len(sequences), np.float32)
-    masked: list[np.ndarray] = [np.empty((0, loaded.layout.size), np.float32)] * len(sequences)
+    masked: list[np.ndarray] = [np.empty((0, layout.size), np.float32)] * len(sequences)
+    visual = np.zeros((len(sequences), layout.visual_vocab_size), np.float32) if visual_mean else None
     pad_to = 8 if loaded.device.type == "cuda" else 1
     for rows in length_batches(lengths, loaded.batch_tokens):
-        batch = collate_inputs([sequences[r] for r in rows], loaded.layout.pad_id, pad_to)
+        batch = collate_inputs([sequences[r] for r in rows], layout.pad_id, pad_to)
         width = batch["input_ids"].shape[1]
         flat, counts = [], []
         for i, r in enumerate(rows):
@@ -117,11 +122,19 @@ def forward_sequences(
             out = loaded.model(batch["input_ids"], batch["token_type_ids"],
                                batch["attention_mask"] if padded else None, positions.to(loaded.device))
         align[rows] = out.align_logits.float().cpu().numpy()
-        if read_positions is not None:
-            logits = out.mlm_logits.float().cpu().numpy()
-            for r, piece in zip(rows, np.split(logits, np.cumsum(counts)[:-1])):
-                masked[r] = piece
-    return align, masked
+        if read_positions is None:
+            continue
+        if visual_mean:
+            probabilities = torch.softmax(out.mlm_logits[:, layout.visual_offset : layout.size].float(), dim=-1)
+            owner = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(counts)).to(loaded.device)
+            sums = torch.zeros(len(rows), layout.visual_vocab_size, device=loaded.device).index_add_(0, owner, probabilities)
+            divisor = torch.tensor(counts, dtype=torch.float32, device=loaded.device).clamp(min=1)[:, None]
+            visual[rows] = (sums / divisor).cpu().numpy()
+            continue
+        logits = out.mlm_logits.float().cpu().numpy()
+        for r, piece in zip(rows, np.split(logits, np.cumsum(counts)[:-1])):
+            masked[r] = piece
+    return align, visual if visual_mean else masked
 
 
 def masked_video_input(layout: TokenLayout, text: Sequence[int], span: int, max_len: int) -> dict[str, np.ndarray]:

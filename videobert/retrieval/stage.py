@@ -10,7 +10,10 @@ the metrics (see :mod:`videobert.retrieval.gallery` for the gallery):
 * ``zero_shot``: per attribute ``top1``, ``top5``, ``chance_top1``, ``chance_top5``,
   ``prior_top1``, ``prior_top5`` (:mod:`videobert.retrieval.zeroshot`);
 * ``two_stage`` when asked: the two-stage metrics, the first stage's recall of the true item
-  within K, and the recall cost against exhaustive scoring.
+  within K, and the recall cost against exhaustive scoring;
+* ``queries``: how many queries were ranked and how they were chosen — every one, or above
+  ``exhaustive_limit`` gallery items a seeded sample, each against the whole gallery (the
+  metrics then estimate the gallery's from those queries).
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ import numpy as np
 from videobert import config as cfgmod
 from videobert import logs
 from videobert.config import field
-from videobert.corpus.stage import check_complete, load_corpus
+from videobert.corpus.reader import CorpusSplit, check_complete
 from videobert.errors import ConfigError, StageError
-from videobert.retrieval.gallery import check_same_vocabulary, corpus_visual_words, default_labels, text_video_examples
+from videobert.retrieval.exhaustive import exhaustive_counts
+from videobert.retrieval.gallery import check_same_vocabulary, corpus_visual_words, default_labels, text_video_rows
 from videobert.retrieval.inference import InferenceConfig, LoadedModel, load_model
-from videobert.retrieval.metrics import RECALL_AT, chance_metrics, metrics_from_counts, true_match_counts
-from videobert.retrieval.scoring import align_accuracy, score_matrix, two_stage_search
+from videobert.retrieval.metrics import RECALL_AT, chance_metrics, metrics_from_counts
+from videobert.retrieval.scoring import align_accuracy
+from videobert.retrieval.two_stage import two_stage_search
 from videobert.retrieval.zeroshot import labelled_segments, load_spec, read_label_rows, zero_shot
+from videobert.runtime import LONG_BARRIER, ProcessGroup, dist_env, process_group
 from videobert.store import StageSummary, atomic_write_json, prepare_output_dir
 
 log = logging.getLogger(__name__)
@@ -47,18 +53,26 @@ class EvaluateConfig(InferenceConfig):
     ties: Literal["average", "pessimistic"] = field(
         "average", help="tied scores: the true item's expected rank under random tie-breaking, or last among its ties")
     two_stage: int = field(0, help="also rank two-stage: a first stage keeps K candidates per query for the cross-encoder (0: off)")
-    exhaustive: bool = field(True, help="score every text-video pair (N² passes); --no-exhaustive with --two-stage for large galleries")
+    exhaustive: bool | None = field(
+        None, help="rank queries against the whole gallery with the cross-encoder: --exhaustive every query whatever "
+                   "the gallery's size, --no-exhaustive none (the two-stage ranking only, with --two-stage K); unset: "
+                   "every query up to exhaustive_limit gallery items, above that a seeded sample of sample_queries")
+    exhaustive_limit: int = field(10_000, help="largest gallery whose every query is ranked (N² pairs) unless --exhaustive")
+    sample_queries: int = field(1_000, help="above exhaustive_limit: queries ranked, a seeded sample, each against the "
+                                            "whole gallery (2 × queries × N pairs)")
     max_queries: int = field(0, help="evaluate on a seeded sample of this many text-video examples (0: all)")
-    seed: int = field(0, help="seed of the alignment negatives and of the query sample")
+    seed: int = field(0, help="seed of the alignment negatives and of the samples")
 
     def check(self) -> None:
         InferenceConfig.check(self)
         if self.two_stage < 0 or self.max_queries < 0:
             raise ConfigError("two_stage, max_queries: need >= 0")
-        if not self.exhaustive and not self.two_stage:
+        if self.exhaustive is False and not self.two_stage:
             raise ConfigError("exhaustive: false needs --two-stage K (otherwise nothing ranks the gallery)")
         if self.max_queries == 1:
             raise ConfigError("max_queries: need at least 2 (or 0 for all)")
+        if self.exhaustive_limit < 2 or self.sample_queries < 1:
+            raise ConfigError("exhaustive_limit: need >= 2; sample_queries: need >= 1")
 
 
 def run(run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path | None, cfg: EvaluateConfig,
@@ -66,29 +80,38 @@ def run(run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path | None,
     """Evaluate ``run_dir`` on ``corpus_dir``'s split into ``out_dir`` (default:
     ``RUN/eval-<split>``); ``details`` is ``metrics.json``. Zero-shot classification needs both
     ``labels`` (default: ``labels.jsonl`` beside the corpus's manifest, as ``videobert synth``
-    writes it) and ``zero_shot_spec``."""
+    writes it) and ``zero_shot_spec``. Under torchrun every rank scores its share of the pairs and
+    rank 0 writes the folder."""
     began = time.perf_counter()
+    env = dist_env()
     if labels is None:
         labels = default_labels(corpus_dir)
         if labels is not None:
             log.info("zero-shot labels: %s", labels)
         else:
             log.info("no labels (--labels): zero-shot classification is skipped")
-    out = prepare_output_dir(out_dir if out_dir is not None else Path(run_dir) / f"eval-{cfg.split}")
-    cfgmod.save(cfg, out / "config.yaml")
-    metrics = evaluate(run_dir, corpus_dir, cfg, labels=labels, zero_shot_spec=zero_shot_spec,
-                       progress=lambda batches: logs.progress(batches, desc="scoring pairs", unit="batch"))
-    atomic_write_json(out / "metrics.json", metrics)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / f"eval-{cfg.split}"
+    if env.is_main:
+        prepare_output_dir(out)
+        cfgmod.save(cfg, out / "config.yaml")
+    with process_group(env.has_rendezvous, "gloo", LONG_BARRIER) as group:
+        metrics = evaluate(run_dir, corpus_dir, cfg, labels=labels, zero_shot_spec=zero_shot_spec,
+                           progress=lambda batches, total=None: logs.progress(
+                               batches, total=total, desc="scoring pairs", unit="batch",
+                               disable=not (env.is_main and logs.progress_enabled())),
+                           group=group)
+    if env.is_main:
+        atomic_write_json(out / "metrics.json", metrics)
     return StageSummary("evaluate", out, metrics["gallery"], 0, 0, time.perf_counter() - began,
                         format_report(metrics), metrics)
 
 
-
-def _sample(examples: list[dict], count: int, seed: int) -> list[dict]:
-    if not count or count >= len(examples):
-        return examples
-    keep = np.sort(np.random.default_rng([seed, 0x5A3]).choice(len(examples), size=count, replace=False))
-    return [examples[i] for i in keep]
+def _sample(count: int, size: int, seed: int, stream: int) -> np.ndarray:
+    """Sorted indices of a seeded sample of ``size`` of ``count`` items (all when ``size`` is 0 or
+    at least ``count``)."""
+    if not size or size >= count:
+        return np.arange(count, dtype=np.int64)
+    return np.sort(np.random.default_rng([seed, stream]).choice(count, size=size, replace=False)).astype(np.int64)
 
 
 def _with_chance(metrics: dict[str, float], n: int) -> dict[str, float]:
@@ -103,60 +126,71 @@ def evaluate(
     zero_shot_spec: str | Path | None = None,
     progress: Callable | None = None,
     loaded: LoadedModel | None = None,
+    group: ProcessGroup | None = None,
 ) -> dict[str, Any]:
     """Retrieval both ways, alignment accuracy and (with ``labels`` and a spec) zero-shot
     classification of ``run_dir`` on ``corpus_dir``'s split. Returns the content of ``metrics.json``.
 
-    ``progress`` wraps the batches of the exhaustive scoring; ``loaded`` reuses a loaded model.
+    ``progress`` wraps the batches of the exhaustive scoring; ``loaded`` reuses a loaded model;
+    ``group`` shares the exhaustive scoring among torchrun ranks. Memory grows with the gallery,
+    never with its square: the split is read through its mapped files and the ranking keeps two
+    counts per query (:mod:`videobert.retrieval.exhaustive`).
     """
     began = time.perf_counter()
     check_complete(corpus_dir)
     if loaded is None:
         loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)
     check_same_vocabulary(loaded, corpus_dir)
+    split = CorpusSplit(corpus_dir, cfg.split)
     zero_shot_inputs = None
     if labels is not None and zero_shot_spec is not None:  # read before the long scoring: errors come first
-        tokens, clip_seconds = corpus_visual_words(corpus_dir)
-        zero_shot_inputs = (load_spec(zero_shot_spec), read_label_rows(labels), tokens, clip_seconds)
-    examples = _sample(text_video_examples(corpus_dir, cfg.split), cfg.max_queries, cfg.seed)
-    if len(examples) < 2:
-        raise StageError(f"{corpus_dir}: the {cfg.split} split has {len(examples)} text-video examples; retrieval needs 2 or more")
-    texts = [e["text_ids"] for e in examples]
-    videos = [e["video_ids"] for e in examples]
-    n = len(examples)
+        rows = read_label_rows(labels)
+        split_videos = set(split.video_names())
+        tokens, clip_seconds = corpus_visual_words(corpus_dir, {r["video_id"] for r in rows} & split_videos)
+        zero_shot_inputs = (load_spec(zero_shot_spec), rows, tokens, clip_seconds, split_videos)
+    gallery_rows = text_video_rows(split)
+    gallery_rows = gallery_rows[_sample(len(gallery_rows), cfg.max_queries, cfg.seed, 0x5A3)]
+    n = len(gallery_rows)
+    if n < 2:
+        raise StageError(f"{corpus_dir}: the {cfg.split} split has {n} text-video examples; retrieval needs 2 or more")
+    texts = [split.text_ids(int(r)) for r in gallery_rows]
+    videos = [split.video_ids(int(r)) for r in gallery_rows]
+    queries, how = _queries(n, cfg)
     metrics: dict[str, Any] = {
         "run": str(Path(run_dir).absolute()),
         "corpus": str(Path(corpus_dir).absolute()),
         "split": cfg.split,
         "gallery": n,
-        "videos": len({e["video_id"] for e in examples}),
+        "videos": int(np.unique(split.video_codes[gallery_rows]).size),
+        "queries": {"ranked": int(queries.size), "scoring": how, "seed": cfg.seed},
         "ties": cfg.ties,
         "device": str(loaded.device),
         "precision": loaded.precision,
     }
     seconds: dict[str, float] = {}
 
-    exhaustive = None
-    if cfg.exhaustive:
+    if cfg.exhaustive is not False:
         start = time.perf_counter()
-        exhaustive = score_matrix(loaded, texts, videos, progress)
+        counts = exhaustive_counts(loaded, texts, videos, queries, progress, group)
         seconds["exhaustive"] = time.perf_counter() - start
-        metrics["t2v"] = _with_chance(metrics_from_counts(*true_match_counts(exhaustive), cfg.ties), n)
-        metrics["v2t"] = _with_chance(metrics_from_counts(*true_match_counts(exhaustive.T), cfg.ties), n)
-        metrics["pairs_scored"] = n * n
+        metrics["t2v"] = _with_chance(metrics_from_counts(*counts.t2v, cfg.ties), n)
+        metrics["v2t"] = _with_chance(metrics_from_counts(*counts.v2t, cfg.ties), n)
+        q = int(queries.size)
+        metrics["pairs_scored"] = n * n if q == n else 2 * q * n - q * q  # gallery pairs ranked
+        metrics["unique_pairs_scored"] = counts.pairs_scored  # forward passes (equal contents scored once)
     if cfg.two_stage:
         start = time.perf_counter()
-        result = two_stage_search(loaded, texts, videos, cfg.two_stage, exhaustive=None, progress=progress)
+        result = two_stage_search(loaded, texts, videos, cfg.two_stage, queries)
         seconds["two_stage"] = time.perf_counter() - start
         two_stage = {
             "k": cfg.two_stage,
-            "first_stage": "predicted visual words · visual-word histogram (faiss IndexFlatIP)",
+            "first_stage": "predicted visual words · visual-word histogram",
             "t2v": _with_chance(metrics_from_counts(*result.t2v, cfg.ties), n),
             "v2t": _with_chance(metrics_from_counts(*result.v2t, cfg.ties), n),
             "first_stage_recall": result.first_stage_recall,
             "pairs_scored": result.pairs_scored,
         }
-        if exhaustive is not None:
+        if cfg.exhaustive is not False:
             two_stage["recall_cost"] = {
                 direction: {f"r{k}": metrics[direction][f"r{k}"] - two_stage[direction][f"r{k}"] for k in RECALL_AT}
                 for direction in ("t2v", "v2t")
@@ -167,7 +201,7 @@ def evaluate(
         metrics["two_stage"] = two_stage
 
     start = time.perf_counter()
-    align = align_accuracy(loaded, texts, videos, [e["video_id"] for e in examples], cfg.seed)
+    align = align_accuracy(loaded, texts, videos, split.video_codes[gallery_rows], cfg.seed)
     seconds["align"] = time.perf_counter() - start
     metrics["align_accuracy"] = align["accuracy"]
     metrics["align"] = align
@@ -175,8 +209,7 @@ def evaluate(
     metrics["zero_shot"] = {}
     if zero_shot_inputs is not None:
         start = time.perf_counter()
-        specs, rows, tokens, clip_seconds = zero_shot_inputs
-        split_videos = {e["video_id"] for e in load_corpus(corpus_dir, cfg.split)}
+        specs, rows, tokens, clip_seconds, split_videos = zero_shot_inputs
         segments = labelled_segments(rows, tokens, clip_seconds, split_videos)
         if segments:
             metrics["zero_shot"] = zero_shot(loaded, specs, segments)
@@ -190,12 +223,25 @@ def evaluate(
     return metrics
 
 
+def _queries(n: int, cfg: EvaluateConfig) -> tuple[np.ndarray, str]:
+    """The gallery items ranked as queries, and how they were chosen."""
+    if cfg.exhaustive or n <= cfg.exhaustive_limit:
+        return np.arange(n, dtype=np.int64), "every query"
+    sample = _sample(n, cfg.sample_queries, cfg.seed, 0x9E5)
+    log.warning("a gallery of %d items is more than exhaustive_limit %d: ranking a seeded sample of %d queries, each "
+                "against the whole gallery (--exhaustive ranks all %d, %d pairs)", n, cfg.exhaustive_limit, sample.size,
+                n, n * n)
+    return sample, "seeded query sample"
+
+
 def format_report(metrics: dict[str, Any]) -> str:
     """The metrics as a table, each figure beside its chance level."""
     n = metrics["gallery"]
+    queries = metrics.get("queries") or {"ranked": n, "scoring": "every query"}
+    ranked = "" if queries["ranked"] == n else f"; {queries['ranked']} queries ranked, a seeded sample"
     lines = [
         f"{metrics['split']} split: {n} text-video segments from {metrics['videos']} videos "
-        f"(gallery of {n}; ties {metrics['ties']}; {metrics['device']} {metrics['precision']})",
+        f"(gallery of {n}{ranked}; ties {metrics['ties']}; {metrics['device']} {metrics['precision']})",
         "",
         f"{'retrieval':<22}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'median rank':>13}{'mean rank':>11}",
     ]

@@ -9,7 +9,7 @@ import numpy as np
 
 from videobert.errors import InputError
 from videobert.features.s3d import FEATURE_DIM
-from videobert.features.stage import clip_count, feature_path, list_videos, load_features
+from videobert.features.stage import clip_count, feature_path, list_videos, mapped_features
 from videobert.logs import progress
 from videobert.vocab.normalise import video_mean
 
@@ -38,21 +38,38 @@ def scan_features(features_dir: str | Path) -> tuple[list[tuple[str, int]], list
     return listing, failures
 
 
+def sample_positions(total: int, sample: int, seed: int) -> np.ndarray:
+    """Sorted positions (int64) of a uniform sample of ``sample`` of ``total`` items without
+    replacement, drawn with ``seed`` — all of them when there are no more than ``sample``. Memory
+    is proportional to the sample, not to ``total``: positions are drawn with replacement, the
+    repeats topped up, and any excess dropped at random (each step treats every position alike,
+    so every subset of that size is equally likely)."""
+    if total <= sample:
+        return np.arange(total, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    picked = np.unique(rng.integers(0, total, size=sample))
+    while picked.size < sample:
+        picked = np.union1d(picked, rng.integers(0, total, size=2 * (sample - picked.size) + 16))
+    if picked.size > sample:
+        picked = np.sort(rng.choice(picked, size=sample, replace=False))
+    return picked.astype(np.int64)
+
+
 def read_sample(
     features_dir: str | Path, listing: list[tuple[str, int]], sample: int, seed: int, center_per_video: bool
 ) -> tuple[ClipSample, list[Failure]]:
     """All clips of the corpus, or a uniform sample of ``sample`` of them drawn with ``seed``, and
     the videos left out because their file cannot be read or holds NaN or infinity.
 
-    With ``center_per_video`` each clip has its video's mean (over all the video's clips)
-    subtracted.
+    Only the sampled rows are read: each touched feature file is memory-mapped and its rows read
+    in file order, and only they are checked for NaN and infinity. With ``center_per_video`` each
+    clip has its video's mean (over all the video's clips) subtracted, so a touched video is read
+    whole.
     """
     video_ids = [video_id for video_id, _ in listing]
     offsets = np.concatenate([[0], np.cumsum([count for _, count in listing])]).astype(np.int64)
     total = int(offsets[-1])
-    picked = np.arange(total)
-    if total > sample:
-        picked = np.sort(np.random.default_rng(seed).choice(total, sample, replace=False))
+    picked = sample_positions(total, sample, seed)
     video = np.searchsorted(offsets, picked, side="right") - 1
     clip = picked - offsets[video]
     features = np.empty((len(picked), FEATURE_DIM), np.float32)
@@ -63,14 +80,19 @@ def read_sample(
     for start, stop in progress(list(zip(starts, stops)), desc="read sample", unit="video"):
         video_id = video_ids[video[start]]
         try:
-            array = load_features(features_dir, video_id)
-            if not np.isfinite(array).all():
+            array = mapped_features(features_dir, video_id)
+            rows = np.asarray(array[clip[start:stop]], dtype=np.float32)
+            if center_per_video:
+                whole = np.asarray(array, dtype=np.float32)
+                if not np.isfinite(whole).all():
+                    raise InputError(f"{feature_path(features_dir, video_id)}: features contain NaN or infinity", "non_finite")
+                rows = rows - video_mean(whole)
+            elif not np.isfinite(rows).all():
                 raise InputError(f"{feature_path(features_dir, video_id)}: features contain NaN or infinity", "non_finite")
         except InputError as exc:
             failures.append((video_id, exc))
             keep[start:stop] = False
             continue
-        rows = array[clip[start:stop]].astype(np.float32)
-        features[start:stop] = rows - video_mean(array) if center_per_video else rows
+        features[start:stop] = rows
     sample_clips = ClipSample(features[keep], video_ids, video[keep].astype(np.int32), clip[keep].astype(np.int32), total)
     return sample_clips, failures

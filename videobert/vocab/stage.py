@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -519,17 +519,18 @@ def _valid_tokens(path: Path, clips: int, vocab_size: int) -> bool:
     )
 
 
-def load_tokens(tokens_dir: str | Path) -> dict[str, np.ndarray]:
-    """``{video_id: int array [n_clips]}`` of visual words (0 … V-1) from a tokenize folder."""
+def load_tokens(tokens_dir: str | Path, video_ids: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """``{video_id: int array [n_clips]}`` of visual words (0 … V-1) from a tokenize folder: of
+    every video, or of those of ``video_ids`` that have them."""
     tokens_dir = Path(tokens_dir)
     if not (tokens_dir / "tokens.json").exists():
         raise InputError(f"{tokens_dir}: not a tokens folder (no tokens.json; run 'videobert tokenize')", "missing")
-    tokens = {}
-    for path in sorted(tokens_dir.glob("*.npy")):
-        if path.name.startswith("."):
-            continue
-        tokens[path.stem] = load_npy(path, "tokens")
-    return tokens
+    if video_ids is not None:
+        paths = [token_path(tokens_dir, v) for v in sorted(set(video_ids))]
+        paths = [p for p in paths if p.is_file()]
+    else:
+        paths = [p for p in sorted(tokens_dir.glob("*.npy")) if not p.name.startswith(".")]
+    return {path.stem: load_npy(path, "tokens") for path in paths}
 
 
 def tokens_meta(tokens_dir: str | Path) -> dict:
