@@ -281,6 +281,8 @@ def main() -> None:
                         help="that run only at sizes up to this (the earlier code's copies per worker fill 24 GB beyond)")
     parser.add_argument("--eval-examples", type=int, default=8000, help="test split: examples (the evaluation gallery)")
     parser.add_argument("--eval-seconds", type=float, default=0, help="stop evaluation after this long (0: never)")
+    parser.add_argument("--baseline-eval-seconds", type=float, default=0,
+                        help="the same for the baseline revision only (its peak comes before the first batch)")
     parser.add_argument("--vocab-sample", type=int, default=200_000)
     parser.add_argument("--baseline", metavar="REV", help="also measure this git revision (a worktree beside the repo)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "scale")
@@ -314,7 +316,8 @@ def main() -> None:
                     continue
                 for name, ranks, workers in runs:
                     command = stage_commands(name, data, work, args, tree, ranks, workers)
-                    timeout = (args.eval_seconds or None) if name == "evaluate" else None
+                    limit = args.baseline_eval_seconds if label != "this tree" and args.baseline_eval_seconds else args.eval_seconds
+                    timeout = (limit or None) if name == "evaluate" else None
                     figures = measure(command, tree_env(tree), timeout)
                     key = name if ranks == 1 else f"{name} {ranks}x{workers} workers"
                     results[(label, key, size)] = figures

@@ -20,7 +20,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "corpus": ("pipelines.corpus", "align transcript sentences with visual words into train/val/test examples"),
     "pretrain": ("pipelines.pretrain", "train VideoBERT: masked text, masked visual words, text-video alignment"),
     "evaluate": ("pipelines.evaluate", "retrieval R@k, alignment accuracy and zero-shot classification of a run"),
-    "retrieve": ("pipelines.retrieve", "search a corpus's video segments with a sentence"),
+    "index": ("pipelines.index", "visual words of any videos with a model folder's settings, for search (resumable, sharded)"),
+    "retrieve": ("pipelines.retrieve", "search a model's test segments, an index or a corpus with a sentence"),
     "prune": ("pipelines.prune", "delete the earlier outputs a run folder keeps in RUN/.previous"),
 }
 

@@ -37,14 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def next_steps(run_dir: Path) -> list[str]:
     """The one-line commands to query the demo's model and to open the notebook on it."""
-    model, corpus = shlex.quote(str(run_dir / "model")), shlex.quote(str(run_dir / "corpus"))
+    model = shlex.quote(str(run_dir / "model"))
     notebook = shlex.quote(str(NOTEBOOK)) if NOTEBOOK.exists() else "notebooks/retrieval.ipynb"
     return [
-        "Search the held-out videos with a sentence:",
-        f"  videobert retrieve {model} \"now the red circle moves left\" --corpus {corpus} --top-k 5 "
+        "Search the held-out videos with a sentence (the model folder carries them; copy it anywhere):",
+        f"  videobert retrieve {model} \"now the red circle moves left\" --top-k 5 "
         f"--sheet {shlex.quote(str(run_dir / 'hits.jpg'))}",
-        "Open the retrieval notebook on this run (pip install -e \".[notebook]\" first):",
-        f"  VIDEOBERT_RUN={model} VIDEOBERT_CORPUS={corpus} jupyter notebook {notebook}",
+        "In Python: VideoBERTPipeline.from_pretrained(" + repr(str(run_dir / "model")) + ").search(\"...\")",
+        "Open the retrieval notebook on this model (pip install -e \".[notebook]\" first):",
+        f"  VIDEOBERT_MODEL={model} jupyter notebook {notebook}",
     ]
 
 

@@ -72,3 +72,44 @@ def eval_demo_run(synth_corpus, tmp_path_factory) -> dict:
     from tests.eval_data import make_demo_run
 
     return make_demo_run(synth_corpus, tmp_path_factory.mktemp("eval_demo"))
+
+
+# A model folder that must work on its own (tests/test_model_folder.py, tests/test_notebook.py).
+PORTABLE_RUN = {
+    "synth": {"videos": 8, "seed": 3},
+    "extract": {"size": 112, "fps": 10, "clip_frames": 15, "device": "cpu", "precision": "fp32"},
+    "vocab": {"k": 4, "depth": 2, "min_points_per_centroid": 2, "device": "cpu", "exemplar_size": 32, "niter": 5},
+    "tokenize": {"device": "cpu"},
+    "pretrain": {"preset": "tiny", "steps": 40, "batch_size": 8, "max_len": 64, "device": "cpu", "eval_every": 0,
+                 "save_every": 0, "log_every": 20, "lr": 1.0e-3, "warmup": 5},
+    "evaluate": {"device": "cpu"},
+}
+
+
+@pytest.fixture(scope="session")
+def portable_model(tmp_path_factory):
+    """A small pipeline run (videobert run: synthetic videos, extract, vocab, tokenize, corpus,
+    pretrain, evaluate) whose model folder was copied elsewhere, and the run's other folders
+    deleted (only the videos stay): what the copy must reproduce, and where it is."""
+    import json
+    import shutil
+
+    import numpy as np
+    import yaml
+
+    from videobert.manifest import read_manifest
+
+    root = tmp_path_factory.mktemp("portable")
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(PORTABLE_RUN))
+    run = root / "run"
+    result = run_cli("run", config, "-o", run, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = read_manifest(run / "synth" / "manifest.jsonl")
+    tokens = {e.video_id: np.load(run / "tokens" / f"{e.video_id}.npy") for e in manifest}
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    copy = root / "elsewhere" / "my-model"
+    shutil.copytree(run / "model", copy)
+    for folder in ("features", "vocab", "tokens", "corpus", "model", "eval"):
+        shutil.rmtree(run / folder)
+    return {"copy": copy, "manifest": manifest, "tokens": tokens, "metrics": metrics, "run": run, "root": root}

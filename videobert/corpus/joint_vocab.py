@@ -9,7 +9,9 @@ ids                tokens
 =================  ==========================================================
 
 Saved as ``vocabulary.json`` beside a ``tokenizer/`` folder (Hugging Face ``BertTokenizerFast``
-format), and used unchanged by training, evaluation and the notebook.
+format), and used unchanged by training, evaluation and the notebook. In a model folder its
+``visual_vocab`` is the relative path of the copied visual vocabulary and ``codebook`` that
+codebook's hash (:mod:`videobert.model_folder`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class JointVocabulary(JointLayout):
 
     tokenizer: object  # transformers.BertTokenizerFast
     visual_vocab_size: int
-    visual_vocab: str | None = None  # where the visual vocabulary (VOCAB folder) was read from
+    visual_vocab: str | None = None  # the visual vocabulary (VOCAB folder; relative paths: to vocabulary.json's folder)
+    codebook: str | None = None  # hash of that vocabulary's codebook, where it is recorded
 
     @property
     def text_vocab_size(self) -> int:
@@ -102,6 +105,7 @@ class JointVocabulary(JointLayout):
             "special_ids": self.special_ids,
             "tokenizer": "tokenizer",
             "visual_vocab": self.visual_vocab,
+            "codebook": self.codebook,
         }
 
     def save(self, folder: str | Path) -> None:
@@ -118,7 +122,10 @@ class JointVocabulary(JointLayout):
         path = folder / "vocabulary.json"
         data = read_json(path, "joint vocabulary")
         tokenizer = load_tokenizer(folder / data.get("tokenizer", "tokenizer"))
-        vocab = cls(tokenizer, int(data["visual_vocab_size"]), data.get("visual_vocab"))
+        visual_vocab = data.get("visual_vocab")
+        if visual_vocab is not None and not Path(visual_vocab).is_absolute():  # inside a model folder
+            visual_vocab = str(folder / visual_vocab)
+        vocab = cls(tokenizer, int(data["visual_vocab_size"]), visual_vocab, data.get("codebook"))
         if vocab.text_vocab_size != data["text_vocab_size"] or vocab.size != data["size"]:
             raise InputError(
                 f"{path}: tokenizer has {vocab.text_vocab_size} entries but the file records "

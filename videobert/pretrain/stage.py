@@ -5,7 +5,8 @@
 the folder, writes ``config.yaml`` and the joint vocabulary, trains with the
 :class:`~videobert.pretrain.trainer.Trainer`, writes ``log.jsonl`` and TensorBoard curves (rank 0),
 checkpoints every ``save_every`` steps, and at the end the model (``model.safetensors`` +
-``config.json``) and ``summary.json``. Under ``torchrun`` every rank calls it
+``config.json``), the rest of a self-contained model folder (:mod:`videobert.model_folder`: the
+visual vocabulary, feature settings, test index) and ``summary.json``, then the model card. Under ``torchrun`` every rank calls it
 (DistributedDataParallel).
 """
 
@@ -28,10 +29,12 @@ from videobert import config as cfgmod
 from videobert.bert_import import bert_config, init_visual_embeddings, load_bert_weights
 from videobert.config import field
 from videobert.corpus.joint_vocab import JointVocabulary
-from videobert.corpus.reader import CorpusSplit, check_complete
+from videobert.corpus.reader import CorpusSplit, check_complete, corpus_summary
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.logs import progress, progress_enabled
 from videobert.model import ModelConfig, VideoBERT
+from videobert.model_card import write_model_card
+from videobert.model_folder import package, write_test_index
 from videobert.pretrain.checkpoint import list_checkpoints
 from videobert.pretrain.data import DataConfig, PretrainExamples, StepBatches, TokenLayout, validation_batches
 from videobert.pretrain.losses import LOSS_NAMES, LossWeights, validation_metrics
@@ -287,13 +290,34 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
         "val": val_metrics,
         "validation": validation,
         "chance": {"text_acc": 1 / layout.text_vocab_size, "video_acc": 1 / layout.visual_vocab_size, "align_acc": 0.5},
+        "corpus": _corpus_record(corpus_dir),
     }
-    if env.is_main:
+    if env.is_main:  # the model folder, whole (videobert.model_folder), then its completion record and card
         model.save_pretrained(run_dir)
+        record = package(run_dir, Path(vocab_dir) if vocab_dir is not None else None)
+        if record["codebook"] is not None:
+            vocab.visual_vocab, vocab.codebook = record["visual_vocab"], record["codebook"]
+        vocab.save(run_dir)
+        summary["test_index_segments"] = write_test_index(run_dir, corpus_dir, vocab.codebook, layout.visual_vocab_size)
         atomic_write_json(run_dir / "summary.json", summary)
+        write_model_card(run_dir)
     if env.is_distributed:
         torch.distributed.barrier()
     return summary, start_step
+
+
+def _corpus_record(corpus_dir: Path) -> dict[str, Any]:
+    """What the model card says of the training data."""
+    summary = corpus_summary(corpus_dir)
+    manifest = (summary.get("inputs") or {}).get("manifest")
+    return {
+        "folder": str(Path(corpus_dir).absolute()),
+        "name": Path(manifest).parent.name if manifest else None,
+        "examples": summary.get("examples"),
+        "videos": (summary.get("videos") or {}).get("total"),
+        "splits": {split: (summary.get("splits") or {}).get(split, {}).get("examples") for split in ("train", "val", "test")},
+        "tokenizer": (summary.get("tokenizer") or {}).get("source"),
+    }
 
 
 def hold_out_videos(split: CorpusSplit, share: float, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

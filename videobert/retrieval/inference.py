@@ -15,6 +15,7 @@ from videobert.config import field, read_yaml
 from videobert.corpus.joint_vocab import JointVocabulary
 from videobert.errors import ConfigError, InputError
 from videobert.model import VideoBERT
+from videobert.model_folder import check_visual_vocab
 from videobert.pretrain.data import TokenLayout, build_input, collate_inputs
 from videobert.runtime import DeviceName, Precision, autocast, resolve_device, resolve_precision
 
@@ -60,6 +61,7 @@ def load_model(
     torch_device = resolve_device(device)
     resolved = resolve_precision(precision, torch_device)
     vocab = JointVocabulary.load(run_dir)
+    check_visual_vocab(run_dir, vocab.codebook)  # a model folder's copied codebook must be the one it was trained with
     model = VideoBERT.from_pretrained(run_dir, torch_device)
     if model.config.vocab_size != vocab.size:
         raise InputError(f"{run_dir}: the model has {model.config.vocab_size} ids but vocabulary.json {vocab.size}")

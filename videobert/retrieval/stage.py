@@ -1,7 +1,8 @@
 """The evaluate stage: RUN + CORPUS -> RUN/eval-<split> (docs/formats.md): what ``videobert
 evaluate`` computes, and what the notebook calls.
 
-``run`` creates the folder, writes ``config.yaml`` and ``metrics.json``; :func:`evaluate` computes
+``run`` creates the folder, writes ``config.yaml`` and ``metrics.json`` (and adds the figures to the
+model folder's card, :mod:`videobert.model_card`); :func:`evaluate` computes
 the metrics (see :mod:`videobert.retrieval.gallery` for the gallery):
 
 * ``t2v`` / ``v2t``: ``r1``, ``r5``, ``r10``, ``median_rank``, ``mean_rank`` and their chance
@@ -31,6 +32,7 @@ from videobert import logs
 from videobert.config import field
 from videobert.corpus.reader import CorpusSplit, check_complete
 from videobert.errors import ConfigError, StageError
+from videobert.model_card import record_evaluation
 from videobert.retrieval.exhaustive import exhaustive_counts
 from videobert.retrieval.gallery import check_same_vocabulary, corpus_visual_words, default_labels, text_video_rows
 from videobert.retrieval.inference import InferenceConfig, LoadedModel, load_model
@@ -102,6 +104,7 @@ def run(run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path | None,
                            group=group)
     if env.is_main:
         atomic_write_json(out / "metrics.json", metrics)
+        record_evaluation(run_dir, metrics)  # the model card's model-index
     return StageSummary("evaluate", out, metrics["gallery"], 0, 0, time.perf_counter() - began,
                         format_report(metrics), metrics)
 

@@ -1,0 +1,48 @@
+"""``videobert index MODEL VIDEOS -o INDEX``: the visual words of any videos, for search.
+
+Decode, encode (S3D) and tokenize every video of a manifest or a folder exactly as the model's own
+videos were — the settings come from the model folder (features.json, visual_vocab/) — and write
+INDEX/words/<video_id>.npy and index.json. Resumable (finished videos are skipped) and shardable
+like extract: --shard I/N for job arrays; under torchrun each rank takes its share. Search it with
+videobert retrieve MODEL "query" --index INDEX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipelines.common import add_config_arguments, add_output, command, new_parser, resolve_config
+from videobert.index import stage
+from videobert.runtime import dist_env, parse_shard
+from videobert.store import StageSummary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser("videobert index", __doc__)
+    parser.add_argument("model", type=Path, metavar="MODEL", help="model folder (videobert pretrain)")
+    parser.add_argument("videos", type=Path, metavar="VIDEOS", help="manifest JSONL, or a folder of videos")
+    add_output(parser, "INDEX")
+    parser.add_argument("--s3d-weights", type=Path, metavar="PTH",
+                        help="the S3D state dict the model's features were extracted with (checked by its sha256)")
+    parser.add_argument("--shard", metavar="I/N", help="index only share I of N (0-based) of the videos, for job arrays")
+    add_config_arguments(parser, stage.IndexConfig)
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = resolve_config(stage.IndexConfig, args)
+    report(stage.run(args.model, args.videos, args.out, cfg, shard=parse_shard(args.shard), s3d_weights=args.s3d_weights))
+
+
+def report(summary: StageSummary) -> None:
+    env = dist_env()
+    if env.is_main or not env.has_rendezvous:
+        print(summary.message)
+
+
+main = command("videobert index", build_parser, run)
+
+if __name__ == "__main__":
+    sys.exit(main())

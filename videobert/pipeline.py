@@ -1,0 +1,265 @@
+"""A trained model folder as one object: raw video and text in, answers out.
+
+::
+
+    from videobert import VideoBERTPipeline
+
+    pipe = VideoBERTPipeline.from_pretrained("runs/demo/model")        # + s3d_weights=, device=
+    hits = pipe.search("now the red circle moves left", top_k=4)      # the model's own test segments
+    pipe.filmstrip(hits[0])
+
+Everything comes from the folder (:mod:`videobert.model_folder`): the network and tokenizer, the
+visual vocabulary's codebook, and the feature settings its visual words assume. A video is given
+as a path (decoded at the recorded fps and size, S3D features in the recorded precision, then the
+codebook — the same computation as ``videobert extract`` + ``videobert tokenize``), as features
+already extracted (float ``[n_clips, 1024]``), or as visual words (int ``[n_clips]``). S3D is
+built on first use: from the weights file given as ``s3d_weights`` (its sha256 must be the one
+the features were made with), or, for a model trained on randomly initialised features, from the
+same seeded initialisation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterator, Sequence, Union
+
+import numpy as np
+
+from videobert.errors import ConfigError, InputError
+from videobert.features.extract import extract_features, resolve_runtime
+from videobert.features.s3d import FEATURE_DIM, RANDOM_INIT, ClipEncoder, build_s3d
+from videobert.index.folder import Index, load_index
+from videobert.manifest import VideoEntry, safe_id_from_stem
+from videobert.model_folder import TEST_INDEX, check_s3d_weights, check_visual_vocab, read_feature_settings
+from videobert.retrieval.display import exemplar_images, filmstrip
+from videobert.retrieval.gallery import Hit, retrieve
+from videobert.retrieval.generate import text_to_video
+from videobert.retrieval.inference import LoadedModel, forward_sequences, load_model
+from videobert.retrieval.scoring import align_probability, score_matrix
+from videobert.retrieval.zeroshot import AttributeSpec, candidate_ids, class_scores, template_input
+from videobert.runtime import resolve_precision
+
+log = logging.getLogger(__name__)
+
+Video = Union[str, Path, np.ndarray, Sequence[int]]
+
+
+class VideoBERTPipeline:
+    """A loaded model folder (module docstring). Build it with :meth:`from_pretrained`."""
+
+    def __init__(self, folder: Path, loaded: LoadedModel, codebook, settings: dict | None, s3d_weights: Path | None,
+                 batch_size: int | None = None, workers: int | None = None):
+        self.folder, self.loaded, self.codebook, self.settings = folder, loaded, codebook, settings
+        self.s3d_weights, self.batch_size, self.workers = s3d_weights, batch_size, workers
+        self._encoder = None
+        self._own_index: Index | None = None
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, s3d_weights: str | Path | None = None, device: str = "auto",
+                        precision: str = "auto", batch_tokens: int = 0, batch_size: int | None = None,
+                        workers: int | None = None) -> "VideoBERTPipeline":
+        """Load a model folder written by ``videobert pretrain``. ``s3d_weights``: the S3D state dict
+        its features were extracted with (checked against ``features.json``); ``batch_size`` and
+        ``workers``: clips per S3D call and decoding processes (extract's defaults)."""
+        folder = Path(folder)
+        loaded = load_model(folder, device, precision, batch_tokens)
+        codebook = check_visual_vocab(folder, loaded.vocab.codebook, device=loaded.device.type)
+        settings = read_feature_settings(folder)
+        weights = Path(s3d_weights).expanduser() if s3d_weights is not None else None
+        if weights is not None:
+            if settings is None:
+                raise InputError(f"{folder}: records no feature settings (features.json), so no S3D weights can be checked")
+            check_s3d_weights(folder, settings, weights)
+        return cls(folder, loaded, codebook, settings, weights, batch_size, workers)
+
+    # ------------------------------------------------------------------ videos to visual words
+    def _s3d(self) -> ClipEncoder:
+        if self._encoder is None:
+            if self.settings is None or self.codebook is None:
+                raise InputError(f"{self.folder}: holds no visual vocabulary and feature settings (visual_vocab/, "
+                                 "features.json); give visual words or features instead of video files")
+            check_s3d_weights(self.folder, self.settings, self.s3d_weights)
+            model, made_from = build_s3d(self.s3d_weights, int(self.settings.get("init_seed", 0)))
+            expected = self.settings.get("weights")
+            if expected is not None and made_from != expected:
+                raise InputError(f"{self.folder / 'features.json'}: features of {expected}, but S3D was built from {made_from}")
+            device = self.loaded.device
+            precision = resolve_precision(self.settings.get("precision", "auto"), device)
+            self._encoder = ClipEncoder(model, device, precision)
+        return self._encoder
+
+    def iter_visual_words(self, entries: Sequence[VideoEntry], progress=None) -> Iterator[tuple[VideoEntry, np.ndarray | None, InputError | None]]:
+        """(entry, visual words int32 [n_clips] or None, the error that stopped it) for every video
+        file, as each finishes (decoding in worker processes beside S3D, as extract does)."""
+        encoder = self._s3d()
+        settings = self.settings
+        for key in ("fps", "clip_frames", "size"):
+            if key not in settings:
+                raise InputError(f"{self.folder / 'features.json'}: lacks {key!r}, so videos cannot be decoded as the model's were")
+        runtime = resolve_runtime(encoder.device, encoder.precision, self.batch_size, self.workers)
+        for video in extract_features(list(entries), encoder, runtime, int(settings["fps"]), int(settings["clip_frames"]),
+                                      int(settings["size"]), settings.get("decoder", "cpu") if encoder.device.type == "cuda"
+                                      else "cpu", progress=progress):
+            if video.error is not None:
+                yield video.entry, None, video.error
+            else:
+                yield video.entry, self.codebook.tokenize(video.features), None
+
+    def features(self, video: str | Path) -> np.ndarray:
+        """float16 [n_clips, 1024]: the S3D features of a video file, as ``videobert extract`` makes them."""
+        entry = _entry(video)
+        encoder = self._s3d()
+        runtime = resolve_runtime(encoder.device, encoder.precision, self.batch_size, self.workers)
+        settings = self.settings
+        for result in extract_features([entry], encoder, runtime, int(settings["fps"]), int(settings["clip_frames"]),
+                                       int(settings["size"])):
+            if result.error is not None:
+                raise result.error
+            return result.features
+        raise InputError(f"{video}: no features")
+
+    def visual_words(self, video: Video) -> np.ndarray:
+        """int [n_clips]: the visual word of every clip of ``video`` — a path (decoded and encoded as
+        the model's videos were), features float [n_clips, 1024], or visual words (checked)."""
+        if isinstance(video, (str, Path)):
+            (_, words, error), = self.iter_visual_words([_entry(video)])
+            if error is not None:
+                raise error
+            return words
+        array = np.asarray(video)
+        size = self.loaded.layout.visual_vocab_size
+        if array.ndim == 2 and array.dtype.kind == "f":
+            if array.shape[1] != FEATURE_DIM:
+                raise InputError(f"features of shape {list(array.shape)}: expected [n_clips, {FEATURE_DIM}]")
+            if self.codebook is None:
+                raise InputError(f"{self.folder}: holds no visual vocabulary (visual_vocab/) to tokenize features with")
+            if not np.isfinite(array).all():
+                raise InputError("features contain NaN or infinity", "non_finite")
+            return self.codebook.tokenize(array)
+        if array.ndim == 1 and (array.dtype.kind in "iu" or array.size == 0):
+            if array.size and (array.min() < 0 or array.max() >= size):
+                raise InputError(f"visual words fall outside 0 … {size - 1}")
+            return array.astype(np.int64)
+        raise InputError(f"a video is a file path, features [n_clips, {FEATURE_DIM}] or visual words [n_clips]; "
+                         f"got an array of shape {list(array.shape)} ({array.dtype})")
+
+    # ------------------------------------------------------------------ answers
+    def score(self, texts: str | Sequence[str], videos: Video | Sequence[Video]) -> np.ndarray:
+        """float64 [len(texts), len(videos)]: the alignment probability of every (text, video)
+        pair (one text or one video gives a row or column of one)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        videos = [videos] if _is_one_video(videos) else list(videos)
+        ids = [self._text_ids(text) for text in texts]
+        words = [self.visual_words(video) for video in videos]
+        empty = [i for i, w in enumerate(words) if len(w) == 0]
+        if empty:
+            raise InputError(f"video {empty[0]} has no clip to score")
+        return align_probability(score_matrix(self.loaded, ids, words))
+
+    def search(self, query: str, index: str | Path | Index | Sequence[Video] | None = None, top_k: int = 5,
+               two_stage: int = 0) -> list[Hit]:
+        """The ``top_k`` segments best matching ``query``: of an INDEX folder (``videobert index``),
+        of videos given as a list (each searched whole), or by default of the model's own test
+        segments (``test_index``)."""
+        segments = self._segments(index)
+        if not segments:
+            raise InputError("the index has no segment with visual words to search")
+        return retrieve(self.loaded, query, segments, top_k, two_stage)
+
+    def zero_shot(self, video: Video, template: str, candidates: Sequence[str] | dict[str, Sequence[str]],
+                  slot: int = 1) -> dict[str, float]:
+        """The probability of each candidate word (or class of words) at the ``slot``-th ``[MASK]``
+        of ``template`` followed by the video's visual words, best first (paper §4.2)."""
+        classes = {str(c): [str(c)] for c in candidates} if not isinstance(candidates, dict) else {
+            str(k): [v] if isinstance(v, str) else list(v) for k, v in candidates.items()}
+        spec = AttributeSpec("zero_shot", template, slot, {k: tuple(v) for k, v in classes.items()})
+        masks = template.split().count("[MASK]")
+        if not 1 <= slot <= masks:
+            raise ConfigError(f"slot must be 1 … {masks} (the [MASK] of the template to read), got {slot}")
+        labels, ids, owners = candidate_ids(self.loaded, spec)
+        if not labels:
+            raise ConfigError("no candidate is a single WordPiece the model knows")
+        sequence, positions = template_input(self.loaded, template, self.visual_words(video))
+        _, logits = forward_sequences(self.loaded, [sequence], [[positions[slot - 1]]])
+        scores = class_scores(logits[0], ids, owners, len(labels))[0]
+        return dict(sorted(zip(labels, map(float, scores)), key=lambda item: -item[1]))
+
+    def text_to_video(self, text: str, n_words: int = 4) -> tuple[list[int], list[float]]:
+        """The visual words a sentence calls up (paper Fig. 6) and each one's probability."""
+        return text_to_video(self.loaded, text, n_words)
+
+    def exemplars(self, words: Sequence[int]) -> list[np.ndarray | None]:
+        """Each visual word's exemplar thumbnail (uint8 [S, S, 3]; None where there is none)."""
+        return exemplar_images(self.loaded.vocab.visual_vocab, words)
+
+    def filmstrip(self, hit: Hit, index: str | Path | Index | None = None, frames: int = 6) -> np.ndarray:
+        """``frames`` frames across a hit's span, uint8 [frames, H, W, 3] (its video is found through
+        the index's manifest)."""
+        found = self.open_index(index) if not isinstance(index, (list, tuple)) else None
+        path = (found.video_paths() if found is not None else {}).get(hit.video_id)
+        if path is None:
+            raise InputError(f"{hit.video_id}: the index names no video file for it")
+        return filmstrip(path, hit.start, hit.end, frames)
+
+    # ------------------------------------------------------------------ helpers
+    def _text_ids(self, text: str) -> list[int]:
+        ids = self.loaded.vocab.encode_text(text)
+        if not ids:
+            raise ConfigError(f"the text {text!r} has no WordPiece the model knows")
+        return ids
+
+    def open_index(self, index: str | Path | Index | None = None) -> Index:
+        """An index to search: a folder of ``videobert index``, an :class:`Index`, or by default the
+        model's own ``test_index``; one made with another codebook is refused."""
+        if isinstance(index, Index):
+            found = index
+        elif index is not None:
+            found = load_index(index)
+        else:
+            if self._own_index is None:
+                if not (self.folder / TEST_INDEX).is_dir():
+                    raise InputError(f"{self.folder}: carries no test_index; give an index (videobert index) or videos")
+                self._own_index = load_index(self.folder / TEST_INDEX)
+            found = self._own_index
+        ours = self.loaded.vocab.codebook
+        if ours is not None and found.codebook is not None and found.codebook != ours:
+            raise InputError(f"{found.folder}: made with codebook {found.codebook}, but the model's is {ours}; "
+                             "index the videos with this model")
+        return found
+
+    def _segments(self, index) -> list[dict]:
+        if isinstance(index, (list, tuple)):
+            out = []
+            for number, video in enumerate(index):
+                words = self.visual_words(video)
+                name = str(video) if isinstance(video, (str, Path)) else f"video {number}"
+                out.append({"video_id": name, "start": 0.0, "end": len(words) * self.clip_seconds(), "text": "",
+                            "video_ids": words.tolist()})
+            return [s for s in out if s["video_ids"]]
+        return self.open_index(index).segments()
+
+    def clip_seconds(self) -> float:
+        """Seconds per clip of the model's visual words."""
+        settings = self.settings or {}
+        if settings.get("clip_seconds"):
+            return float(settings["clip_seconds"])
+        if settings.get("clip_frames") and settings.get("fps"):
+            return float(settings["clip_frames"]) / float(settings["fps"])
+        return 1.5
+
+
+def _is_one_video(videos) -> bool:
+    if isinstance(videos, (str, Path)):
+        return True
+    if isinstance(videos, np.ndarray):
+        return videos.ndim in (1, 2) and videos.dtype.kind != "O"
+    return bool(videos) and isinstance(videos[0], (int, np.integer))
+
+
+def _entry(video: str | Path) -> VideoEntry:
+    path = Path(video).expanduser()
+    return VideoEntry(safe_id_from_stem(path.stem), path)
+
+
+__all__ = ["RANDOM_INIT", "VideoBERTPipeline"]
