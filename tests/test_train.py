@@ -22,6 +22,7 @@ from videobert.pretrain import (
 )
 from videobert.pretrain import run as pretrain
 from videobert.pretrain.checkpoint import STATE_FILE, list_checkpoints, load_training_state
+from videobert.vocab.codebook import Codebook
 from videobert.vocabulary import JointVocabulary
 
 # Tiny models run fastest on one thread, and the suite shares two cores.
@@ -194,6 +195,14 @@ def feature_corpus(tmp_path_factory):
     return make_feature_corpus(tmp_path_factory.mktemp("features") / "data", videos=48, seed=0)
 
 
+def assert_copies_vocabulary(run, vocab_dir):
+    """The model folder holds its own copy of VOCAB's codebook, recorded by hash."""
+    vocab = JointVocabulary.load(run)
+    assert vocab.visual_vocab == str(run / "visual_vocab")
+    source = Codebook.load(vocab_dir / "codebook.npz", device="cpu")
+    assert Codebook.load(run / "visual_vocab" / "codebook.npz", device="cpu").hash == source.hash == vocab.codebook
+
+
 def test_from_features_to_a_model_that_learns_with_codebook_centroids(feature_corpus, tmp_path):
     """pretrain --vocab after the real vocab, tokenize and corpus stages: masked words of both
     modalities, alone and across modalities, well above chance after a few hundred steps.
@@ -204,7 +213,7 @@ def test_from_features_to_a_model_that_learns_with_codebook_centroids(feature_co
              "--save-every", "0", "--log-every", "100", "--device", "cpu", "-q"]
     run = tmp_path / "run"
     assert pretrain_stage.main([str(corpus), "--vocab", str(vocab_dir), "-o", str(run), *flags]) == 0
-    assert JointVocabulary.load(run).visual_vocab == str(vocab_dir)
+    assert_copies_vocabulary(run, vocab_dir)
     summary = json.loads((run / "summary.json").read_text())
     val, chance = summary["val"], summary["chance"]
     assert val["text_mlm_acc"] > max(0.3, 10 * chance["text_acc"])
@@ -218,7 +227,7 @@ def test_without_vocab_flag_the_corpus_vocabulary_initialises_visual_words(featu
     flags = ["--preset", "tiny", "--steps", "1", "--batch-size", "8", "--lr", "1e-9", "--warmup", "0", "--dropout", "0",
              "--eval-every", "0", "--save-every", "0", "--device", "cpu", "-q"]
     assert pretrain_stage.main([str(corpus), "-o", str(tmp_path / "run"), *flags]) == 0
-    assert JointVocabulary.load(tmp_path / "run").visual_vocab == str(vocab_dir.resolve())
+    assert_copies_vocabulary(tmp_path / "run", vocab_dir)
     model = VideoBERT.from_pretrained(tmp_path / "run")
     visual = model.embeddings.word.weight[model.config.visual_offset :].detach().double().numpy()
     from videobert.vocab import load_centroids
