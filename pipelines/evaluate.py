@@ -1,8 +1,13 @@
-"""``videobert evaluate RUN --corpus CORPUS [--split test]``: metrics of a trained run.
+"""``videobert evaluate RUN (--corpus CORPUS | --segments SEGMENTS --tokens TOKENS) [--split test]``: metrics of a trained run.
 
 Evaluate a trained run on a corpus split: text→video and video→text retrieval (R@1/5/10,
 median and mean rank) over the split's text-video segments, [CLS] alignment accuracy and
 zero-shot attribute classification, each beside its chance level. Writes metrics.json.
+
+With --segments (a benchmark's DATA/segments.jsonl from videobert prepare) and --tokens (the visual
+words of its videos), the gallery is the split's annotated segments and, on YouCook II and MSR-VTT,
+the published figures are printed beside ours with what differs; the zero-shot labels and spec
+beside the segments file (labels.jsonl, zeroshot.yaml) are used when present.
 
 Every query is ranked against the whole gallery (N² pairs) up to --exhaustive-limit items; a
 larger gallery ranks a seeded sample of --sample-queries queries unless told --exhaustive.
@@ -16,6 +21,7 @@ import sys
 from pathlib import Path
 
 from pipelines.common import add_config_arguments, command, new_parser, resolve_config
+from videobert.errors import ConfigError
 from videobert.retrieval import stage
 from videobert.runtime import dist_env
 from videobert.store import StageCall, StageSummary
@@ -26,14 +32,17 @@ SYNTHETIC_SPEC = Path(__file__).resolve().parent / "configs" / "zeroshot_synthet
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("videobert evaluate", __doc__)
     parser.add_argument("run", type=Path, metavar="RUN", help="run folder (videobert pretrain)")
-    parser.add_argument("--corpus", type=Path, required=True, metavar="CORPUS", help="corpus folder (videobert corpus)")
+    parser.add_argument("--corpus", type=Path, metavar="CORPUS", help="corpus folder (videobert corpus)")
+    parser.add_argument("--segments", type=Path, metavar="SEGMENTS",
+                        help="annotated segments (segments.jsonl: video_id, start, end, sentence, split), instead of a corpus")
+    parser.add_argument("--tokens", type=Path, metavar="TOKENS", help="with --segments: the visual words of their videos")
     parser.add_argument("-o", "--out", type=Path, metavar="OUT", help="output folder (default: RUN/eval-<split>)")
     parser.add_argument("--labels", type=Path, metavar="LABELS",
                         help="labels.jsonl for zero-shot classification (default: labels.jsonl beside the corpus's "
                              "manifest, as videobert synth writes it)")
     parser.add_argument("--zero-shot", type=Path, metavar="SPEC",
                         help="zero-shot spec YAML: template, slot and candidate words per attribute "
-                             f"(default: {SYNTHETIC_SPEC.name})")
+                             f"(default: {SYNTHETIC_SPEC.name} with --corpus, zeroshot.yaml beside --segments)")
     add_config_arguments(parser, stage.EvaluateConfig)
     return parser
 
@@ -48,7 +57,11 @@ def argv(call: StageCall) -> list[str]:
 
 def run(args: argparse.Namespace) -> None:
     cfg = resolve_config(stage.EvaluateConfig, args)
-    report(stage.run(args.run, args.corpus, args.out, cfg, labels=args.labels, zero_shot_spec=args.zero_shot or SYNTHETIC_SPEC))
+    if (args.corpus is None) == (args.segments is None) or (args.segments is None) != (args.tokens is None):
+        raise ConfigError("give --corpus CORPUS, or --segments SEGMENTS with --tokens TOKENS")
+    spec = args.zero_shot or (SYNTHETIC_SPEC if args.corpus is not None else None)
+    report(stage.run(args.run, args.corpus, args.out, cfg, labels=args.labels, zero_shot_spec=spec,
+                     segments=args.segments, tokens=args.tokens))
 
 
 def report(summary: StageSummary) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 import logging
+from collections import Counter
 from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
@@ -23,8 +24,9 @@ from videobert.manifest import SPLITS
 from videobert.retrieval.inference import InferenceConfig, LoadedModel
 from videobert.retrieval.scoring import align_probability, score_pairs
 from videobert.retrieval.two_stage import first_stage_candidates
-from videobert.store import read_json
-from videobert.vocab.stage import load_tokens
+from videobert.store import read_json, read_jsonl
+from videobert.retrieval.zeroshot import read_label_rows, segment_words
+from videobert.vocab.stage import load_tokens, tokens_meta
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,88 @@ def search(
     order = np.lexsort((candidates, -logits))[:top_k]
     probabilities = align_probability(logits[order])
     return [(int(candidates[o]), float(p)) for o, p in zip(order, probabilities)]
+
+
+@dataclass
+class Gallery:
+    """What evaluation ranks: ``texts`` (WordPiece ids) and ``videos`` (visual words) of N
+    segments, query i's true match item i; ``groups`` numbers each segment's video (negatives of
+    the alignment accuracy come from other videos); ``labelled`` is what zero-shot classification
+    reads (label rows, each video's visual words, the clip length, the split's videos)."""
+
+    texts: list
+    videos: list
+    groups: np.ndarray
+    source: dict[str, Any]
+    labelled: tuple | None = None
+
+    def sample(self, keep: np.ndarray) -> "Gallery":
+        return Gallery([self.texts[i] for i in keep], [self.videos[i] for i in keep], self.groups[keep], self.source,
+                       self.labelled)
+
+
+def corpus_gallery(corpus_dir: str | Path, split: str, labels: str | Path | None) -> Gallery:
+    """A corpus split's text-video examples (read through its mapped files) and, with ``labels``,
+    the split's labelled segments."""
+    corpus = CorpusSplit(corpus_dir, split)
+    rows = text_video_rows(corpus)
+    labelled = None
+    if labels is not None:
+        label_rows = read_label_rows(labels)
+        videos = set(corpus.video_names())
+        tokens, clip_seconds = corpus_visual_words(corpus_dir, {r["video_id"] for r in label_rows} & videos)
+        labelled = (label_rows, tokens, clip_seconds, videos)
+    return Gallery([corpus.text_ids(int(r)) for r in rows], [corpus.video_ids(int(r)) for r in rows],
+                   corpus.video_codes[rows], {"corpus": str(Path(corpus_dir).absolute())}, labelled)
+
+
+def segments_gallery(loaded: LoadedModel, segments_path: str | Path, tokens_dir: str | Path, split: str,
+                     labels: str | Path | None) -> Gallery:
+    """Annotated segments (``segments.jsonl``: ``video_id``, ``start``, ``end``, ``sentence``,
+    ``split``) of ``split``: each sentence tokenized with the model's tokenizer, each segment's
+    video the visual words of the clips it overlaps (TOKENS). Segments whose video has no visual
+    words, that cover no clip, or whose sentence has no WordPiece are left out and counted."""
+    segments_path = Path(segments_path)
+    rows = []
+    for number, row in read_jsonl(segments_path, "segments"):
+        if not isinstance(row, dict) or not all(k in row for k in ("video_id", "start", "end", "sentence")):
+            raise InputError(f"{segments_path}:{number}: a segment needs video_id, start, end and sentence")
+        if row.get("split", "test") == split:
+            rows.append(row)
+    meta = tokens_meta(tokens_dir)
+    if int(meta.get("vocab_size", -1)) != loaded.layout.visual_vocab_size:
+        raise InputError(f"{Path(tokens_dir) / 'tokens.json'}: {meta.get('vocab_size')} visual words, the model has "
+                         f"{loaded.layout.visual_vocab_size}; tokenize with the model's vocabulary")
+    if meta.get("codebook") and loaded.vocab.codebook and meta["codebook"] != loaded.vocab.codebook:
+        raise InputError(f"{Path(tokens_dir) / 'tokens.json'}: codebook {meta['codebook']}, the model's is "
+                         f"{loaded.vocab.codebook}; tokenize with the model's visual_vocab")
+    clip_seconds = float(meta.get("clip_seconds") or float(meta["clip_frames"]) / float(meta["fps"]))
+    videos = {r["video_id"] for r in rows}
+    tokens = load_tokens(tokens_dir, videos)
+    texts, words, groups, left_out = [], [], [], Counter()
+    number_of: dict[str, int] = {}
+    for row in rows:
+        if row["video_id"] not in tokens:
+            left_out["no visual words"] += 1
+            continue
+        video_words = segment_words(tokens, row["video_id"], float(row["start"]), float(row["end"]), clip_seconds)
+        text = loaded.vocab.encode_text(str(row["sentence"]))
+        if not video_words.size:
+            left_out["no clip"] += 1
+            continue
+        if not text:
+            left_out["no WordPiece"] += 1
+            continue
+        texts.append(text)
+        words.append(video_words)
+        groups.append(number_of.setdefault(row["video_id"], len(number_of)))
+    if left_out:
+        log.warning("%s: %d of the %s split's %d segments left out (%s)", segments_path, sum(left_out.values()), split,
+                    len(rows), ", ".join(f"{k}: {v}" for k, v in left_out.items()))
+    labelled = (read_label_rows(labels), tokens, clip_seconds, videos) if labels is not None else None
+    source = {"segments": str(segments_path.absolute()), "tokens": str(Path(tokens_dir).absolute()),
+              "left_out": dict(left_out)}
+    return Gallery(texts, words, np.array(groups, dtype=np.int64), source, labelled)
 
 
 @dataclass(frozen=True)

@@ -30,18 +30,20 @@ import numpy as np
 from videobert import config as cfgmod
 from videobert import logs
 from videobert.config import field
-from videobert.corpus.reader import CorpusSplit, check_complete
+from videobert.corpus.reader import check_complete
 from videobert.errors import ConfigError, StageError
+from videobert.benchmarks.published import comparison
 from videobert.model_card import record_evaluation
+from videobert.model_folder import read_feature_settings
 from videobert.retrieval.exhaustive import exhaustive_counts
-from videobert.retrieval.gallery import check_same_vocabulary, corpus_visual_words, default_labels, text_video_rows
+from videobert.retrieval.gallery import check_same_vocabulary, corpus_gallery, default_labels, segments_gallery
 from videobert.retrieval.inference import InferenceConfig, LoadedModel, load_model
 from videobert.retrieval.metrics import RECALL_AT, chance_metrics, metrics_from_counts
 from videobert.retrieval.scoring import align_accuracy
 from videobert.retrieval.two_stage import two_stage_search
-from videobert.retrieval.zeroshot import labelled_segments, load_spec, read_label_rows, zero_shot
+from videobert.retrieval.zeroshot import labelled_segments, load_spec, zero_shot
 from videobert.runtime import LONG_BARRIER, ProcessGroup, dist_env, process_group
-from videobert.store import StageSummary, atomic_write_json, prepare_output_dir
+from videobert.store import StageSummary, atomic_write_json, prepare_output_dir, read_json
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +79,25 @@ class EvaluateConfig(InferenceConfig):
             raise ConfigError("exhaustive_limit: need >= 2; sample_queries: need >= 1")
 
 
-def run(run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path | None, cfg: EvaluateConfig,
-        labels: str | Path | None = None, zero_shot_spec: str | Path | None = None) -> StageSummary:
-    """Evaluate ``run_dir`` on ``corpus_dir``'s split into ``out_dir`` (default:
-    ``RUN/eval-<split>``); ``details`` is ``metrics.json``. Zero-shot classification needs both
-    ``labels`` (default: ``labels.jsonl`` beside the corpus's manifest, as ``videobert synth``
-    writes it) and ``zero_shot_spec``. Under torchrun every rank scores its share of the pairs and
+def run(run_dir: str | Path, corpus_dir: str | Path | None, out_dir: str | Path | None, cfg: EvaluateConfig,
+        labels: str | Path | None = None, zero_shot_spec: str | Path | None = None, segments: str | Path | None = None,
+        tokens: str | Path | None = None) -> StageSummary:
+    """Evaluate ``run_dir`` on ``corpus_dir``'s split — or on annotated ``segments`` with their
+    visual words in ``tokens`` — into ``out_dir`` (default: ``RUN/eval-<split>``); ``details`` is
+    ``metrics.json``. Zero-shot classification needs both ``labels`` (default: ``labels.jsonl``
+    beside the corpus's manifest, as ``videobert synth`` writes it, or beside ``segments``, as
+    ``videobert prepare`` writes it) and ``zero_shot_spec`` (default with ``segments``:
+    ``zeroshot.yaml`` beside them). Under torchrun every rank scores its share of the pairs and
     rank 0 writes the folder."""
     began = time.perf_counter()
     env = dist_env()
-    if labels is None:
+    if segments is not None:
+        beside = Path(segments).parent
+        if labels is None and (beside / "labels.jsonl").is_file():
+            labels = beside / "labels.jsonl"
+        if zero_shot_spec is None and (beside / "zeroshot.yaml").is_file():
+            zero_shot_spec = beside / "zeroshot.yaml"
+    if labels is None and corpus_dir is not None:
         labels = default_labels(corpus_dir)
         if labels is not None:
             log.info("zero-shot labels: %s", labels)
@@ -97,7 +108,8 @@ def run(run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path | None,
         prepare_output_dir(out)
         cfgmod.save(cfg, out / "config.yaml")
     with process_group(env.has_rendezvous, "gloo", LONG_BARRIER) as group:
-        metrics = evaluate(run_dir, corpus_dir, cfg, labels=labels, zero_shot_spec=zero_shot_spec,
+        metrics = evaluate(run_dir, corpus_dir, cfg, labels=labels, zero_shot_spec=zero_shot_spec, segments=segments,
+                           tokens=tokens,
                            progress=lambda batches, total=None: logs.progress(
                                batches, total=total, desc="scoring pairs", unit="batch",
                                disable=not (env.is_main and logs.progress_enabled())),
@@ -123,53 +135,60 @@ def _with_chance(metrics: dict[str, float], n: int) -> dict[str, float]:
 
 def evaluate(
     run_dir: str | Path,
-    corpus_dir: str | Path,
+    corpus_dir: str | Path | None,
     cfg: EvaluateConfig,
     labels: str | Path | None = None,
     zero_shot_spec: str | Path | None = None,
     progress: Callable | None = None,
     loaded: LoadedModel | None = None,
     group: ProcessGroup | None = None,
+    segments: str | Path | None = None,
+    tokens: str | Path | None = None,
 ) -> dict[str, Any]:
     """Retrieval both ways, alignment accuracy and (with ``labels`` and a spec) zero-shot
-    classification of ``run_dir`` on ``corpus_dir``'s split. Returns the content of ``metrics.json``.
+    classification of ``run_dir`` on ``corpus_dir``'s split — or, with ``segments`` and
+    ``tokens``, on the annotated segments of that split (a benchmark's ``segments.jsonl``, their
+    visual words from TOKENS). Returns the content of ``metrics.json``.
 
     ``progress`` wraps the batches of the exhaustive scoring; ``loaded`` reuses a loaded model;
     ``group`` shares the exhaustive scoring among torchrun ranks. Memory grows with the gallery,
-    never with its square: the split is read through its mapped files and the ranking keeps two
-    counts per query (:mod:`videobert.retrieval.exhaustive`).
+    never with its square: a corpus split is read through its mapped files and the ranking keeps
+    two counts per query (:mod:`videobert.retrieval.exhaustive`).
     """
     began = time.perf_counter()
-    check_complete(corpus_dir)
+    if (segments is None) == (corpus_dir is None) or (segments is None) != (tokens is None):
+        raise ConfigError("evaluate a corpus (--corpus) or annotated segments (--segments with --tokens), one of the two")
+    if corpus_dir is not None:
+        check_complete(corpus_dir)
     if loaded is None:
         loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)
-    check_same_vocabulary(loaded, corpus_dir)
-    split = CorpusSplit(corpus_dir, cfg.split)
-    zero_shot_inputs = None
-    if labels is not None and zero_shot_spec is not None:  # read before the long scoring: errors come first
-        rows = read_label_rows(labels)
-        split_videos = set(split.video_names())
-        tokens, clip_seconds = corpus_visual_words(corpus_dir, {r["video_id"] for r in rows} & split_videos)
-        zero_shot_inputs = (load_spec(zero_shot_spec), rows, tokens, clip_seconds, split_videos)
-    gallery_rows = text_video_rows(split)
-    gallery_rows = gallery_rows[_sample(len(gallery_rows), cfg.max_queries, cfg.seed, 0x5A3)]
-    n = len(gallery_rows)
+    labels = labels if zero_shot_spec is not None else None  # read before the long scoring: errors come first
+    specs = load_spec(zero_shot_spec) if labels is not None else None
+    if corpus_dir is not None:
+        check_same_vocabulary(loaded, corpus_dir)
+        gallery = corpus_gallery(corpus_dir, cfg.split, labels)
+    else:
+        gallery = segments_gallery(loaded, segments, tokens, cfg.split, labels)
+    gallery = gallery.sample(_sample(len(gallery.texts), cfg.max_queries, cfg.seed, 0x5A3))
+    texts, videos = gallery.texts, gallery.videos
+    n = len(texts)
+    where = corpus_dir if corpus_dir is not None else segments
     if n < 2:
-        raise StageError(f"{corpus_dir}: the {cfg.split} split has {n} text-video examples; retrieval needs 2 or more")
-    texts = [split.text_ids(int(r)) for r in gallery_rows]
-    videos = [split.video_ids(int(r)) for r in gallery_rows]
+        raise StageError(f"{where}: the {cfg.split} split has {n} text-video segments; retrieval needs 2 or more")
     queries, how = _queries(n, cfg)
     metrics: dict[str, Any] = {
         "run": str(Path(run_dir).absolute()),
-        "corpus": str(Path(corpus_dir).absolute()),
+        **({"corpus": str(Path(corpus_dir).absolute())} if corpus_dir is not None else gallery.source),
         "split": cfg.split,
         "gallery": n,
-        "videos": int(np.unique(split.video_codes[gallery_rows]).size),
+        "videos": int(np.unique(gallery.groups).size),
         "queries": {"ranked": int(queries.size), "scoring": how, "seed": cfg.seed},
         "ties": cfg.ties,
         "device": str(loaded.device),
         "precision": loaded.precision,
     }
+    if segments is not None and (Path(segments).parent / "benchmark.json").is_file():
+        metrics["benchmark"] = read_json(Path(segments).parent / "benchmark.json", "benchmark summary")
     seconds: dict[str, float] = {}
 
     if cfg.exhaustive is not False:
@@ -204,23 +223,24 @@ def evaluate(
         metrics["two_stage"] = two_stage
 
     start = time.perf_counter()
-    align = align_accuracy(loaded, texts, videos, split.video_codes[gallery_rows], cfg.seed)
+    align = align_accuracy(loaded, texts, videos, gallery.groups, cfg.seed)
     seconds["align"] = time.perf_counter() - start
     metrics["align_accuracy"] = align["accuracy"]
     metrics["align"] = align
 
     metrics["zero_shot"] = {}
-    if zero_shot_inputs is not None:
+    if gallery.labelled is not None:
         start = time.perf_counter()
-        specs, rows, tokens, clip_seconds, split_videos = zero_shot_inputs
-        segments = labelled_segments(rows, tokens, clip_seconds, split_videos)
-        if segments:
-            metrics["zero_shot"] = zero_shot(loaded, specs, segments)
+        rows, tokens_of, clip_seconds, split_videos = gallery.labelled
+        labelled = labelled_segments(rows, tokens_of, clip_seconds, split_videos)
+        if labelled:
+            metrics["zero_shot"] = zero_shot(loaded, specs, labelled)
         else:
             log.warning("zero-shot: %s labels no segment of the %s split's videos", labels, cfg.split)
         metrics["zero_shot_labels"] = str(Path(labels).absolute())
         metrics["zero_shot_spec"] = str(Path(zero_shot_spec).absolute())
         seconds["zero_shot"] = time.perf_counter() - start
+    metrics["features"] = read_feature_settings(Path(run_dir))
     seconds["total"] = time.perf_counter() - began
     metrics["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     return metrics
@@ -279,4 +299,8 @@ def format_report(metrics: dict[str, Any]) -> str:
         lines.append("(prior: the same template without video — what the text alone predicts)")
     else:
         lines += ["", "zero-shot: not evaluated (no labels)"]
+    if metrics.get("benchmark"):
+        beside = comparison(metrics, metrics["benchmark"], metrics.get("features"))
+        if beside:
+            lines += ["", beside]
     return "\n".join(lines)
