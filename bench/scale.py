@@ -166,7 +166,8 @@ def measure(command: list[str], env: dict, timeout: float | None = None) -> dict
         probe_path = probe_out.name
     full_env = {**os.environ, **env, "SCALE_PROBE_OUT": probe_path, "VIDEOBERT_PROGRESS": "0"}
     began = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", PROBE, *command], env=full_env,
+    # run from the tree's root: ``python -c`` puts the working folder first on sys.path, before PYTHONPATH
+    process = subprocess.Popen([sys.executable, "-c", PROBE, *command], env=full_env, cwd=env["PYTHONPATH"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = {"rss": 0, "pss": 0, "file": 0, "rchar": 0}
     stop = threading.Event()
@@ -252,7 +253,8 @@ def fingerprint_seconds(tree: Path, manifest: Path) -> dict:
             "t = time.perf_counter(); _fingerprint_inputs(Path(sys.argv[1]), []); print(time.perf_counter() - t)")
     env = {**os.environ, **tree_env(tree)}
     began = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code, str(manifest)], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, str(manifest)], env=env, cwd=tree, capture_output=True, text=True,
+                         check=True)
     return {"seconds": float(out.stdout.strip()), "wall": time.perf_counter() - began}
 
 
