@@ -88,7 +88,8 @@ def open_array(path: Path, what: str) -> np.ndarray:
     if int(np.prod(shape)) == 0:
         return np.load(path, allow_pickle=False)
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        # a plain ndarray over the mapping (it keeps the map alive): np.memmap's own indexing is slow
+        return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable {what} ({exc})") from None
 

@@ -39,6 +39,7 @@ similar length and are padded only to their longest member.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -77,6 +78,14 @@ class TokenLayout(JointLayout):
             vocab.text_vocab_size, vocab.visual_vocab_size, vocab.pad_id, vocab.cls_id, vocab.sep_id, vocab.mask_id,
             tuple(sorted(vocab.special_ids[token] for token in TEXT_SPECIALS)),
         )
+
+    @functools.cached_property
+    def is_text_special(self) -> np.ndarray:
+        """bool [size]: whether each id is one of ``text_special_ids`` (a lookup, not a search)."""
+        table = np.zeros(self.size, bool)
+        table[list(self.text_special_ids)] = True
+        return table
+
 
 @dataclass
 class DataConfig:
@@ -182,7 +191,7 @@ def mask_sequence(
     ids = sequence["input_ids"]
     masked, labels = ids.copy(), np.full_like(ids, IGNORE)
     is_visual = ids >= layout.visual_offset
-    is_text = (ids < layout.text_vocab_size) & ~np.isin(ids, layout.text_special_ids)
+    is_text = (ids < layout.text_vocab_size) & ~layout.is_text_special[ids]
     for candidates, low, high in (
         (np.flatnonzero(is_text), 0, layout.text_vocab_size),
         (np.flatnonzero(is_visual), layout.visual_offset, layout.size),
@@ -207,7 +216,7 @@ def _random_tokens(layout: TokenLayout, rng: np.random.Generator, count: int, lo
     tokens = rng.integers(low, high, size=count)
     if low == 0:  # text: never draw a special token
         while True:
-            bad = np.isin(tokens, layout.text_special_ids)
+            bad = layout.is_text_special[tokens]
             if not bad.any():
                 break
             tokens[bad] = rng.integers(low, high, size=int(bad.sum()))

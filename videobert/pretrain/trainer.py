@@ -56,7 +56,10 @@ def make_optimizer(model: VideoBERT, cfg: OptimConfig, device: torch.device) -> 
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-6, fused=device.type == "cuda")
+    # fused kernels on CUDA; elsewhere the multi-tensor path, which gives the one-tensor-at-a-time
+    # loop's results bit for bit with a fraction of its Python overhead
+    speed = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-6, **speed)
 
 
 def warmup_linear_decay(step: int, warmup: int, total: int) -> float:
