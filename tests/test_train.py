@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from pipelines import pretrain as pretrain_stage
 from tests.conftest import REPO, run_cli
 from videobert.corpus import load_corpus
-from videobert.errors import InputError
+from videobert.errors import ConfigError, InputError
 from videobert.model import VideoBERT
 from videobert.pretrain import (
     PretrainConfig, PretrainExamples, StepBatches, TokenLayout, build_model, pretraining_losses, warmup_linear_decay,
@@ -66,6 +66,24 @@ def test_each_loss_is_finite_and_falls_when_overfitting_one_batch(pretrain_corpu
         curve = [h[name] for h in history]
         assert all(np.isfinite(curve)), name
         assert curve[-1] < 0.3 * curve[0], (name, curve[0], curve[-1])
+
+
+def test_attention_dropout_is_set_apart_from_the_blocks_dropout(pretrain_corpus):
+    layout = TokenLayout.from_vocabulary(JointVocabulary.load(pretrain_corpus))
+    assert build_model(PretrainConfig(preset="tiny", dropout=0.2), layout).config.attention_dropout == 0.2
+    with pytest.raises(ConfigError, match="attention_dropout"):
+        PretrainConfig(preset="tiny", attention_dropout=1.0).check()
+    ids = torch.randint(0, layout.text_vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    types, mask = torch.zeros_like(ids), torch.ones_like(ids)
+
+    def twice(**dropouts):
+        model = build_model(PretrainConfig(preset="tiny", **dropouts), layout).train()
+        return [model(ids, types, mask).hidden_states for _ in range(2)]
+
+    first, second = twice(dropout=0.0, attention_dropout=0.0)
+    assert torch.equal(first, second)  # no dropout anywhere: train mode is deterministic
+    first, second = twice(dropout=0.0, attention_dropout=0.5)
+    assert not torch.equal(first, second)  # only the attention probabilities are dropped
 
 
 @pytest.fixture(scope="module")

@@ -58,18 +58,24 @@ class ModelOptions:
     layers: int | None = field(None, help="override the preset's number of layers")
     heads: int | None = field(None, help="override the preset's number of attention heads")
     intermediate_size: int | None = field(None, help="override the preset's feed-forward size")
-    dropout: float = field(0.1, help="dropout on embeddings, attention and blocks")
+    dropout: float = field(0.1, help="dropout on embeddings, blocks and (unless attention_dropout) attention")
+    attention_dropout: float | None = field(None, help="dropout on the attention probabilities (none: dropout); on a CPU "
+                                            "it is most of the cost of attention")
     initializer_range: float = field(0.02, help="std of the normal initialisation of weights trained from scratch "
                                      "(BERT: 0.02; small models learn alignment faster with ~0.1)")
     init: str = field("scratch", help="'scratch', or a local Hugging Face BERT folder whose encoder and text "
                       "embeddings start the model (paper: BERT-large); its sizes replace the preset's")
     freeze_embeddings: bool = field(False, help="keep the word-embedding table (and the tied output projection) fixed")
 
+    @property
+    def attention_probability_dropout(self) -> float:
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
+
     def check(self) -> None:
         if self.initializer_range <= 0:
             raise ConfigError("initializer_range: need > 0")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError("dropout: need 0 <= dropout < 1")
+        if not 0 <= self.dropout < 1 or not 0 <= self.attention_probability_dropout < 1:
+            raise ConfigError("dropout, attention_dropout: need 0 <= dropout < 1")
         if self.init != "scratch" and any(v is not None for v in (self.hidden_size, self.layers, self.heads, self.intermediate_size)):
             raise ConfigError("hidden_size/layers/heads/intermediate_size come from the BERT folder when init is one")
 
@@ -111,7 +117,7 @@ def build_model(cfg: PretrainConfig, layout: TokenLayout, centroids: np.ndarray 
         config = ModelConfig.preset(
             cfg.preset, layout.text_vocab_size, layout.visual_vocab_size, hidden_size=cfg.hidden_size,
             layers=cfg.layers, heads=cfg.heads, intermediate_size=cfg.intermediate_size,
-            dropout=cfg.dropout, attention_dropout=cfg.dropout, initializer_range=cfg.initializer_range,
+            dropout=cfg.dropout, attention_dropout=cfg.attention_probability_dropout, initializer_range=cfg.initializer_range,
         )
     else:
         sizes = bert_config(cfg.init)
@@ -121,7 +127,7 @@ def build_model(cfg: PretrainConfig, layout: TokenLayout, centroids: np.ndarray 
                 f"{layout.text_vocab_size}; build the corpus with this BERT's tokenizer"
             )
         config = ModelConfig(**{**sizes, "visual_vocab_size": layout.visual_vocab_size,
-                                "dropout": cfg.dropout, "attention_dropout": cfg.dropout})
+                                "dropout": cfg.dropout, "attention_dropout": cfg.attention_probability_dropout})
     if cfg.max_len > config.max_positions:
         raise ConfigError(f"max_len {cfg.max_len} exceeds the model's {config.max_positions} positions")
     model = VideoBERT(config)
