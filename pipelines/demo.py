@@ -23,8 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         "videobert demo",
         "Generate the synthetic narrated-video corpus and run every stage on it on the CPU — decode,\n"
         "S3D features, visual words, text, pretraining, evaluation — with pipelines/configs/demo.yaml\n"
-        "(16 minutes on 2 AVX2 cores, 8 with AVX-512 BF16). Prints the held-out metrics beside chance\n"
-        "and the commands to query the trained model. Rerunning skips the stages that are done.",
+        "(8.2 minutes on 2 cores with AVX-512 BF16, 15-16 on 2 AVX2-only cores). Prints the held-out\n"
+        "metrics beside chance and the commands to query the trained model. Rerunning skips the stages\n"
+        "that are done.",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="DIR",
                         help="run folder (default: runs/demo)")
