@@ -163,7 +163,8 @@ def msrvtt_root(portable_model, tmp_path_factory):
 def test_msrvtt_and_youcook2_prepare_extract_tokenize_evaluate_end_to_end(portable_model, msrvtt_root, youcook2_root, tmp_path):
     from videobert import VideoBERTPipeline
 
-    model = portable_model["copy"]
+    model = tmp_path / "model"  # evaluate records its figures in the model folder: not in the shared one
+    shutil.copytree(portable_model["copy"], model)
     pipe = VideoBERTPipeline.from_pretrained(model, device="cpu")
     settings = pipe.settings
     for name, root in (("msrvtt", msrvtt_root), ("youcook2", youcook2_root)):
@@ -195,6 +196,9 @@ def test_msrvtt_and_youcook2_prepare_extract_tokenize_evaluate_end_to_end(portab
         else:
             assert "MIL-NCE" in result.stdout
         assert metrics["t2v"]["chance_r1"] == pytest.approx(1 / metrics["gallery"])
+    recorded = json.loads((model / "evaluation.json").read_text())
+    assert {"corpus/test", "msrvtt-1k-a/test", "youcook2/test"} <= set(recorded)  # the corpus's own entry is kept
+    assert recorded["youcook2/test"]["benchmark"] == "youcook2" and recorded["youcook2/test"]["segments"].endswith("segments.jsonl")
 
 
 def test_evaluate_on_segments_equals_the_score_matrix_of_the_same_gallery(portable_model, tmp_path):
@@ -203,7 +207,8 @@ def test_evaluate_on_segments_equals_the_score_matrix_of_the_same_gallery(portab
     from videobert import VideoBERTPipeline
     from videobert.corpus.align import overlapping_clips
 
-    model = portable_model["copy"]
+    model = tmp_path / "model"
+    shutil.copytree(portable_model["copy"], model)
     pipe = VideoBERTPipeline.from_pretrained(model, device="cpu")
     index = pipe.open_index()
     segments = [s for s in index.segments() if s["text"]]

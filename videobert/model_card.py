@@ -28,15 +28,21 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def record_evaluation(model_dir: str | Path, metrics: dict[str, Any]) -> None:
-    """Keep an evaluation's headline metrics in ``MODEL/evaluation.json`` (one entry per corpus and
-    split) and write the card again with them."""
+    """Keep an evaluation's headline metrics in ``MODEL/evaluation.json`` (one entry per corpus, or
+    benchmark, and split) and write the card again with them."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         return
     evaluations = _read(model_dir / EVALUATION_FILE)
-    key = f"{Path(str(metrics.get('corpus', 'corpus'))).name}/{metrics.get('split', 'test')}"
+    benchmark = (metrics.get("benchmark") or {}).get("benchmark")
+    if metrics.get("corpus"):
+        source = Path(str(metrics["corpus"])).name
+    else:  # annotated segments (videobert prepare): the benchmark, or the DATA folder's name
+        source = benchmark or Path(str(metrics.get("segments", "segments"))).parent.name
+    key = f"{source}/{metrics.get('split', 'test')}"
     evaluations[key] = {
         "corpus": metrics.get("corpus"),
+        **({"segments": metrics["segments"], "benchmark": benchmark} if metrics.get("segments") else {}),
         "split": metrics.get("split"),
         "gallery": metrics.get("gallery"),
         "queries": (metrics.get("queries") or {}).get("scoring", "every query"),
