@@ -36,7 +36,8 @@ from videobert.media import ClipReader, run_ffmpeg
 
 SIZE = 112
 # The same batch size everywhere: a clip's feature is then bit-identical whichever run computed it.
-COMMON = ["--size", str(SIZE), "--batch-size", "2", "--workers", "1", "-q"]
+# fp32: compared bit for bit with the in-memory model (bf16, where a CPU picks it, rounds by batch)
+COMMON = ["--size", str(SIZE), "--batch-size", "2", "--workers", "1", "--precision", "fp32", "-q"]
 VIDEOS = {"moving": 1, "life": 2, "gradient": 1}  # video id -> clips at 20 fps, 30 frames per clip
 
 
@@ -386,3 +387,19 @@ def test_cuda_end_to_end_with_gpu_decoding(corpus, tmp_path):
     assert code == 0 and stdout.startswith("3 videos ok, 0 failed")
     meta = json.loads((tmp_path / "out" / "extract.json").read_text())
     assert meta["precision"] in ("bf16", "fp16") and meta["device"].startswith("cuda")
+
+
+def test_auto_precision_on_the_cpu_follows_the_calibration_and_a_folder_keeps_its_own(tmp_path, monkeypatch):
+    from videobert import runtime
+    from videobert.features import stage as extract_stage
+
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    verdicts = {runtime.cpu_bf16_is_faster.__wrapped__(rounds=2) for _ in range(2)}
+    assert len(verdicts) == 1 and (native or verdicts == {False})  # emulated bf16 is never chosen
+    cpu = torch.device("cpu")
+    for faster, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(extract_stage, "cpu_bf16_is_faster", lambda faster=faster: faster)
+        assert extract_stage.extract_precision("auto", cpu) == expected
+    (tmp_path / "extract.json").write_text(json.dumps({"precision": "fp32"}))
+    monkeypatch.setattr(extract_stage, "cpu_bf16_is_faster", lambda: True)
+    assert extract_stage.extract_precision("auto", cpu, tmp_path) == "fp32"  # a folder never mixes two
