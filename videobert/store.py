@@ -104,6 +104,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         handle.write(text)
 
 
+def jsonl_text(rows: Iterable[Any]) -> str:
+    """``rows`` as JSON Lines, one compact UTF-8 object a line."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
 def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 

@@ -59,15 +59,13 @@ def verb_object_by_tags(sentence: str, tagger: BrillTagger) -> tuple[str | None,
     if not words:
         return None, None
     tags = tagger(words)
-    verb_at = None
-    if tags[0].startswith(("VB", "NN")) and tagger(["to", *words])[1] == "VB":
-        verb_at = 0
+    instruction = tagger(["to", *words])[1:] if tags[0].startswith(("VB", "NN")) else None
+    if instruction is not None and instruction[0] == "VB":
+        verb_at, tags = 0, instruction  # the instruction's reading, also of the words after its verb
     else:
         verb_at = next((i for i, tag in enumerate(tags) if tag.startswith("VB") and words[i] not in AUXILIARIES), None)
     if verb_at is None:
         return None, None
-    if verb_at == 0:
-        tags = tagger(["to", *words])[1:]  # the instruction's reading of the words after its verb
     object_at = next((i for i in range(verb_at + 1, len(words)) if tags[i].startswith("NN")), None)
     return words[verb_at], (words[object_at] if object_at is not None else None)
 

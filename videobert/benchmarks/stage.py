@@ -20,7 +20,6 @@ opens it to check it is readable and long enough, and writes, each file atomical
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -39,7 +38,7 @@ from videobert.errors import ConfigError, InputError
 from videobert.logs import progress
 from videobert.manifest import VideoEntry, write_manifest
 from videobert.media import probe
-from videobert.store import StageSummary, atomic_write_json, atomic_write_text, prepare_output_dir
+from videobert.store import StageSummary, atomic_write_json, atomic_write_text, jsonl_text, prepare_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +155,7 @@ def _check_video(video: Annotated, open_it: bool, missing: list[dict]) -> tuple[
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    atomic_write_text(path, jsonl_text(rows))
 
 
 def _write_zero_shot(out: Path, segments: list[dict], label, cfg: PrepareConfig) -> dict:

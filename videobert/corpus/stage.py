@@ -57,7 +57,7 @@ from videobert.logs import progress, progress_enabled
 from videobert.manifest import SPLITS, TRANSCRIPT_EXTENSIONS, VideoEntry, read_manifest
 from videobert.runtime import LONG_BARRIER, Shard, combined_shard, dist_env, process_group
 from videobert.store import (
-    StageSummary, atomic_write_json, atomic_write_text, create_once_json, failure_record, fsync_folder, load_npy,
+    StageSummary, atomic_write_json, atomic_write_text, create_once_json, failure_record, fsync_folder, jsonl_text, load_npy,
     prepare_output_dir, read_json, read_jsonl, remove_stale_temporaries, temp_path_for, write_synced,
 )
 from videobert.text.sentences import DEFAULT_MAX_WORDS, DEFAULT_PAUSE, Punctuator, split_sentences
@@ -414,7 +414,7 @@ def build_shard(out: Path, index: int, count: int, vocabulary: JointVocabulary, 
         for split in SPLITS:
             write_table(tmp / split, {**tables[split].arrays(), **names[split].arrays()})
         write_synced(tmp / "stats.json", json.dumps(stats, indent=2) + "\n")
-        write_synced(tmp / "failures.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in failures))
+        write_synced(tmp / "failures.jsonl", jsonl_text(failures))
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

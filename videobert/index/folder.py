@@ -16,7 +16,6 @@ computed from the words when searching.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 from videobert.corpus.align import overlapping_clips, video_only_segments
 from videobert.errors import InputError
 from videobert.manifest import read_manifest
-from videobert.store import atomic_save_npy, atomic_write_json, atomic_write_text, load_npy, read_json, read_jsonl
+from videobert.store import atomic_save_npy, atomic_write_json, atomic_write_text, jsonl_text, load_npy, read_json, read_jsonl
 
 FORMAT = 1
 META_FILE = "index.json"
@@ -43,8 +42,7 @@ def write_words(index_dir: str | Path, video_id: str, words: np.ndarray) -> None
 
 
 def write_segments(index_dir: str | Path, segments: list[dict[str, Any]]) -> None:
-    atomic_write_text(Path(index_dir) / SEGMENTS_FILE,
-                      "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in segments))
+    atomic_write_text(Path(index_dir) / SEGMENTS_FILE, jsonl_text(segments))
 
 
 def write_meta(index_dir: str | Path, meta: dict[str, Any]) -> None:
