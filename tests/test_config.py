@@ -104,3 +104,17 @@ def test_command_line_flags_generated_from_the_dataclass(tmp_path):
     assert "frames per second (default: 20)" in parser.format_help()
     with pytest.raises(SystemExit):
         parser.parse_args(["--device", "tpu"])
+
+
+def test_a_neutral_field_at_its_default_is_left_out_of_the_settings_that_decide_a_rerun():
+    from dataclasses import dataclass
+
+    from videobert.config import field, settings
+
+    @dataclass
+    class Section:
+        rate: float = field(0.1, help="an old setting")
+        added: float = field(0.0, help="a later setting whose default does what the code did before", neutral=True)
+
+    assert settings(Section()) == {"rate": 0.1}
+    assert settings(Section(added=0.5)) == {"rate": 0.1, "added": 0.5}

@@ -47,10 +47,15 @@ SPEED_ONLY_NOTE = "only changes speed"
 
 
 def field(
-    default: Any = dataclasses.MISSING, *, help: str, speed_only: bool = False, default_factory: Any = dataclasses.MISSING
+    default: Any = dataclasses.MISSING, *, help: str, speed_only: bool = False, default_factory: Any = dataclasses.MISSING,
+    neutral: bool = False,
 ):
-    """A dataclass field that carries its ``--help`` text, and whether it only changes speed."""
-    metadata = {"help": help, "speed_only": speed_only}
+    """A dataclass field that carries its ``--help`` text, and whether it only changes speed.
+
+    ``neutral``: the field's default does what the code did before the field existed, so at that
+    default it is left out of :func:`settings` — a run folder made before it was added stays up to
+    date (and resumable) instead of being rerun."""
+    metadata = {"help": help, "speed_only": speed_only, "neutral": neutral}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -73,6 +78,7 @@ def settings(cfg: Any, section: type | None = None) -> dict[str, Any]:
         f.name: _plain(getattr(cfg, f.name))
         for f in dataclasses.fields(cfg)
         if not is_speed_only(f) and (names is None or f.name in names)
+        and not (f.metadata.get("neutral") and getattr(cfg, f.name) == f.default)
     }
 
 
