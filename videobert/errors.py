@@ -20,6 +20,7 @@ FAILURE_KINDS = {
     "non_finite": "features holding NaN or infinity",
     "asr_failed": "speech recognition failed for the video (the corpus stage reads the asr stage's records)",
     "no_overlap": "none of the video's sentences overlaps its clips",
+    "no_clip": "an annotated segment that covers no clip of its video (it starts after the last whole clip)",
     "error": "an unexpected error (a bug, reported with its exception type)",
     "unknown": "a record written before failure records had a kind",
 }

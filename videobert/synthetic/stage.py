@@ -1,5 +1,6 @@
 """The synth stage: a deterministic synthetic narrated "how-to" corpus in OUT — ``videos/``,
-``transcripts/``, ``manifest.jsonl`` (with train/val/test splits) and ``labels.jsonl``.
+``transcripts/``, ``manifest.jsonl`` (with train/val/test splits), ``labels.jsonl`` and
+``segments.jsonl`` (the narrated segments as annotations, the benchmarks' format).
 
 ``run`` creates the folder, writes ``config.yaml``, the transcripts, the videos (in worker
 processes) and last the manifest and labels, so a folder with a manifest is complete.
@@ -21,7 +22,7 @@ from videobert.config import field
 from videobert.errors import ConfigError, StageError
 from videobert.logs import progress
 from videobert.manifest import VideoEntry, write_manifest
-from videobert.store import StageSummary, atomic_write_text, prepare_output_dir
+from videobert.store import StageSummary, atomic_write_text, jsonl_text, prepare_output_dir
 from videobert.synthetic.render import espeak_exe, write_video
 from videobert.synthetic.scenes import SceneConfig, label_rows, plan_corpus
 from videobert.text.transcripts import write_webvtt
@@ -71,6 +72,7 @@ def run(out_dir: str | Path, cfg: SynthConfig) -> StageSummary:
 
     entries = [VideoEntry(plan.video_id, path, transcript_path(out, plan.video_id), plan.split)
                for plan, path in zip(plans, paths)]
+    atomic_write_text(out / "segments.jsonl", jsonl_text(segment_rows(plans)))
     write_manifest(out / "manifest.jsonl", entries)
     rows = [row for plan in plans for row in label_rows(plan)]
     atomic_write_text(out / "labels.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
@@ -81,6 +83,14 @@ def run(out_dir: str | Path, cfg: SynthConfig) -> StageSummary:
     details = {"manifest": str(out / "manifest.jsonl"), "videos": len(plans), "seconds_of_video": video_seconds,
                "segments": segments}
     return StageSummary("synth", out, len(plans), 0, 0, seconds, message, details)
+
+
+def segment_rows(plans) -> list[dict]:
+    """The narrated segments as annotations (``segments.jsonl``, the benchmarks' format): the
+    segment's true span and its narration as the sentence, in the video's split."""
+    return [{"video_id": plan.video_id, "start": round(s.start, 3), "end": round(s.end, 3),
+             "sentence": s.narration.text, "split": plan.split}
+            for plan in plans for s in plan.segments if s.narration is not None]
 
 
 def video_path(out_dir: Path, video_id: str) -> Path:
