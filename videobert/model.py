@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 from torch import nn
 
 from videobert.corpus.joint_vocab import JointLayout
 from videobert.errors import ConfigError, InputError
-from videobert.store import atomic_write_bytes, atomic_write_json, read_json
+from videobert.store import read_json, save_weights_folder
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"hidden_size": 64, "layers": 2, "heads": 2, "intermediate_size": 256},
@@ -200,11 +200,7 @@ class VideoBERT(nn.Module):
     # ---------------------------------------------------------------- saving and loading
     def save_pretrained(self, folder: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(folder / "config.json", self.config.to_json())
-        state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
-        atomic_write_bytes(folder / "model.safetensors", save(state))
+        save_weights_folder(folder, self.config.to_json(), self)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "VideoBERT":

@@ -113,6 +113,18 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def save_weights_folder(folder: str | Path, config: dict, module: torch.nn.Module) -> None:
+    """``config.json`` and ``model.safetensors`` (the module's state, contiguous, on the CPU) in
+    ``folder``, each written atomically: what a ``from_pretrained`` reads."""
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "config.json", config)
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in module.state_dict().items()}
+    atomic_write_bytes(folder / "model.safetensors", save(state))
+
+
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     """``np.save`` through a temporary file: the ``.npy`` appears complete or not at all."""
     buffer = io.BytesIO()
