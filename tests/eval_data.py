@@ -68,36 +68,15 @@ def make_learnable_corpus(out: Path, videos: int = 96, seed: int = 3, vocab_size
     return corpus
 
 
-def train_tiny(corpus: Path, run_dir: Path, steps: int = 1000, seed: int = 0, lr: float = 2e-3) -> Path:
-    """Train a tiny VideoBERT on ``corpus`` with the pretraining data path and losses, and save
-    it as a run folder (model, vocabulary, tokenizer, config.yaml).
-
-    Only the video-text objectives (masked tokens of aligned pairs, alignment) are on, and the
-    weights start with a standard deviation of 0.1 instead of BERT's 0.02: at hidden size 64 the
-    [CLS] state of a 0.02 initialisation hardly differs between inputs, and the alignment head
-    stays at chance for thousands of steps; this way it learns within a few hundred.
-    """
+def fit(model, batches, cfg, steps: int, lr: float) -> None:
+    """``steps`` optimiser steps of the pretraining losses over ``batches`` (AdamW, warmup then
+    linear decay over ``cfg.steps``), leaving the model in eval mode."""
     import functools
 
     import torch
 
-    from videobert import config as cfgmod
-    from videobert.corpus import load_corpus
-    from videobert.model import ModelConfig, VideoBERT
-    from videobert.pretrain import (
-        PretrainConfig, PretrainExamples, StepBatches, TokenLayout, pretraining_losses, warmup_linear_decay,
-    )
-    from videobert.vocabulary import JointVocabulary
+    from videobert.pretrain import pretraining_losses, warmup_linear_decay
 
-    vocab = JointVocabulary.load(corpus)
-    layout = TokenLayout.from_vocabulary(vocab)
-    cfg = PretrainConfig(preset="tiny", text_mlm=0.0, video_mlm=0.0, dropout=0.0, concat_prob=0.0, subsample_max=1,
-                         max_len=64, seed=seed, steps=steps, warmup=30, lr=lr, batch_size=32, device="cpu")
-    torch.manual_seed(seed)
-    model = VideoBERT(ModelConfig.preset("tiny", layout.text_vocab_size, layout.visual_vocab_size, dropout=0.0,
-                                         attention_dropout=0.0, initializer_range=0.1, max_positions=cfg.max_len))
-    examples = PretrainExamples(load_corpus(corpus, "train"), layout, cfg, kinds=cfg.kinds())
-    batches = StepBatches(examples, cfg.batch_size, 1, seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, functools.partial(warmup_linear_decay, warmup=cfg.warmup, total=cfg.steps))
@@ -111,6 +90,37 @@ def train_tiny(corpus: Path, run_dir: Path, steps: int = 1000, seed: int = 0, lr
         optimizer.step()
         schedule.step()
     model.eval()
+
+
+def train_tiny(corpus: Path, run_dir: Path, steps: int = 1000, seed: int = 0, lr: float = 2e-3) -> Path:
+    """Train a tiny VideoBERT on ``corpus`` with the pretraining data path and losses, and save
+    it as a run folder (model, vocabulary, tokenizer, config.yaml).
+
+    Only the video-text objectives (masked tokens of aligned pairs, alignment) are on, and the
+    weights start with a standard deviation of 0.1 instead of BERT's 0.02: at hidden size 64 the
+    [CLS] state of a 0.02 initialisation hardly differs between inputs, and the alignment head
+    stays at chance for thousands of steps; this way it learns within a few hundred.
+    """
+
+    import torch
+
+    from videobert import config as cfgmod
+    from videobert.corpus import load_corpus
+    from videobert.model import ModelConfig, VideoBERT
+    from videobert.pretrain import (
+        PretrainConfig, PretrainExamples, StepBatches, TokenLayout,
+    )
+    from videobert.vocabulary import JointVocabulary
+
+    vocab = JointVocabulary.load(corpus)
+    layout = TokenLayout.from_vocabulary(vocab)
+    cfg = PretrainConfig(preset="tiny", text_mlm=0.0, video_mlm=0.0, dropout=0.0, concat_prob=0.0, subsample_max=1,
+                         max_len=64, seed=seed, steps=steps, warmup=30, lr=lr, batch_size=32, device="cpu")
+    torch.manual_seed(seed)
+    model = VideoBERT(ModelConfig.preset("tiny", layout.text_vocab_size, layout.visual_vocab_size, dropout=0.0,
+                                         attention_dropout=0.0, initializer_range=0.1, max_positions=cfg.max_len))
+    examples = PretrainExamples(load_corpus(corpus, "train"), layout, cfg, kinds=cfg.kinds())
+    fit(model, StepBatches(examples, cfg.batch_size, 1, seed), cfg, steps, lr)
     model.save_pretrained(run_dir)
     vocab.save(run_dir)
     cfgmod.save(cfg, run_dir / "config.yaml")

@@ -133,6 +133,25 @@ def test_concatenation_merges_neighbours_and_their_clips():
     assert lengths == {2 + 8}
 
 
+def test_forecasting_sequences_mask_the_end_of_consecutive_sentences_clips():
+    data = corpus(videos=1)
+    examples = PretrainExamples(data, LAYOUT, options(forecast_prob=1.0, forecast_max=3, concat_max=3, subsample_max=5),
+                                kinds=(VIDEO,))
+    _, _, clips = examples._merge(examples._following(0, 3))  # 7 clips of sentences 0, 1, 2: never subsampled
+    masked_counts = set()
+    for seed in range(60):
+        sequence = examples.sequence(0, np.random.default_rng(seed))
+        ids, labels = sequence["input_ids"], sequence["labels"]
+        assert ids[0] == LAYOUT.cls_id and ids[1] == SEP_VIDEO and ids[-1] == LAYOUT.sep_id and len(ids) == len(clips) + 3
+        targets = np.flatnonzero(labels != IGNORE)
+        count = targets.size
+        masked_counts.add(count)
+        assert list(targets) == list(range(len(ids) - 1 - count, len(ids) - 1))  # the last words, in a row
+        assert (ids[targets] == LAYOUT.mask_id).all() and list(labels[targets] - OFFSET) == clips[-count:]
+        assert list(ids[2 : len(ids) - 1 - count] - OFFSET) == clips[: len(clips) - count]  # the context, unmasked
+    assert masked_counts == {1, 2, 3}
+
+
 def test_subsampling_rates_stay_within_bounds():
     def counts(clips):
         data = [{"video_id": "a", "index": 0, "start": 0, "end": 30, "text": "", "text_ids": [],

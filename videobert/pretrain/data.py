@@ -101,16 +101,21 @@ class DataConfig:
     concat_prob: float = field(0.3, help="probability of joining a sentence with the following ones")
     concat_max: int = field(3, help="most sentences joined into one sequence")
     subsample_max: int = field(5, help="video tokens are subsampled at a rate drawn from 1 … this")
+    forecast_prob: float = field(0.0, help="share of video-only sequences that read concat_max sentences' clips in a row, "
+                                          "none subsampled, with the last 1 … forecast_max visual words masked: "
+                                          "continuing a video from its left, as forecasting asks (0: off, the paper's "
+                                          "masking)", neutral=True)
+    forecast_max: int = field(3, help="most visual words masked at the end of a forecasting sequence", neutral=True)
 
     def check(self) -> None:
         if not 0 < self.mask_prob < 1:
             raise ConfigError("mask_prob: need 0 < mask_prob < 1")
         if self.max_len < 8:
             raise ConfigError("max_len: need at least 8 tokens")
-        if self.concat_max < 1 or self.subsample_max < 1 or self.negative_min_distance < 1:
-            raise ConfigError("concat_max, subsample_max, negative_min_distance: need >= 1")
-        if not 0 <= self.concat_prob <= 1 or not 0 <= self.pair_share <= 1:
-            raise ConfigError("concat_prob, pair_share: need 0..1")
+        if self.concat_max < 1 or self.subsample_max < 1 or self.negative_min_distance < 1 or self.forecast_max < 1:
+            raise ConfigError("concat_max, subsample_max, negative_min_distance, forecast_max: need >= 1")
+        if not 0 <= self.concat_prob <= 1 or not 0 <= self.pair_share <= 1 or not 0 <= self.forecast_prob <= 1:
+            raise ConfigError("concat_prob, pair_share, forecast_prob: need 0..1")
 
 
 # ------------------------------------------------------------------------ single sequences
@@ -212,6 +217,21 @@ def mask_sequence(
     return masked, labels
 
 
+def mask_suffix(layout: TokenLayout, sequence: dict[str, np.ndarray], rng: np.random.Generator,
+                most: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last k visual words of a sequence masked (k drawn from 1 … ``most``, leaving at least
+    one unmasked): what :mod:`videobert.forecast` asks of the model. Same returns as
+    :func:`mask_sequence`."""
+    ids = sequence["input_ids"]
+    masked, labels = ids.copy(), np.full_like(ids, IGNORE)
+    visual = np.flatnonzero(ids >= layout.visual_offset)
+    count = int(rng.integers(1, max(1, min(most, visual.size - 1)) + 1))
+    targets = visual[-count:]
+    labels[targets] = ids[targets]
+    masked[targets] = layout.mask_id
+    return masked, labels
+
+
 def _random_tokens(layout: TokenLayout, rng: np.random.Generator, count: int, low: int, high: int) -> np.ndarray:
     tokens = rng.integers(low, high, size=count)
     if low == 0:  # text: never draw a special token
@@ -277,8 +297,12 @@ class PretrainExamples:
         options, layout = self.options, self.layout
         if kind is None:
             kind = self._draw_kind(self.kinds_of(index), rng)
-        window = self._window(index, rng)
+        # drawn only when switched on, so that runs without it draw the same numbers as before it existed
+        forecasting = kind == VIDEO and options.forecast_prob > 0 and rng.random() < options.forecast_prob
+        # a forecasting sequence reads as far along its video as the sentences that follow reach
+        window = self._following(index, options.concat_max) if forecasting else self._window(index, rng)
         text, sentence_ends, video = self._merge(window)
+        forecasting = forecasting and len(video) > 1
         if kind == PAIR:
             aligned = bool(rng.random() < 0.5) if aligned is None else aligned
             if not aligned:
@@ -287,12 +311,15 @@ class PretrainExamples:
                     aligned = True
                 else:  # as many sentences' worth of video as the positive would have had
                     video = self._merge(self._following(negative, len(window)))[2]
-        if kind in (VIDEO, PAIR):
+        if kind in (VIDEO, PAIR) and not forecasting:
             video = self._subsample(video, rng)
         sequence = build_input(
             layout, text if kind != VIDEO else None, video if kind != TEXT else None, options.max_len, sentence_ends
         )
-        masked, labels = mask_sequence(layout, sequence, rng, options.mask_prob, at_least_one=kind != PAIR)
+        if forecasting:
+            masked, labels = mask_suffix(layout, sequence, rng, options.forecast_max)
+        else:
+            masked, labels = mask_sequence(layout, sequence, rng, options.mask_prob, at_least_one=kind != PAIR)
         if kind == PAIR and not aligned:
             labels[:] = IGNORE
         return {

@@ -1,0 +1,400 @@
+"""Forecasting visual words: the paper's future forecasting ("forecasts future visual words from
+the video so far").
+
+The input is the video-only layout pretraining trains on, with the future as masks::
+
+    [CLS] [>] v_1 … v_k [MASK]×n [SEP]            (token types: 0 for [CLS], 1 from [>] on)
+    [CLS] sentence [>] v_1 … v_k [MASK]×n [SEP]   (with a sentence on the text side, types 0)
+
+:func:`forecast` fills the masks left to right, each restricted to the visual words (softmax over
+the visual slice of the masked-token logits) and fed back before the next is predicted. A context
+longer than the model's ``max_len`` keeps its most recent words.
+
+:func:`forecast_metrics` measures next-word prediction on a split: for every video and every clip
+position ``t >= 1`` the word ``v_t`` is predicted from the (at most ``context``) words before it,
+one masked slot ``[CLS] [>] v_{t-c} … v_{t-1} [MASK] [SEP]``. **Positions rule**: every clip of
+the video's visual words counts once, whatever it shows — clips in a pause between narrated
+segments, before the first or after the last sentence included — and the context runs across
+those pauses (the visual words are the TOKENS folder's, every clip of the video). Beside it, two
+baselines estimated on the train split's videos only (:func:`fit_baselines`): unigram frequency
+(the most frequent words) and bigram (the most frequent successors of the previous word; ties
+among successors, and the slots a previous word's successors leave free — all five when it was
+never seen in train — follow the unigram order), and chance (1/V, 5/V).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from videobert.corpus.reader import CorpusSplit
+from videobert.errors import ConfigError, InputError
+from videobert.pretrain.data import TokenLayout, build_input
+from videobert.retrieval.gallery import corpus_visual_words
+from videobert.retrieval.inference import LoadedModel, forward_sequences
+
+log = logging.getLogger(__name__)
+
+TOP_K = (1, 5)
+SPECIALS = 3  # [CLS] [>] … [SEP]
+VIDEOS_PER_READ = 256  # videos whose visual words are in memory at once
+
+
+# ------------------------------------------------------------------------ inputs
+def forecast_input(layout: TokenLayout, context_words: Sequence[int], n_slots: int, max_len: int,
+                   text_ids: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """``[CLS] (text) [>] context [MASK]×n_slots [SEP]`` (``build_input``'s layout and token types),
+    cut to ``max_len``: the context keeps its most recent words; with a text, the video side is cut
+    first, down to half of the room if the text needs the rest, then the text (as pretraining cuts).
+    ``context_words`` are 0 … V-1. The masks are the ``n_slots`` positions before the final [SEP]."""
+    context = np.asarray(context_words, dtype=np.int64)
+    text = np.asarray(text_ids if text_ids is not None else [], dtype=np.int64)
+    room = max_len - SPECIALS
+    if n_slots < 1 or n_slots > room:
+        raise ConfigError(f"{n_slots} forecast words do not fit max_len {max_len} (at most {room})")
+    if context.size + n_slots + text.size > room:
+        keep = room - n_slots - text.size
+        if text.size:
+            keep = max(keep, min(context.size, (room - n_slots) // 2))
+        context = context[context.size - max(keep, 0):]
+        text = text[: room - n_slots - context.size]
+    sequence = build_input(layout, text if text.size else None, np.concatenate([context, np.zeros(n_slots, np.int64)]))
+    sequence["input_ids"][-1 - n_slots : -1] = layout.mask_id
+    return sequence
+
+
+def _check_words(words: np.ndarray, layout: TokenLayout, what: str) -> None:
+    if words.size and (words.min() < 0 or words.max() >= layout.visual_vocab_size):
+        raise InputError(f"{what}: visual words must be 0 … {layout.visual_vocab_size - 1}")
+
+
+# ------------------------------------------------------------------------ generation
+@torch.no_grad()
+def forecast(loaded: LoadedModel, context_words: Sequence[int], n_words: int,
+             text: str | None = None) -> tuple[list[int], list[float]]:
+    """The ``n_words`` visual words (0 … V-1) predicted to follow ``context_words`` (the video so
+    far, in clip order), and each one's probability when it was chosen. The masks are filled left
+    to right, each over the visual words only, the chosen word fed back before the next. ``text``:
+    a sentence on the text side (the narration the video goes with)."""
+    layout = loaded.layout
+    if isinstance(n_words, bool) or not isinstance(n_words, (int, np.integer)) or n_words < 1:
+        raise ConfigError(f"n_words: need a whole number >= 1, got {n_words!r}")
+    context = np.asarray(context_words, dtype=np.int64).reshape(-1)
+    _check_words(context, layout, "the context")
+    text_ids = None
+    if text is not None:
+        text_ids = loaded.vocab.encode_text(text)
+        if not text_ids:
+            raise ConfigError(f"the sentence {text!r} has no WordPiece the model knows")
+    sequence = forecast_input(layout, context, int(n_words), loaded.max_len, text_ids)
+    length = len(sequence["input_ids"])
+    slots = range(length - 1 - int(n_words), length - 1)
+    words, probabilities = [], []
+    for slot in slots:
+        _, logits = forward_sequences(loaded, [sequence], [[int(slot)]])
+        visual = torch.softmax(torch.from_numpy(logits[0][0, layout.visual_offset : layout.size]).double(), dim=-1)
+        probability, word = visual.max(dim=-1)
+        words.append(int(word))
+        probabilities.append(float(probability))
+        sequence["input_ids"][slot] = int(word) + layout.visual_offset
+    return words, probabilities
+
+
+# ------------------------------------------------------------------------ baselines
+@dataclass(frozen=True)
+class Baselines:
+    """Next-word baselines from the train split: ``unigram`` int64 [V], every word from the most
+    frequent (ties: lower id first); ``bigram`` int64 [V, K], row p the K predictions after word p
+    (its most frequent successors — ties in unigram order — then the unigram order)."""
+
+    unigram: np.ndarray
+    bigram: np.ndarray
+    positions: int  # train positions t >= 1 the bigram counts come from
+    words: int  # train words the unigram counts come from
+    seen_previous: int  # distinct previous words with a successor in train
+
+
+def fit_baselines(videos: Iterable[np.ndarray], vocab_size: int, k: int = max(TOP_K)) -> Baselines:
+    """Unigram and bigram baselines from each video's visual words (the train split's). Memory:
+    the distinct (previous, next) pairs, never the positions."""
+    unigram_counts = np.zeros(vocab_size, np.int64)
+    pair_codes: list[np.ndarray] = []
+    pair_counts: list[np.ndarray] = []
+    positions = 0
+    for words in videos:
+        words = np.asarray(words, dtype=np.int64)
+        if words.size and (words.min() < 0 or words.max() >= vocab_size):
+            raise InputError(f"a train video: visual words must be 0 … {vocab_size - 1}")
+        unigram_counts += np.bincount(words, minlength=vocab_size)[:vocab_size]
+        if words.size < 2:
+            continue
+        codes, counts = np.unique(words[:-1] * vocab_size + words[1:], return_counts=True)
+        pair_codes.append(codes)
+        pair_counts.append(counts)
+        positions += words.size - 1
+        if len(pair_codes) >= 64:  # merge as we go: memory stays with the distinct pairs
+            pair_codes, pair_counts = [np.concatenate(pair_codes)], [np.concatenate(pair_counts)]
+            pair_codes[0], pair_counts[0] = _merge_counts(pair_codes[0], pair_counts[0])
+    unigram = np.lexsort((np.arange(vocab_size), -unigram_counts)).astype(np.int64)
+    rank = np.empty(vocab_size, np.int64)
+    rank[unigram] = np.arange(vocab_size)
+    k = min(k, vocab_size)
+    bigram = np.tile(unigram[:k], (vocab_size, 1))
+    seen = 0
+    if pair_codes:
+        codes, counts = _merge_counts(np.concatenate(pair_codes), np.concatenate(pair_counts))
+        previous, following = codes // vocab_size, codes % vocab_size
+        order = np.lexsort((rank[following], -counts, previous))
+        previous, following = previous[order], following[order]
+        starts = np.flatnonzero(np.r_[True, previous[1:] != previous[:-1]])
+        ends = np.r_[starts[1:], previous.size]
+        seen = starts.size
+        for start, end in zip(starts, ends):
+            best = following[start : min(end, start + k)]
+            if best.size < k:
+                rest = unigram[~np.isin(unigram, best)][: k - best.size]
+                best = np.concatenate([best, rest])
+            bigram[previous[start]] = best
+    return Baselines(unigram, bigram, positions, int(unigram_counts.sum()), seen)
+
+
+def _merge_counts(codes: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    unique, inverse = np.unique(codes, return_inverse=True)
+    return unique, np.bincount(inverse, weights=counts, minlength=unique.size).astype(np.int64)
+
+
+def baseline_hits(baselines: Baselines, words: np.ndarray) -> dict[str, dict[int, int]]:
+    """Hits of the unigram and bigram baselines at positions 1 … n-1 of one video: ``{"unigram":
+    {1: hits@1, 5: hits@5}, "bigram": {...}}``."""
+    words = np.asarray(words, dtype=np.int64)
+    previous, following = words[:-1], words[1:]
+    unigram_rank = np.empty(baselines.unigram.size, np.int64)
+    unigram_rank[baselines.unigram] = np.arange(baselines.unigram.size)
+    bigram_top = baselines.bigram[previous]  # [n-1, K]
+    hits: dict[str, dict[int, int]] = {"unigram": {}, "bigram": {}}
+    for k in TOP_K:
+        hits["unigram"][k] = int((unigram_rank[following] < k).sum())
+        hits["bigram"][k] = int((bigram_top[:, :k] == following[:, None]).any(axis=1).sum())
+    return hits
+
+
+# ------------------------------------------------------------------------ the metric
+def next_word_inputs(layout: TokenLayout, words: np.ndarray, context: int) -> list[dict[str, np.ndarray]]:
+    """One sequence per position t = 1 … n-1 of a video: ``[CLS] [>] v_{t-c} … v_{t-1} [MASK] [SEP]``."""
+    words = np.asarray(words, dtype=np.int64)
+    sequences = []
+    for t in range(1, words.size):
+        ids = np.concatenate([[layout.cls_id, layout.video_sep_id], words[max(0, t - context) : t] + layout.visual_offset,
+                              [layout.mask_id, layout.sep_id]])
+        types = np.ones(ids.size, np.int64)
+        types[0] = 0
+        sequences.append({"input_ids": ids.astype(np.int64), "token_type_ids": types})
+    return sequences
+
+
+def model_hits(loaded: LoadedModel, videos: Iterable[np.ndarray], context: int,
+               on_chunk: Callable[[int], None] | None = None) -> tuple[dict[int, int], int]:
+    """Hits@1 and @5 of the model's next-word prediction over every position t >= 1 of every video,
+    and the number of positions. Sequences go through :func:`forward_sequences` in chunks (only
+    the visual-word probabilities of the masked slot come back: V numbers a position)."""
+    layout = loaded.layout
+    chunk_rows = max(64, min(loaded.batch_tokens // (context + SPECIALS + 1), 2**26 // layout.visual_vocab_size))
+    hits = {k: 0 for k in TOP_K}
+    total = 0
+    pending: list[dict[str, np.ndarray]] = []
+    targets: list[np.ndarray] = []
+
+    def flush() -> None:
+        nonlocal total, pending, targets
+        if not pending:
+            return
+        slots = [[len(s["input_ids"]) - 2] for s in pending]
+        _, probabilities = forward_sequences(loaded, pending, slots, visual_mean=True)
+        truth = np.concatenate(targets)
+        for k in TOP_K:
+            k_eff = min(k, probabilities.shape[1])
+            top = np.argpartition(-probabilities, k_eff - 1, axis=1)[:, :k_eff]
+            hits[k] += int((top == truth[:, None]).any(axis=1).sum())
+        total += truth.size
+        if on_chunk is not None:
+            on_chunk(truth.size)
+        pending, targets = [], []
+
+    for words in videos:
+        words = np.asarray(words, dtype=np.int64)
+        if words.size < 2:
+            continue
+        pending += next_word_inputs(layout, words, context)
+        targets.append(words[1:])
+        if len(pending) >= chunk_rows:
+            flush()
+    flush()
+    return hits, total
+
+
+def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_videos: Iterable[np.ndarray],
+                     context: int = 8, on_chunk: Callable[[int], None] | None = None) -> dict:
+    """Next-word top-1/top-5 accuracy of the model on ``videos`` (each an int array of visual words,
+    every clip of one video) from the ``context`` most recent words, beside the unigram and bigram
+    baselines fitted on ``train_videos`` and chance. Returns ``predictions``, ``videos``,
+    ``context``, ``model``, ``bigram``, ``unigram``, ``chance`` (each ``{"top1", "top5"}``) and
+    ``baselines`` (what the baselines were fitted on). Both iterables are read once, in order."""
+    layout = loaded.layout
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 1:
+        raise ConfigError(f"context: need a whole number >= 1, got {context!r}")
+    usable = loaded.max_len - SPECIALS - 1
+    if context > usable:
+        log.warning("context %d does not fit max_len %d: using the %d most recent words", context, loaded.max_len, usable)
+        context = usable
+    baselines = fit_baselines(train_videos, layout.visual_vocab_size)
+    if baselines.positions == 0:
+        log.warning("the train split has no video of two clips or more: the bigram baseline is the unigram order")
+    counted: dict[str, dict[int, int]] = {"unigram": {k: 0 for k in TOP_K}, "bigram": {k: 0 for k in TOP_K}}
+    video_count = 0
+
+    def checked() -> Iterator[np.ndarray]:
+        nonlocal video_count
+        for words in videos:
+            words = np.asarray(words, dtype=np.int64)
+            _check_words(words, layout, "a video")
+            if words.size < 2:
+                continue
+            video_count += 1
+            for name, by_k in baseline_hits(baselines, words).items():
+                for k, value in by_k.items():
+                    counted[name][k] += value
+            yield words
+
+    hits, total = model_hits(loaded, checked(), context, on_chunk)
+    V = layout.visual_vocab_size
+
+    def rates(by_k: dict[int, int]) -> dict[str, float]:
+        return {f"top{k}": by_k[k] / total if total else 0.0 for k in TOP_K}
+
+    return {
+        "predictions": total,
+        "videos": video_count,
+        "context": int(context),
+        "model": rates(hits),
+        "bigram": rates(counted["bigram"]),
+        "unigram": rates(counted["unigram"]),
+        "chance": {f"top{k}": min(k, V) / V for k in TOP_K},
+        "baselines": {"split": "train", "positions": baselines.positions, "words": baselines.words,
+                      "seen_previous": baselines.seen_previous,
+                      "ties": "successors tied in count, and unseen previous words, follow the unigram order; "
+                              "words tied in count: lower id first"},
+        "positions": "every clip t >= 1 of each video, pauses between narrated segments included; "
+                     f"context: up to {context} words before t, across pauses",
+    }
+
+
+# ------------------------------------------------------------------------ reading a corpus
+def split_video_ids(corpus_dir: str | Path, split: str) -> list[str]:
+    """The videos of a corpus split (those with at least one example), in corpus order."""
+    return CorpusSplit(corpus_dir, split).video_names()
+
+
+def split_visual_words(corpus_dir: str | Path, video_ids: Sequence[str]) -> Iterator[np.ndarray]:
+    """Every clip's visual word of each of ``video_ids`` (the corpus's TOKENS), in that order, read
+    ``VIDEOS_PER_READ`` videos at a time; videos without visual words are skipped (logged)."""
+    missing = 0
+    for start in range(0, len(video_ids), VIDEOS_PER_READ):
+        chunk = video_ids[start : start + VIDEOS_PER_READ]
+        tokens, _ = corpus_visual_words(corpus_dir, chunk)
+        for video_id in chunk:
+            if video_id in tokens:
+                yield np.asarray(tokens[video_id], dtype=np.int64)
+            else:
+                missing += 1
+    if missing:
+        log.warning("%s: %d of %d videos have no visual words in the corpus's TOKENS folder", corpus_dir, missing,
+                    len(video_ids))
+
+
+# ------------------------------------------------------------------------ one video
+@dataclass
+class VideoForecast:
+    """A forecast within one video: the ``context`` words of clips ``first_clip`` … ``at_clip-1``,
+    the ``predicted`` words for clips ``at_clip`` … with their ``probabilities``, and the words
+    that ``actual``-ly follow (fewer near the end of the video)."""
+
+    video_id: str
+    clip_seconds: float
+    clips: int
+    first_clip: int
+    at_clip: int
+    context: list[int]
+    predicted: list[int]
+    probabilities: list[float]
+    actual: list[int]
+
+
+def video_forecast(loaded: LoadedModel, corpus_dir: str | Path, video_id: str, n_words: int, context: int,
+                   at: float | None = None, text: str | None = None) -> VideoForecast:
+    """Forecast ``n_words`` words of ``video_id`` (a video of the corpus's TOKENS) after the clips
+    that end by ``at`` seconds (default: the first half of its clips), from at most ``context``
+    words before. A video without visual words, or an ``at`` past its end or before its first
+    whole clip, raises :class:`InputError`."""
+    tokens, clip_seconds = corpus_visual_words(corpus_dir, [video_id])
+    if video_id not in tokens:
+        raise InputError(f"{video_id}: no such video in the visual words of {corpus_dir} (its TOKENS folder)", "missing")
+    words = np.asarray(tokens[video_id], dtype=np.int64)
+    if words.size == 0:
+        raise InputError(f"{video_id}: the video has no visual words (shorter than one clip)", "too_short")
+    duration = words.size * clip_seconds
+    if at is None:
+        at_clip = max(1, words.size // 2)
+    else:
+        if not np.isfinite(at) or at > duration + 1e-9:
+            raise InputError(f"--at {at:g} s is past the end of {video_id} ({words.size} clips, {duration:g} s)")
+        at_clip = int(np.floor(at / clip_seconds + 1e-9))
+        if at_clip < 1:
+            raise InputError(f"--at {at:g} s: no whole clip of {video_id} ends by then (clips are {clip_seconds:g} s)")
+    first = max(0, at_clip - context)
+    predicted, probabilities = forecast(loaded, words[first:at_clip], n_words, text)
+    return VideoForecast(video_id, clip_seconds, int(words.size), first, at_clip, words[first:at_clip].tolist(),
+                         predicted, probabilities, words[at_clip : at_clip + n_words].tolist())
+
+
+def strip_gap(size: int) -> int:
+    """Width of the gap between the context and the forecast in :func:`forecast_strip`."""
+    return max(12, size // 2)
+
+
+def forecast_strip(context_images: Sequence[np.ndarray | None], forecast_images: Sequence[np.ndarray | None],
+                   context_captions: Sequence[str], forecast_captions: Sequence[str], size: int = 96) -> Image.Image:
+    """One row of tiles ``size`` wide — the context's, a gap with an arrow, the forecast's — each
+    image scaled into its tile (grey where it is None), a caption under each, and "context" /
+    "forecast" above. Width: (tiles) × size + :func:`strip_gap`."""
+    gap = strip_gap(size)
+    label, caption = 14, 28
+    tiles = list(context_images) + list(forecast_images)
+    captions = list(context_captions) + list(forecast_captions)
+    width = len(tiles) * size + gap
+    sheet = Image.new("RGB", (width, label + size + caption), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    split_x = len(context_images) * size
+    for i, (image, text) in enumerate(zip(tiles, captions)):
+        x = i * size + (gap if i >= len(context_images) else 0)
+        if image is None:
+            sheet.paste((200, 200, 200), (x + 1, label, x + size - 1, label + size))
+        else:
+            tile = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
+            scale = (size - 2) / max(tile.width, tile.height)  # up or down; a pixel apart from the next tile
+            tile = tile.resize((max(1, round(tile.width * scale)), max(1, round(tile.height * scale))))
+            sheet.paste(tile, (x + (size - tile.width) // 2, label + (size - tile.height) // 2))
+        draw.multiline_text((x + 3, label + size + 1), text, fill=(0, 0, 0), spacing=2)
+    if context_images:
+        draw.text((2, 1), "context", fill=(0, 0, 0))
+    draw.text((split_x + gap + 2, 1), "forecast", fill=(180, 0, 0))
+    middle = label + size // 2
+    draw.line((split_x + 3, middle, split_x + gap - 4, middle), fill=(180, 0, 0), width=2)
+    draw.polygon([(split_x + gap - 3, middle), (split_x + gap - 9, middle - 5), (split_x + gap - 9, middle + 5)],
+                 fill=(180, 0, 0))
+    return sheet

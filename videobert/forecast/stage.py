@@ -1,0 +1,113 @@
+"""The forecast stage: RUN + CORPUS -> RUN/forecast-<split> (``config.yaml``, ``metrics.json``):
+how well a trained run predicts the next visual word of a video from the words before it.
+
+``run`` creates the folder, writes ``config.yaml`` and ``metrics.json``; :func:`evaluate_forecast`
+computes the metrics (:func:`videobert.forecast.predict.forecast_metrics`, whose docstring states
+the positions rule and the baselines): ``predictions``, ``videos``, ``context``, ``model``,
+``bigram``, ``unigram``, ``chance`` (each ``{"top1", "top5"}``), ``baselines``, ``positions``, and
+where it came from (``run``, ``corpus``, ``split``, ``visual_vocab_size``, ``device``,
+``precision``, ``seconds``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from videobert import config as cfgmod
+from videobert import logs
+from videobert.config import field
+from videobert.corpus.reader import check_complete
+from videobert.errors import ConfigError, StageError
+from videobert.forecast.predict import forecast_metrics, split_video_ids, split_visual_words
+from videobert.retrieval.gallery import check_same_vocabulary
+from videobert.retrieval.inference import InferenceConfig, LoadedModel, load_model
+from videobert.store import StageSummary, atomic_write_json, prepare_output_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ForecastConfig(InferenceConfig):
+    """Configuration of ``videobert forecast``: where the model runs, then what is forecast."""
+
+    split: Literal["train", "val", "test"] = field("test", help="corpus split whose videos are forecast (the baselines "
+                                                                "are always counted on the train split)")
+    context: int = field(8, help="visual words before a position the model sees (the most recent ones)")
+    words: int = field(4, help="with VIDEO_ID: visual words forecast after --at")
+    strip_size: int = field(96, help="with --strip: side of each tile, pixels")
+
+    def check(self) -> None:
+        InferenceConfig.check(self)
+        if self.context < 1 or self.words < 1:
+            raise ConfigError("context, words: need >= 1")
+        if self.strip_size < 16:
+            raise ConfigError("strip_size: need >= 16")
+
+
+def run(run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path | None, cfg: ForecastConfig) -> StageSummary:
+    """Measure next-word forecasting of ``run_dir`` on ``corpus_dir``'s split into ``out_dir``
+    (default: ``RUN/forecast-<split>``); ``details`` is ``metrics.json``."""
+    began = time.perf_counter()
+    cfg.check()
+    check_complete(corpus_dir)
+    loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)  # inputs first, then the folder
+    check_same_vocabulary(loaded, corpus_dir)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / f"forecast-{cfg.split}"
+    prepare_output_dir(out)
+    cfgmod.save(cfg, out / "config.yaml")
+    metrics = evaluate_forecast(run_dir, corpus_dir, cfg, loaded)
+    atomic_write_json(out / "metrics.json", metrics)
+    return StageSummary("forecast", out, metrics["predictions"], 0, 0, time.perf_counter() - began,
+                        "\n".join(format_report(metrics)), metrics)
+
+
+def evaluate_forecast(run_dir: str | Path, corpus_dir: str | Path, cfg: ForecastConfig,
+                      loaded: LoadedModel | None = None) -> dict[str, Any]:
+    """The content of ``metrics.json``: next-word forecasting on the split's videos (every clip's
+    visual word, from the corpus's TOKENS), the baselines from the train split's. ``loaded``
+    reuses a loaded model. Memory: a chunk of videos' visual words and the train split's
+    distinct word pairs."""
+    began = time.perf_counter()
+    cfg.check()
+    check_complete(corpus_dir)
+    if loaded is None:
+        loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)
+    check_same_vocabulary(loaded, corpus_dir)
+    videos = split_video_ids(corpus_dir, cfg.split)
+    train = videos if cfg.split == "train" else split_video_ids(corpus_dir, "train")
+    if cfg.split == "train":
+        log.warning("forecasting the train split: the baselines are counted on the same videos")
+    with logs.progress(total=None, desc="forecasting", unit="word") as bar:
+        metrics = forecast_metrics(loaded, split_visual_words(corpus_dir, videos), split_visual_words(corpus_dir, train),
+                                   cfg.context, on_chunk=bar.update)
+    if metrics["predictions"] == 0:
+        raise StageError(f"{corpus_dir}: no video of the {cfg.split} split has two clips or more to forecast")
+    return {
+        "run": str(Path(run_dir).absolute()),
+        "corpus": str(Path(corpus_dir).absolute()),
+        "split": cfg.split,
+        **metrics,
+        "visual_vocab_size": loaded.layout.visual_vocab_size,
+        "device": str(loaded.device),
+        "precision": loaded.precision,
+        "seconds": round(time.perf_counter() - began, 3),
+    }
+
+
+def format_report(metrics: dict[str, Any]) -> list[str]:
+    """The metrics in one line, each figure beside the baselines and chance (top-1/top-5)."""
+    def pair(name: str) -> str:
+        return f"{metrics[name]['top1']:.2f}/{metrics[name]['top5']:.2f}"
+
+    def small(value: float) -> str:
+        return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+    chance = metrics["chance"]
+    line = (f"forecast ({metrics['split']}, {metrics['predictions']} next words, context {metrics['context']}): "
+            f"top-1 {metrics['model']['top1']:.2f} top-5 {metrics['model']['top5']:.2f} | bigram {pair('bigram')} | "
+            f"unigram {pair('unigram')} | chance {small(chance['top1'])}/{small(chance['top5'])}")
+    return [line]
