@@ -22,8 +22,9 @@ SMALL = [
     # but not from the demo's unit-length words (mean rank 32.7 of 73, chance 37), which need the
     # demo's 128-unit model (BENCHMARKS.md, the demo)
     "--set", "vocab.normalise=standardise",
+    "--set", "caption.steps=100",
 ]
-STAGES = ["synth", "extract", "vocab", "tokenize", "corpus", "pretrain", "evaluate"]
+STAGES = ["synth", "extract", "vocab", "tokenize", "corpus", "pretrain", "evaluate", "embed", "caption", "forecast"]
 
 
 def statuses(stdout: str) -> dict[str, str]:
@@ -73,6 +74,9 @@ def test_metrics_beat_chance_and_the_demo_says_what_to_do_next(demo):
     assert colour["top1"] >= 2 * colour["chance_top1"] and colour["top1"] > colour["prior_top1"], colour
     assert "alignment accuracy" in result.stdout and "chance" in result.stdout
     assert "videobert retrieve" in result.stdout and "jupyter notebook" in result.stdout
+    # the captioners, each beside the nearest-neighbour caption, and forecasting beside its baselines
+    assert re.search(r"both\s+captioner\s+BLEU-3", result.stdout) and "nearest neighbour" in result.stdout
+    assert re.search(r"^forecast \(test, \d+ next words", result.stdout, flags=re.M)
 
 
 def test_rerun_skips_every_stage_and_a_vocab_change_reruns_what_follows(demo):
@@ -85,6 +89,7 @@ def test_rerun_skips_every_stage_and_a_vocab_change_reruns_what_follows(demo):
     changed = run_cli("demo", "--out", out, *SMALL, "--set", "vocab.k=6", "--set", "pretrain.steps=500", timeout=900)
     assert changed.returncode == 0, changed.stderr[-3000:]
     expected = {"synth": "skipped", "extract": "skipped", "asr": "off",
-                **{s: "ran" for s in ("vocab", "tokenize", "corpus", "pretrain", "evaluate")}}
+                **{s: "ran" for s in ("vocab", "tokenize", "corpus", "pretrain", "evaluate", "embed", "caption",
+                                      "forecast")}}
     assert statuses(changed.stdout) == expected
     assert json.loads((out / "vocab" / "vocab.json").read_text())["k"] == 6

@@ -49,5 +49,6 @@ def test_notebook_runs_top_to_bottom_on_a_copied_model_folder(portable_model, th
     assert "query: 'now the red circle moves left'" in text
     assert "chance" in text and "alignment accuracy" in text and "zero-shot colour of hit #1" in text
     assert "->" in text and "alignment with" in text  # text-to-video, and a video file scored
-    # filmstrips, zero-shot plot, the best hit's exemplars, the text-to-video exemplars
-    assert len(figures) == 4
+    assert "no captioner at" in text and "the segment goes on with" in text  # a model folder alone has no captioner
+    # filmstrips, zero-shot plot, the best hit's exemplars, the text-to-video exemplars, the forecast
+    assert len(figures) == 5

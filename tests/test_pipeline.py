@@ -15,7 +15,8 @@ from videobert.errors import ConfigError, InputError, StageError
 from videobert.runner import STAGE_NAMES, Pipeline, load_pipeline_config, summary_lines
 from videobert.store import StageCall
 
-ALL_BUT_ASR = [name for name in STAGE_NAMES if name != "asr"]
+DOWNSTREAM = ["embed", "caption", "forecast"]  # off unless their sections are given
+ALL_BUT_ASR = [name for name in STAGE_NAMES if name != "asr" and name not in DOWNSTREAM]
 
 
 class Recorder:
@@ -61,7 +62,7 @@ def test_runs_every_stage_in_order_then_skips_them_all(tmp_path):
     pipeline, recorder = make(tmp_path)
     results = pipeline.run()
     assert recorder.stages() == ALL_BUT_ASR
-    assert [r.status for r in results] == ["off" if r.name == "asr" else "ran" for r in results]
+    assert [r.status for r in results] == ["off" if r.name in ("asr", *DOWNSTREAM) else "ran" for r in results]
     state = json.loads((tmp_path / "run" / "pipeline.json").read_text())["stages"]
     assert all(state[name]["status"] == "done" for name in ALL_BUT_ASR)
     for name in ALL_BUT_ASR:
@@ -73,6 +74,24 @@ def test_runs_every_stage_in_order_then_skips_them_all(tmp_path):
     assert {r.status for r in results} == {"skipped", "off"}
     table = "\n".join(summary_lines(results, tmp_path / "run"))
     assert "skipped" in table and "ran" not in table
+
+
+def test_the_downstream_stages_run_after_evaluate_when_asked_and_follow_their_inputs(tmp_path):
+    sections = "embed: {device: cpu}\ncaption: {steps: 5}\nforecast: {context: 4}\n"
+    pipeline, recorder = make(tmp_path, text=sections)
+    pipeline.run()
+    assert recorder.stages() == ALL_BUT_ASR + DOWNSTREAM
+    pipeline, recorder = make(tmp_path, "caption.steps=6", text=sections)
+    pipeline.run()
+    assert recorder.stages() == ["caption"]
+    pipeline, recorder = make(tmp_path, "pretrain.steps=11", "caption.steps=6", text=sections)
+    pipeline.run()
+    assert recorder.stages() == ["pretrain", "evaluate", "embed", "caption", "forecast"]
+    run = tmp_path / "run"
+    inputs = make(tmp_path, text=sections)[0].call("embed").inputs
+    assert inputs["segments"] == run / "synth" / "segments.jsonl" and inputs["tokens"] == run / "tokens"
+    with pytest.raises(ConfigError, match="caption: needs an 'embed' section"):
+        make(tmp_path, text="caption: {steps: 5}\n")
 
 
 def test_changing_the_vocab_config_reruns_vocab_and_what_follows(tmp_path):

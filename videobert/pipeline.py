@@ -26,9 +26,14 @@ from typing import Iterator, Sequence, Union
 
 import numpy as np
 
+from videobert.caption.stage import generate, load_captioner
+from videobert.config import read_yaml
+from videobert.corpus.align import overlapping_clips
+from videobert.embed.features import PAPER_TEMPLATE, embedding_input, mean_clip_features, template_ids, videobert_features
 from videobert.errors import ConfigError, InputError
 from videobert.features.extract import extract_features, resolve_runtime
 from videobert.features.s3d import FEATURE_DIM, RANDOM_INIT, ClipEncoder, build_s3d
+from videobert.forecast.predict import forecast
 from videobert.index.folder import Index, load_index
 from videobert.manifest import VideoEntry, safe_id_from_stem
 from videobert.model_folder import TEST_INDEX, check_s3d_weights, check_visual_vocab, read_feature_settings
@@ -188,6 +193,54 @@ class VideoBERTPipeline:
     def text_to_video(self, text: str, n_words: int = 4) -> tuple[list[int], list[float]]:
         """The visual words a sentence calls up (paper Fig. 6) and each one's probability."""
         return text_to_video(self.loaded, text, n_words)
+
+    def embed(self, video: Video, start: float | None = None, end: float | None = None,
+              template: str = PAPER_TEMPLATE, s3d: bool = True) -> np.ndarray:
+        """float32 [H (+1024)]: the VideoBERT features of ``video``'s clips overlapping
+        ``[start, end)`` (default: all), as ``videobert embed`` computes them — followed by their
+        mean S3D feature when ``s3d`` and the video is a path or features."""
+        features = None
+        if isinstance(video, (str, Path)):
+            features = self.features(video) if s3d else None
+            words = self.visual_words(features if features is not None else video)
+        else:
+            array = np.asarray(video)
+            features = array if array.ndim == 2 and array.dtype.kind == "f" and s3d else None
+            words = self.visual_words(video)
+        span = len(words) * self.clip_seconds()
+        clips = overlapping_clips(0.0 if start is None else float(start), span if end is None else float(end),
+                                  len(words), self.clip_seconds())
+        if not len(clips):
+            raise InputError(f"no clip of the video's {len(words)} overlaps {start}-{end} s")
+        sequence = embedding_input(self.loaded, template_ids(self.loaded, template),
+                                   np.asarray(words[clips.start : clips.stop], np.int64))
+        row = videobert_features(self.loaded, [sequence])[0]
+        if s3d:
+            if features is None:
+                raise InputError("s3d=True needs the video as a file or as features (visual words carry no S3D feature)")
+            row = np.concatenate([row, mean_clip_features(features, clips)])
+        return row
+
+    def caption(self, video: Video, captioner: str | Path, start: float | None = None, end: float | None = None,
+                beam: int | None = None) -> str:
+        """A caption of ``video`` (its span ``[start, end)``) by a captioner trained on this model's
+        embeddings (``videobert caption train``), with the template and parts it was trained on."""
+        model, tokenizer, info = load_captioner(captioner, self.loaded.device)
+        row = self.embed(video, start, end, info.get("template", PAPER_TEMPLATE), s3d=info["features"] != "videobert")
+        hidden = self.loaded.model.config.hidden_size
+        part = {"videobert": row[:hidden], "s3d": row[hidden:], "both": row}[info["features"]]
+        if part.size != sum(model.config.part_dims):
+            raise InputError(f"{captioner}: the captioner reads {sum(model.config.part_dims)} numbers, this model's "
+                             f"embedding gives {part.size}; it was trained on another model's embeddings")
+        cfg = read_yaml(Path(captioner) / "config.yaml") if (Path(captioner) / "config.yaml").exists() else {}
+        rounded = part[None].astype(np.float16).astype(np.float32)  # as EMB stores the rows it was trained on
+        return generate(model, tokenizer, rounded, beam or int(cfg.get("beam", 5)),
+                        float(cfg.get("length_penalty", 0.6)))[0]
+
+    def forecast(self, video: Video, n_words: int = 4, text: str | None = None) -> tuple[list[int], list[float]]:
+        """The next ``n_words`` visual words after ``video`` (all its clips are the context) and
+        each one's probability when chosen, filled left to right."""
+        return forecast(self.loaded, self.visual_words(video), n_words, text)
 
     def exemplars(self, words: Sequence[int]) -> list[np.ndarray | None]:
         """Each visual word's exemplar thumbnail (uint8 [S, S, 3]; None where there is none)."""

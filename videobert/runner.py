@@ -10,7 +10,7 @@ stage's own config dataclass::
 
 Relative paths in the file are relative to the file's folder. Stages write into
 ``RUN/<folder>`` (``synth``, ``features``, ``vocab``, ``tokens``, ``transcripts``, ``corpus``,
-``model``, ``eval``) and the runner records, in ``RUN/pipeline.json``, a hash of what each stage
+``model``, ``eval`` and, when their sections are given, ``embed``, ``caption``, ``forecast``) and the runner records, in ``RUN/pipeline.json``, a hash of what each stage
 was run with: its settings (less the fields that only change speed, :func:`videobert.config.settings`)
 and the hashes of the stages it reads. A stage whose hash is unchanged and that finished is
 skipped; a changed stage reruns, and so does every stage after it, because their hashes include
@@ -42,10 +42,16 @@ from typing import Any, Callable, Optional, Sequence
 
 from videobert import config as cfgmod
 from videobert.config import field
+from videobert.caption import stage as caption_stage
+from videobert.caption.stage import CaptionSuiteConfig
 from videobert.corpus import stage as corpus_stage
 from videobert.corpus.stage import CorpusConfig
+from videobert.embed import stage as embed_stage
+from videobert.embed.stage import EmbedConfig
 from videobert.errors import ConfigError, StageError, VideoBertError
 from videobert.features import stage as features_stage
+from videobert.forecast import stage as forecast_stage
+from videobert.forecast.stage import ForecastConfig
 from videobert.features.stage import ExtractConfig
 from videobert.manifest import read_manifest
 from videobert.pretrain import stage as pretrain_stage
@@ -72,6 +78,8 @@ class PipelineConfig:
     manifest: Optional[Path] = field(None, help="manifest (JSONL) or folder of videos; relative to the config file")
     synth: Optional[SynthConfig] = field(None, help="generate the synthetic corpus into RUN/synth and use it")
     labels: Optional[Path] = field(None, help="labels.jsonl for zero-shot evaluation (synth: its own labels)")
+    segments: Optional[Path] = field(None, help="segments.jsonl (video_id, start, end, sentence, split) that embed and "
+                                                "caption read (synth: its own narrated segments)")
     transcripts: Optional[Path] = field(None, help="folder of <video_id>.vtt transcripts for videos the manifest gives none")
     gpus: int = field(1, help="processes per node for extract, tokenize, corpus, pretrain and evaluate (>1: launched "
                               "with torchrun; 0: a CPU-only machine, every stage's device 'auto' means the CPU)")
@@ -82,10 +90,18 @@ class PipelineConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig, help="corpus stage")
     pretrain: PretrainConfig = field(default_factory=PretrainConfig, help="pretrain stage")
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, help="evaluate stage")
+    embed: Optional[EmbedConfig] = field(None, help="VideoBERT features of the segments (off when absent)")
+    caption: Optional[CaptionSuiteConfig] = field(None, help="captioners on the embedded segments (off when absent; "
+                                                             "needs embed)")
+    forecast: Optional[ForecastConfig] = field(None, help="next-visual-word forecasting on a corpus split (off when absent)")
 
     def check(self) -> None:
         if (self.manifest is None) == (self.synth is None):
             raise ConfigError("give exactly one of 'manifest' (your corpus) or 'synth' (generate the synthetic one)")
+        if self.embed is not None and self.synth is None and self.segments is None:
+            raise ConfigError("embed: needs 'segments' (a segments.jsonl of your videos) when the corpus is not synth's")
+        if self.caption is not None and self.embed is None:
+            raise ConfigError("caption: needs an 'embed' section (the captioners read its features)")
         if self.gpus < 0:
             raise ConfigError("gpus: need 0 (CPU only) or more")
 
@@ -101,6 +117,7 @@ def load_pipeline_config(path: str | Path, assignments: Sequence[str] = ()) -> P
         return value if value is None or Path(value).is_absolute() else base / value
 
     cfg.manifest, cfg.labels, cfg.transcripts = anchor(cfg.manifest), anchor(cfg.labels), anchor(cfg.transcripts)
+    cfg.segments = anchor(cfg.segments)
     if cfg.extract.weights is not None:
         cfg.extract.weights = anchor(cfg.extract.weights)
     if cfg.pretrain.init != "scratch":
@@ -138,6 +155,9 @@ STAGES = (
     Stage("corpus", "corpus", ("synth", "tokenize", "asr"), corpus_stage.run, torchrun=True),
     Stage("pretrain", "model", ("corpus", "vocab"), pretrain_stage.run, torchrun=True),
     Stage("evaluate", "eval", ("pretrain", "corpus"), retrieval_stage.run, torchrun=True),
+    Stage("embed", "embed", ("pretrain", "tokenize", "extract"), embed_stage.run, torchrun=True),
+    Stage("caption", "caption", ("embed",), caption_stage.run_suite),
+    Stage("forecast", "forecast", ("pretrain", "corpus"), forecast_stage.run),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
@@ -220,6 +240,12 @@ class Pipeline:
         return self.folder("synth") / "manifest.jsonl" if self.cfg.synth is not None else self.cfg.manifest
 
     @property
+    def segments(self) -> Path | None:
+        if self.cfg.segments is not None:
+            return self.cfg.segments
+        return self.folder("synth") / "segments.jsonl" if self.cfg.synth is not None else None
+
+    @property
     def labels(self) -> Path | None:
         if self.cfg.labels is not None:
             return self.cfg.labels
@@ -250,6 +276,8 @@ class Pipeline:
                 upstream["transcripts"] = [str(folder), _fingerprint_inputs(None, files)]
         if stage.name == "evaluate":
             upstream["labels"] = _fingerprint_inputs(None, [self.labels])
+        if stage.name == "embed":
+            upstream["segments"] = _fingerprint_inputs(None, [self.segments])
         return cfgmod.config_hash({"settings": settings, "upstream": upstream})
 
     def call(self, name: str) -> StageCall:
@@ -273,6 +301,13 @@ class Pipeline:
         elif name == "evaluate":
             inputs = {"run_dir": f("pretrain"), "corpus_dir": f("corpus")}
             options = {"labels": self.labels, "zero_shot_spec": self.zero_shot_spec}
+        elif name == "embed":
+            inputs = {"run_dir": f("pretrain"), "segments": self.segments, "tokens": f("tokenize")}
+            options = {"features": f("extract")}
+        elif name == "caption":
+            inputs = {"emb_dir": f("embed")}
+        elif name == "forecast":
+            inputs = {"run_dir": f("pretrain"), "corpus_dir": f("corpus")}
         stage = next(s for s in STAGES if s.name == name)
         return StageCall(name, stage.run, inputs, f(name), self.stage_config(name),
                          self.run_dir / "configs" / f"{name}.yaml", options)
