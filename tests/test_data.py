@@ -6,8 +6,9 @@ import torch
 
 from videobert.pretrain.data import (
     GROUP_PAIR_TEXT, GROUP_PAIR_VIDEO, GROUP_TEXT, GROUP_VIDEO, IGNORE, PAIR, TEXT, VIDEO, DataConfig, PretrainExamples,
-    StepBatches, TokenLayout, build_input, collate_training, mask_sequence, validation_batches,
+    StepBatches, TokenLayout, VideoClips, build_input, collate_training, mask_sequence, validation_batches,
 )
+from videobert.corpus.reader import CorpusSplit
 
 T, V = 50, 30
 LAYOUT = TokenLayout(T, V, pad_id=0, cls_id=2, sep_id=3, mask_id=4, text_special_ids=(0, 1, 2, 3, 4))
@@ -133,23 +134,90 @@ def test_concatenation_merges_neighbours_and_their_clips():
     assert lengths == {2 + 8}
 
 
-def test_forecasting_sequences_mask_the_end_of_consecutive_sentences_clips():
+def test_forecasting_sequences_without_the_videos_clips_read_runs_of_sentence_clips():
     data = corpus(videos=1)
     examples = PretrainExamples(data, LAYOUT, options(forecast_prob=1.0, forecast_max=3, concat_max=3, subsample_max=5),
                                 kinds=(VIDEO,))
     _, _, clips = examples._merge(examples._following(0, 3))  # 7 clips of sentences 0, 1, 2: never subsampled
-    masked_counts = set()
-    for seed in range(60):
+    masked_counts, lengths, starts = set(), set(), set()
+    for seed in range(200):
         sequence = examples.sequence(0, np.random.default_rng(seed))
         ids, labels = sequence["input_ids"], sequence["labels"]
-        assert ids[0] == LAYOUT.cls_id and ids[1] == SEP_VIDEO and ids[-1] == LAYOUT.sep_id and len(ids) == len(clips) + 3
+        assert ids[0] == LAYOUT.cls_id and ids[1] == SEP_VIDEO and ids[-1] == LAYOUT.sep_id
         targets = np.flatnonzero(labels != IGNORE)
         count = targets.size
         masked_counts.add(count)
         assert list(targets) == list(range(len(ids) - 1 - count, len(ids) - 1))  # the last words, in a row
-        assert (ids[targets] == LAYOUT.mask_id).all() and list(labels[targets] - OFFSET) == clips[-count:]
-        assert list(ids[2 : len(ids) - 1 - count] - OFFSET) == clips[: len(clips) - count]  # the context, unmasked
+        assert (ids[targets] == LAYOUT.mask_id).all() and 1 <= count < len(ids) - 3  # one word of context at least
+        words = list(ids[2 : len(ids) - 1 - count] - OFFSET) + list(labels[targets] - OFFSET)
+        # a run of consecutive clips, the context unmasked before its masked end
+        start = next(s for s in range(len(clips)) if clips[s : s + len(words)] == words)
+        lengths.add(len(words))
+        starts.add(start)
     assert masked_counts == {1, 2, 3}
+    assert lengths == set(range(2, len(clips) + 1))  # contexts of every length …
+    assert starts == set(range(len(clips) - 1))  # … from everywhere in the clips
+
+
+def paused_video(video_id="v0", clips=20, firsts=(1, 6, 12), seed=0):
+    """A video of ``clips`` distinct visual words, narrated in sentences of 3 clips from ``firsts``
+    (clip 0, 4-5, 9-11 and 15-19 are pauses): its corpus rows, and every clip's word."""
+    words = np.random.default_rng(seed).permutation(V)[:clips]
+    rows = [{"video_id": video_id, "index": i, "start": 1.5 * f, "end": 1.5 * (f + 3), "text": "words",
+             "text_ids": [10 + i, 11], "video_ids": words[f : f + 3].tolist(), "first_clip": f}
+            for i, f in enumerate(firsts)]
+    return rows, words
+
+
+def test_forecasting_sequences_read_every_clip_of_the_video_pauses_included():
+    rows, words = paused_video()
+    clips = VideoClips(words, np.array([0, words.size]))
+    examples = PretrainExamples(rows, LAYOUT, options(forecast_prob=1.0, forecast_max=3, max_len=12), kinds=(VIDEO,),
+                                clips=clips)
+    first_masked, contexts = set(), set()
+    for seed in range(600):
+        position = seed % len(examples)
+        sequence = examples.sequence(position, np.random.default_rng(seed))
+        ids, labels = sequence["input_ids"], sequence["labels"]
+        assert ids[0] == LAYOUT.cls_id and ids[1] == SEP_VIDEO and ids[-1] == LAYOUT.sep_id and len(ids) <= 12
+        targets = np.flatnonzero(labels != IGNORE)
+        assert 1 <= targets.size <= 3 and list(targets) == list(range(len(ids) - 1 - targets.size, len(ids) - 1))
+        assert (ids[targets] == LAYOUT.mask_id).all()
+        run = list(ids[2 : len(ids) - 1 - targets.size] - OFFSET) + list(labels[targets] - OFFSET)
+        start = int(np.flatnonzero(words == run[0])[0])
+        assert list(words[start : start + len(run)]) == run  # consecutive clips of the whole video
+        masked_at = start + len(run) - targets.size
+        owned = {0: range(1, 6), 1: range(6, 12), 2: range(12, 20)}[position]  # to the next sentence's first clip
+        assert masked_at in owned
+        first_masked.add(masked_at)
+        contexts.add(masked_at - start)
+    assert first_masked == set(range(1, 20))  # every clip after the first, those of pauses too
+    assert contexts == set(range(1, 9))  # contexts of every length that fits max_len with one mask
+
+
+def test_video_clips_are_read_from_the_tokens_folder_when_they_match_the_corpus(tmp_path):
+    good, good_words = paused_video("good", seed=1)
+    changed, changed_words = paused_video("changed", seed=2)
+    missing, _ = paused_video("missing", seed=3)
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    (tokens / "tokens.json").write_text("{}")
+    np.save(tokens / "good.npy", good_words.astype(np.int16))
+    np.save(tokens / "changed.npy", (changed_words + 1) % V)  # re-tokenized since the corpus was built
+    split = CorpusSplit.from_examples(good + changed + missing)
+    clips, unusable = VideoClips.read(split, tokens, V, chunk=2)
+    assert unusable == 2
+    assert clips.words_of(0).tolist() == good_words.tolist()
+    assert clips.words_of(1) is None and clips.words_of(2) is None
+    # the other videos' forecasting sequences fall back to their sentences' clips
+    examples = PretrainExamples(split, LAYOUT, options(forecast_prob=1.0), kinds=(VIDEO,), clips=clips)
+    sentence_clips = set(changed_words[[1, 2, 3, 6, 7, 8, 12, 13, 14]].tolist())
+    for seed in range(50):
+        sequence = examples.sequence(3 + seed % 3, np.random.default_rng(seed))
+        run = sequence["input_ids"][2:-1]
+        masked = sequence["labels"][2:-1]
+        words_seen = np.where(run == LAYOUT.mask_id, masked, run) - OFFSET
+        assert set(words_seen.tolist()) <= sentence_clips
 
 
 def test_subsampling_rates_stay_within_bounds():

@@ -301,3 +301,27 @@ def test_help_describes_both_uses(capsys):
         assert words in text, words
     parser = forecast_command.build_parser()
     assert parser.prog == "videobert forecast"
+
+
+def test_pretraining_reads_every_clip_for_forecasting_from_the_corpus_tokens(cycle_run, tmp_path, caplog):
+    import shutil
+
+    from videobert.corpus import CorpusSplit
+    from videobert.pretrain.data import TokenLayout
+    from videobert.pretrain.stage import forecast_clips
+    from videobert.vocabulary import JointVocabulary
+
+    corpus = cycle_run["corpus"]
+    layout = TokenLayout.from_vocabulary(JointVocabulary.load(corpus))
+    split = CorpusSplit(corpus, "train")
+    clips = forecast_clips(corpus, split, layout, True)
+    for code, video_id in enumerate(split.video_names()):  # the whole video, not only its examples' clips
+        assert clips.words_of(code).tolist() == cycle_run["tokens"][video_id].tolist()
+    moved = tmp_path / "corpus"
+    shutil.copytree(corpus, moved)
+    summary = json.loads((moved / "summary.json").read_text())
+    summary["inputs"]["tokens"] = str(tmp_path / "gone")
+    (moved / "summary.json").write_text(json.dumps(summary))
+    with caplog.at_level("WARNING"):
+        assert forecast_clips(moved, CorpusSplit(moved, "train"), layout, True) is None
+    assert "is gone: forecasting sequences read the sentences' clips only" in caplog.text

@@ -27,6 +27,14 @@ Misaligned pairs are masked exactly like aligned ones — otherwise the absence 
 give the answer away — but only aligned pairs carry masked-token targets: the text of a wrong video
 is no evidence for it.
 
+Forecasting (``forecast_prob``, off by default): that share of the video-only sequences instead
+continues the video from its left, as :mod:`videobert.forecast` asks — a run of the video's
+consecutive clips, none subsampled, whose last 1 … ``forecast_max`` words are all ``[MASK]``. The
+run is read from every clip of the video (:class:`VideoClips`, from the TOKENS folder the corpus
+was built from), the pauses between narrated sentences and the silent parts included, as the
+forecasting metric and its bigram baseline count them; its first masked clip is one of the clips
+the sentence owns (up to the next sentence's first clip), its context 1 … as many words as fit.
+
 Longer than ``max_len``: the video side is cut first, down to half of the room if the text needs
 the rest; then the text, dropping whole trailing sentences of a concatenation before cutting a
 sentence.
@@ -41,6 +49,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -51,6 +60,7 @@ from videobert.corpus.joint_vocab import JointLayout, JointVocabulary
 from videobert.corpus.reader import CorpusSplit
 from videobert.errors import ConfigError, StageError
 from videobert.text.wordpiece import TEXT_SPECIALS
+from videobert.vocab.stage import load_tokens
 
 TEXT, VIDEO, PAIR = 0, 1, 2
 ALL_KINDS = (TEXT, VIDEO, PAIR)
@@ -101,10 +111,11 @@ class DataConfig:
     concat_prob: float = field(0.3, help="probability of joining a sentence with the following ones")
     concat_max: int = field(3, help="most sentences joined into one sequence")
     subsample_max: int = field(5, help="video tokens are subsampled at a rate drawn from 1 … this")
-    forecast_prob: float = field(0.0, help="share of video-only sequences that read concat_max sentences' clips in a row, "
-                                          "none subsampled, with the last 1 … forecast_max visual words masked: "
-                                          "continuing a video from its left, as forecasting asks (0: off, the paper's "
-                                          "masking)", neutral=True)
+    forecast_prob: float = field(0.0, help="share of video-only sequences that continue a video from its left, as "
+                                          "forecasting asks: a run of the video's consecutive clips (every clip of the "
+                                          "TOKENS folder the corpus was built from, pauses and silent parts included; "
+                                          "none subsampled) whose last 1 … forecast_max visual words are masked, the "
+                                          "context of any length (0: off, the paper's masking)", neutral=True)
     forecast_max: int = field(3, help="most visual words masked at the end of a forecasting sequence", neutral=True)
 
     def check(self) -> None:
@@ -217,21 +228,6 @@ def mask_sequence(
     return masked, labels
 
 
-def mask_suffix(layout: TokenLayout, sequence: dict[str, np.ndarray], rng: np.random.Generator,
-                most: int) -> tuple[np.ndarray, np.ndarray]:
-    """The last k visual words of a sequence masked (k drawn from 1 … ``most``, leaving at least
-    one unmasked): what :mod:`videobert.forecast` asks of the model. Same returns as
-    :func:`mask_sequence`."""
-    ids = sequence["input_ids"]
-    masked, labels = ids.copy(), np.full_like(ids, IGNORE)
-    visual = np.flatnonzero(ids >= layout.visual_offset)
-    count = int(rng.integers(1, max(1, min(most, visual.size - 1)) + 1))
-    targets = visual[-count:]
-    labels[targets] = ids[targets]
-    masked[targets] = layout.mask_id
-    return masked, labels
-
-
 def _random_tokens(layout: TokenLayout, rng: np.random.Generator, count: int, low: int, high: int) -> np.ndarray:
     tokens = rng.integers(low, high, size=count)
     if low == 0:  # text: never draw a special token
@@ -244,6 +240,52 @@ def _random_tokens(layout: TokenLayout, rng: np.random.Generator, count: int, lo
 
 
 # ------------------------------------------------------------------------ training sequences
+class VideoClips:
+    """Every clip's visual word of each video of a corpus split, by video number (the split's
+    ``video_codes``): one int32 array of all words and the offsets of each video's, so that forked
+    data-loader workers share them. A video without words here (missing from the TOKENS folder,
+    or not matching the corpus) has none: its forecasting sequences read its sentences' clips."""
+
+    def __init__(self, words: np.ndarray, offsets: np.ndarray):
+        self.words, self.offsets = np.asarray(words, np.int32), np.asarray(offsets, np.int64)
+
+    def words_of(self, code: int) -> np.ndarray | None:
+        start, end = int(self.offsets[code]), int(self.offsets[code + 1])
+        return self.words[start:end].astype(np.int64) if end > start else None
+
+    @classmethod
+    def read(cls, split: CorpusSplit, tokens_dir: str | Path, visual_vocab_size: int,
+             chunk: int = 1024) -> tuple["VideoClips", int]:
+        """The words of ``split``'s videos from the TOKENS folder ``tokens_dir``, read ``chunk``
+        videos at a time, and the number of videos left without (missing, another vocabulary's
+        words, or words that differ from those of the video's first sentence in the corpus)."""
+        names = split.video_names()
+        first_row = np.full(len(names), -1, np.int64)
+        with_video = np.flatnonzero(split.video_lengths > 0)
+        codes = split.video_codes[with_video]
+        new = np.r_[True, codes[1:] != codes[:-1]] if codes.size else np.zeros(0, bool)
+        first_row[codes[new]] = with_video[new]
+        parts, lengths, unusable = [], np.zeros(len(names), np.int64), 0
+        for begin in range(0, len(names), chunk):
+            tokens = load_tokens(tokens_dir, names[begin : begin + chunk])
+            for code in range(begin, min(begin + chunk, len(names))):
+                words = tokens.get(names[code])
+                row = int(first_row[code])
+                if words is not None and row >= 0:
+                    words = np.asarray(words).reshape(-1)
+                    first, sentence = int(split.first_clips[row]), split.video_ids(row)
+                    if (words.size and (words.min() < 0 or words.max() >= visual_vocab_size)) or \
+                            not np.array_equal(words[first : first + sentence.size], sentence):
+                        words = None
+                if words is None:
+                    unusable += row >= 0
+                    continue
+                parts.append(words.astype(np.int32))
+                lengths[code] = words.size
+        offsets = np.r_[0, np.cumsum(lengths)]
+        return cls(np.concatenate(parts) if parts else np.zeros(0, np.int32), offsets), unusable
+
+
 class PretrainExamples:
     """Builds masked training sequences from corpus sentences (see the module docstring) for the
     objectives ``kinds`` (``TEXT``, ``VIDEO``, ``PAIR``) that are switched on; batches are padded
@@ -257,8 +299,9 @@ class PretrainExamples:
     """
 
     def __init__(self, corpus: CorpusSplit | Sequence[dict[str, Any]], layout: TokenLayout, options: DataConfig,
-                 kinds: Sequence[int] = ALL_KINDS, pad_to_multiple: int = 1, rows: np.ndarray | None = None):
-        self.layout, self.options = layout, options
+                 kinds: Sequence[int] = ALL_KINDS, pad_to_multiple: int = 1, rows: np.ndarray | None = None,
+                 clips: "VideoClips | None" = None):
+        self.layout, self.options, self.clips = layout, options, clips
         self.kinds, self.pad_to_multiple = tuple(kinds), pad_to_multiple
         self.split = corpus if isinstance(corpus, CorpusSplit) else CorpusSplit.from_examples(corpus)
         rows = np.arange(len(self.split), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -277,6 +320,14 @@ class PretrainExamples:
         self.first_clip = self.split.first_clips[self.rows]
         self._with_video = np.flatnonzero(self.has_video)
         self._videos_with_video = int(np.unique(self.video[self._with_video]).size)
+        # the clips each sentence with video owns for forecasting: from its first clip (-1: the
+        # video's start) to the next such sentence's first clip (-1: the video's end)
+        self.owned_start = np.full(len(self.rows), -1, np.int32)
+        self.owned_end = np.full(len(self.rows), -1, np.int32)
+        with_video = self._with_video
+        same_as_previous = np.r_[False, self.video[with_video[1:]] == self.video[with_video[:-1]]]
+        self.owned_start[with_video[same_as_previous]] = self.first_clip[with_video[same_as_previous]]
+        self.owned_end[with_video[:-1][same_as_previous[1:]]] = self.first_clip[with_video[1:][same_as_previous[1:]]]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -299,10 +350,12 @@ class PretrainExamples:
             kind = self._draw_kind(self.kinds_of(index), rng)
         # drawn only when switched on, so that runs without it draw the same numbers as before it existed
         forecasting = kind == VIDEO and options.forecast_prob > 0 and rng.random() < options.forecast_prob
-        # a forecasting sequence reads as far along its video as the sentences that follow reach
-        window = self._following(index, options.concat_max) if forecasting else self._window(index, rng)
+        if forecasting:
+            span = self._forecast_span(index, rng)
+            if span is not None:
+                return self._forecast_sequence(*span)
+        window = self._window(index, rng)
         text, sentence_ends, video = self._merge(window)
-        forecasting = forecasting and len(video) > 1
         if kind == PAIR:
             aligned = bool(rng.random() < 0.5) if aligned is None else aligned
             if not aligned:
@@ -311,15 +364,12 @@ class PretrainExamples:
                     aligned = True
                 else:  # as many sentences' worth of video as the positive would have had
                     video = self._merge(self._following(negative, len(window)))[2]
-        if kind in (VIDEO, PAIR) and not forecasting:
+        if kind in (VIDEO, PAIR):
             video = self._subsample(video, rng)
         sequence = build_input(
             layout, text if kind != VIDEO else None, video if kind != TEXT else None, options.max_len, sentence_ends
         )
-        if forecasting:
-            masked, labels = mask_suffix(layout, sequence, rng, options.forecast_max)
-        else:
-            masked, labels = mask_sequence(layout, sequence, rng, options.mask_prob, at_least_one=kind != PAIR)
+        masked, labels = mask_sequence(layout, sequence, rng, options.mask_prob, at_least_one=kind != PAIR)
         if kind == PAIR and not aligned:
             labels[:] = IGNORE
         return {
@@ -369,6 +419,45 @@ class PretrainExamples:
             for offset, word in enumerate(self.split.video_ids(row).tolist()):
                 clips.setdefault(first + offset, word)
         return text, ends, [clips[c] for c in sorted(clips)]
+
+    def _forecast_span(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
+        """The visual words of a forecasting sequence from the sentence at ``index``, and how many
+        of them, at the end, are masked; None where its video has fewer than two clips.
+
+        The words are a run of the video's consecutive clips: with :attr:`clips`, every clip of the
+        video (pauses and silent parts included); without, the clips of ``concat_max`` sentences
+        from this one, merged. The first masked clip is drawn among the clips this sentence owns —
+        from its first clip to the next sentence's (the first sentence of a video also owns what
+        comes before it, the last what comes after it) — so that over a video's sentences every
+        clip after its first is a target; then 1 … ``forecast_max`` masks and a context of 1 … as
+        many words as come before and fit."""
+        options = self.options
+        words = self.clips.words_of(int(self.video[index])) if self.clips is not None else None
+        if words is not None and words.size >= 2:
+            low = 0 if self.owned_start[index] < 0 else int(self.owned_start[index])
+            high = words.size if self.owned_end[index] < 0 else int(self.owned_end[index])
+        else:
+            words = np.asarray(self._merge(self._following(index, options.concat_max))[2], dtype=np.int64)
+            low, high = 0, words.size
+        low, high = max(low, 1), min(max(high, low + 1), words.size)
+        if high <= low:
+            return None
+        first = int(rng.integers(low, high))
+        room = options.max_len - 3  # [CLS] [>] … [SEP]
+        masks = int(rng.integers(1, min(options.forecast_max, words.size - first, room - 1) + 1))
+        context = int(rng.integers(1, min(first, room - masks) + 1))
+        return words[first - context : first + masks], masks
+
+    def _forecast_sequence(self, words: np.ndarray, masks: int) -> dict:
+        """``[CLS] [>] words [SEP]`` with the last ``masks`` words masked (all of them [MASK])."""
+        sequence = build_input(self.layout, None, words)
+        ids = sequence["input_ids"]
+        masked, labels = ids.copy(), np.full_like(ids, IGNORE)
+        targets = np.arange(ids.size - 1 - masks, ids.size - 1)
+        labels[targets] = ids[targets]
+        masked[targets] = self.layout.mask_id
+        return {"input_ids": masked, "token_type_ids": sequence["token_type_ids"], "labels": labels, "kind": VIDEO,
+                "aligned": -1}
 
     def _subsample(self, video: list[int], rng: np.random.Generator) -> list[int]:
         """Every r-th visual word from a random phase, r drawn from 1 … ``subsample_max`` but at most

@@ -36,7 +36,9 @@ from videobert.model import ModelConfig, VideoBERT
 from videobert.model_card import write_model_card
 from videobert.model_folder import package, write_test_index
 from videobert.pretrain.checkpoint import list_checkpoints
-from videobert.pretrain.data import DataConfig, PretrainExamples, StepBatches, TokenLayout, validation_batches
+from videobert.pretrain.data import (
+    DataConfig, PretrainExamples, StepBatches, TokenLayout, VideoClips, validation_batches,
+)
 from videobert.pretrain.losses import LOSS_NAMES, LossWeights, validation_metrics
 from videobert.pretrain.trainer import OptimConfig, Trainer
 from videobert.runtime import DeviceName, Precision, dist_env, process_group, resolve_device, resolve_precision
@@ -189,6 +191,24 @@ def _message(summary: dict[str, Any]) -> str:
     return "validation: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items())
 
 
+def forecast_clips(corpus_dir: Path, split: CorpusSplit, layout: TokenLayout, report: bool) -> VideoClips | None:
+    """Every clip's visual word of ``split``'s videos, for forecasting sequences: from the TOKENS
+    folder the corpus records it was built from. None (logged) where that folder is gone; videos
+    it lacks or whose words differ from the corpus's are logged and read from their sentences."""
+    tokens = (corpus_summary(corpus_dir).get("inputs") or {}).get("tokens")
+    if not tokens or not Path(tokens).is_dir():
+        if report:
+            log.warning("%s: the tokens folder the corpus was built from (%s) is gone: forecasting sequences read the "
+                        "sentences' clips only, without the pauses between them", corpus_dir, tokens or "not recorded")
+        return None
+    clips, unusable = VideoClips.read(split, tokens, layout.visual_vocab_size)
+    if unusable and report:
+        log.warning("%s: %d videos of the %s split have no visual words there, or other ones than the corpus's "
+                    "(re-tokenized since?): their forecasting sequences read their sentences' clips", tokens, unusable,
+                    split.split)
+    return clips
+
+
 def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVocabulary, centroids: np.ndarray | None,
            vocab_dir: str | Path | None, resume_from: list[Path] | None, device: torch.device,
            precision: str) -> tuple[dict[str, Any], int]:
@@ -211,14 +231,18 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
             else:
                 log.warning("%s: the val split is empty and val_share is %g: training without validation",
                             corpus_dir, cfg.val_share)
+    train_clips = val_clips = None
+    if cfg.forecast_prob > 0:
+        train_clips = forecast_clips(corpus_dir, train_split, layout, env.is_main)
+        val_clips = train_clips if val_split is train_split else forecast_clips(corpus_dir, val_split, layout, False)
     try:
-        train_examples = PretrainExamples(train_split, layout, cfg, kinds, pad_to, rows=train_rows)
+        train_examples = PretrainExamples(train_split, layout, cfg, kinds, pad_to, rows=train_rows, clips=train_clips)
     except StageError as exc:
         raise StageError(f"{corpus_dir} (train split): {exc}") from None
     val_examples = None
     if val_rows is None or val_rows.size:
         try:
-            val_examples = PretrainExamples(val_split, layout, cfg, kinds, pad_to, rows=val_rows)
+            val_examples = PretrainExamples(val_split, layout, cfg, kinds, pad_to, rows=val_rows, clips=val_clips)
         except StageError as exc:
             log.warning("validation examples: %s; validation is skipped", exc)
 
