@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from videobert.corpus.reader import CorpusSplit, corpus_summary
+from videobert.corpus.reader import CorpusSplit, corpus_summary, corpus_tokens_dir
 from videobert.errors import InputError
 from videobert.features.s3d import MODEL_NAME, RANDOM_INIT
 from videobert.index.folder import write_meta, write_segments, write_words
@@ -163,10 +163,11 @@ def write_test_index(model_dir: Path, corpus_dir: Path, codebook: str | None, vi
     inputs = summary.get("inputs") or {}
     if not len(split):
         return 0
-    if not inputs.get("tokens") or not Path(inputs["tokens"]).is_dir():
+    tokens = corpus_tokens_dir(corpus_dir)
+    if tokens is None:
         log.warning("%s: the corpus's TOKENS folder is gone; the model folder gets no test_index", corpus_dir)
         return 0
-    words = load_tokens(inputs["tokens"], split.video_names())
+    words = load_tokens(tokens, split.video_names())
     rows = split.rows_with(video=True)
     segments = []
     for row in rows:

@@ -212,6 +212,13 @@ def corpus_summary(corpus_dir: str | Path) -> dict[str, Any]:
     return read_json(Path(corpus_dir) / SUMMARY_FILE, "corpus summary")
 
 
+def corpus_tokens_dir(corpus_dir: str | Path) -> Path | None:
+    """The TOKENS folder the corpus was built from (``summary.json`` → ``inputs.tokens``); None
+    where the summary records none or the folder is gone."""
+    tokens = (corpus_summary(corpus_dir).get("inputs") or {}).get("tokens")
+    return Path(tokens) if tokens and Path(tokens).is_dir() else None
+
+
 def split_examples(corpus_dir: str | Path, split: str) -> int:
     """How many examples a finished corpus's split holds (from ``summary.json``)."""
     return int(((corpus_summary(corpus_dir).get("splits") or {}).get(split) or {}).get("examples", 0))

@@ -320,9 +320,9 @@ class PretrainExamples:
         self.first_clip = self.split.first_clips[self.rows]
         self._with_video = np.flatnonzero(self.has_video)
         self._videos_with_video = int(np.unique(self.video[self._with_video]).size)
-        # the clips each sentence with video owns for forecasting: from its first clip (-1: the
-        # video's start) to the next such sentence's first clip (-1: the video's end)
-        self.owned_start = np.full(len(self.rows), -1, np.int32)
+        # the clips each sentence with video owns for forecasting: from its first clip (0 for a
+        # video's first sentence) to the next such sentence's first clip (-1: the video's end)
+        self.owned_start = np.zeros(len(self.rows), np.int32)
         self.owned_end = np.full(len(self.rows), -1, np.int32)
         with_video = self._with_video
         same_as_previous = np.r_[False, self.video[with_video[1:]] == self.video[with_video[:-1]]]
@@ -434,7 +434,7 @@ class PretrainExamples:
         options = self.options
         words = self.clips.words_of(int(self.video[index])) if self.clips is not None else None
         if words is not None and words.size >= 2:
-            low = 0 if self.owned_start[index] < 0 else int(self.owned_start[index])
+            low = int(self.owned_start[index])
             high = words.size if self.owned_end[index] < 0 else int(self.owned_end[index])
         else:
             words = np.asarray(self._merge(self._following(index, options.concat_max))[2], dtype=np.int64)

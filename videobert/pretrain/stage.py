@@ -29,7 +29,7 @@ from videobert import config as cfgmod
 from videobert.bert_import import bert_config, init_visual_embeddings, load_bert_weights
 from videobert.config import field
 from videobert.corpus.joint_vocab import JointVocabulary
-from videobert.corpus.reader import CorpusSplit, check_complete, corpus_summary
+from videobert.corpus.reader import CorpusSplit, check_complete, corpus_summary, corpus_tokens_dir
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.logs import progress, progress_enabled
 from videobert.model import ModelConfig, VideoBERT
@@ -195,11 +195,11 @@ def forecast_clips(corpus_dir: Path, split: CorpusSplit, layout: TokenLayout, re
     """Every clip's visual word of ``split``'s videos, for forecasting sequences: from the TOKENS
     folder the corpus records it was built from. None (logged) where that folder is gone; videos
     it lacks or whose words differ from the corpus's are logged and read from their sentences."""
-    tokens = (corpus_summary(corpus_dir).get("inputs") or {}).get("tokens")
-    if not tokens or not Path(tokens).is_dir():
+    tokens = corpus_tokens_dir(corpus_dir)
+    if tokens is None:
         if report:
-            log.warning("%s: the tokens folder the corpus was built from (%s) is gone: forecasting sequences read the "
-                        "sentences' clips only, without the pauses between them", corpus_dir, tokens or "not recorded")
+            log.warning("%s: the tokens folder the corpus was built from is gone: forecasting sequences read the "
+                        "sentences' clips only, without the pauses between them", corpus_dir)
         return None
     clips, unusable = VideoClips.read(split, tokens, layout.visual_vocab_size)
     if unusable and report:
