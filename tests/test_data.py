@@ -9,6 +9,7 @@ from videobert.pretrain.data import (
     StepBatches, TokenLayout, VideoClips, build_input, collate_training, mask_sequence, validation_batches,
 )
 from videobert.corpus.reader import CorpusSplit
+from videobert.errors import ConfigError
 
 T, V = 50, 30
 LAYOUT = TokenLayout(T, V, pad_id=0, cls_id=2, sep_id=3, mask_id=4, text_special_ids=(0, 1, 2, 3, 4))
@@ -193,6 +194,28 @@ def test_forecasting_sequences_read_every_clip_of_the_video_pauses_included():
         contexts.add(masked_at - start)
     assert first_masked == set(range(1, 20))  # every clip after the first, those of pauses too
     assert contexts == set(range(1, 9))  # contexts of every length that fits max_len with one mask
+
+
+def test_forecasting_contexts_stop_at_forecast_context_and_masks_at_forecast_max():
+    rows, words = paused_video()
+    clips = VideoClips(words, np.array([0, words.size]))
+    examples = PretrainExamples(rows, LAYOUT, options(forecast_prob=1.0, forecast_max=1, forecast_context=3, max_len=24),
+                                kinds=(VIDEO,), clips=clips)
+    contexts, first_masked = set(), set()
+    for seed in range(300):
+        sequence = examples.sequence(seed % len(examples), np.random.default_rng(seed))
+        ids, labels = sequence["input_ids"], sequence["labels"]
+        targets = np.flatnonzero(labels != IGNORE)
+        assert list(targets) == [len(ids) - 2]  # one mask, right before [SEP]: the metric's slot
+        context = list(ids[2:-2] - OFFSET)
+        masked_at = int(np.flatnonzero(words == labels[targets[0]] - OFFSET)[0])
+        assert context == list(words[masked_at - len(context) : masked_at])  # the clips right before it
+        contexts.add(len(context))
+        first_masked.add(masked_at)
+    assert contexts == {1, 2, 3}  # up to forecast_context words, though 20 would fit
+    assert first_masked == set(range(1, 20))
+    with pytest.raises(ConfigError, match="forecast_context"):
+        options(forecast_context=-1).check()
 
 
 def test_video_clips_are_read_from_the_tokens_folder_when_they_match_the_corpus(tmp_path):

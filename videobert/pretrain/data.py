@@ -117,6 +117,8 @@ class DataConfig:
                                           "none subsampled) whose last 1 … forecast_max visual words are masked, the "
                                           "context of any length (0: off, the paper's masking)", neutral=True)
     forecast_max: int = field(3, help="most visual words masked at the end of a forecasting sequence", neutral=True)
+    forecast_context: int = field(0, help="most visual words of context before the masks of a forecasting sequence "
+                                          "(0: as many as fit)", neutral=True)
 
     def check(self) -> None:
         if not 0 < self.mask_prob < 1:
@@ -127,6 +129,8 @@ class DataConfig:
             raise ConfigError("concat_max, subsample_max, negative_min_distance, forecast_max: need >= 1")
         if not 0 <= self.concat_prob <= 1 or not 0 <= self.pair_share <= 1 or not 0 <= self.forecast_prob <= 1:
             raise ConfigError("concat_prob, pair_share, forecast_prob: need 0..1")
+        if self.forecast_context < 0:
+            raise ConfigError("forecast_context: need >= 0 (0: as many words as fit)")
 
 
 # ------------------------------------------------------------------------ single sequences
@@ -445,7 +449,10 @@ class PretrainExamples:
         first = int(rng.integers(low, high))
         room = options.max_len - 3  # [CLS] [>] … [SEP]
         masks = int(rng.integers(1, min(options.forecast_max, words.size - first, room - 1) + 1))
-        context = int(rng.integers(1, min(first, room - masks) + 1))
+        longest = min(first, room - masks)
+        if options.forecast_context:
+            longest = min(longest, options.forecast_context)
+        context = int(rng.integers(1, longest + 1))
         return words[first - context : first + masks], masks
 
     def _forecast_sequence(self, words: np.ndarray, masks: int) -> dict:
