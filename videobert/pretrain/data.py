@@ -33,7 +33,8 @@ consecutive clips, none subsampled, whose last 1 … ``forecast_max`` words are 
 run is read from every clip of the video (:class:`VideoClips`, from the TOKENS folder the corpus
 was built from), the pauses between narrated sentences and the silent parts included, as the
 forecasting metric and its bigram baseline count them; its first masked clip is one of the clips
-the sentence owns (up to the next sentence's first clip), its context 1 … as many words as fit.
+the sentence owns (up to the next sentence's first clip), its context 1 … as many words as fit
+(at most ``forecast_context`` where that is set).
 
 Longer than ``max_len``: the video side is cut first, down to half of the room if the text needs
 the rest; then the text, dropping whole trailing sentences of a concatenation before cutting a
