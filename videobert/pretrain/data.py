@@ -116,7 +116,7 @@ class DataConfig:
                                           "forecasting asks: a run of the video's consecutive clips (every clip of the "
                                           "TOKENS folder the corpus was built from, pauses and silent parts included; "
                                           "none subsampled) whose last 1 … forecast_max visual words are masked, the "
-                                          "context of any length (0: off, the paper's masking)", neutral=True)
+                                          "context 1 … forecast_context words (0: off, the paper's masking)", neutral=True)
     forecast_max: int = field(3, help="most visual words masked at the end of a forecasting sequence", neutral=True)
     forecast_context: int = field(0, help="most visual words of context before the masks of a forecasting sequence "
                                           "(0: as many as fit)", neutral=True)
