@@ -168,6 +168,34 @@ def test_baselines_merge_their_counts_over_many_videos():
     assert baselines.positions == int(pairs.sum())
 
 
+def test_the_margin_over_a_baseline_resamples_whole_videos():
+    from videobert.forecast.predict import paired_difference
+
+    # two videos of 4 positions: +2 and 0 hits over the baseline. A resample holds video 0 twice
+    # (+0.5), each once (+0.25) or video 1 twice (0), a quarter, a half and a quarter of the time
+    margin = paired_difference(np.array([3, 1]), np.array([1, 1]), np.array([4, 4]))
+    assert margin == {"difference": 0.25, "low": 0.0, "high": 0.5}
+    # every video gains the same share: nothing to resample
+    same = paired_difference(np.array([2, 4, 6]), np.array([1, 2, 3]), np.array([5, 10, 15]))
+    assert same["low"] == pytest.approx(0.2) and same["high"] == pytest.approx(0.2) and same["difference"] == pytest.approx(0.2)
+    assert paired_difference(np.array([3]), np.array([1]), np.array([4])) == {"difference": 0.5, "low": None, "high": None}
+
+
+def test_the_margins_interval_matches_the_ratio_estimators_standard_error():
+    from videobert.forecast.predict import paired_difference
+
+    rng = np.random.default_rng(3)
+    positions = rng.integers(5, 60, size=400)
+    gain = rng.binomial(positions, 0.3) - rng.binomial(positions, 0.25)  # per video: model hits - baseline hits
+    other = rng.binomial(positions, 0.25)
+    margin = paired_difference(other + gain, other, positions)
+    ratio = gain.sum() / positions.sum()
+    se = np.sqrt(((gain - ratio * positions) ** 2).sum()) / positions.sum()  # the delta method, by videos
+    assert margin["difference"] == pytest.approx(ratio)
+    assert margin["low"] < ratio < margin["high"]
+    assert (margin["high"] - margin["low"]) / 2 == pytest.approx(1.96 * se, rel=0.15)
+
+
 # ------------------------------------------------------------------------ inputs
 def test_the_forecast_input_is_pretrainings_video_only_layout_with_the_future_masked(cycle_run):
     from videobert.forecast import forecast_input
@@ -212,7 +240,16 @@ def test_a_model_with_context_beats_the_bigram_and_writes_the_folder(cycle_run, 
     one_word_contexts = metrics["videos"] / metrics["predictions"]
     assert model["top5"] >= bigram["top5"] - one_word_contexts
     assert model["top1"] >= unigram["top1"] + 0.5
-    assert summary.message.startswith(f"forecast (test, {metrics['predictions']} next words, context 8): top-1 ")
+    for name in ("bigram", "unigram"):
+        for k in ("top1", "top5"):
+            margin = metrics[f"model_minus_{name}"][k]
+            assert margin["difference"] == pytest.approx(model[k] - metrics[name][k], abs=1e-12)
+            assert margin["low"] <= margin["difference"] <= margin["high"]
+    # every test video follows its cycle: the model's top-1 margin holds whichever videos are drawn
+    assert metrics["model_minus_bigram"]["top1"]["low"] > 0
+    first, second = summary.message.splitlines()
+    assert first.startswith(f"forecast (test, {metrics['predictions']} next words, context 8): top-1 ")
+    assert second.startswith("model - bigram: top-1 +") and second.endswith(f"({SPLITS['test']} videos)")
 
 
 def test_forecast_reproduces_the_cycle(cycle_run):

@@ -19,7 +19,9 @@ those pauses (the visual words are the TOKENS folder's, every clip of the video)
 baselines estimated on the train split's videos only (:func:`fit_baselines`): unigram frequency
 (the most frequent words) and bigram (the most frequent successors of the previous word; ties
 among successors, and the slots a previous word's successors leave free — all five when it was
-never seen in train — follow the unigram order), and chance (1/V, 5/V).
+never seen in train — follow the unigram order), and chance (1/V, 5/V). The model's margin over
+each baseline comes with a 95 % interval (:func:`paired_difference`): the same positions scored
+both ways, the videos resampled with replacement (a video's positions are not independent).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 TOP_K = (1, 5)
 SPECIALS = 3  # [CLS] [>] … [SEP]
 VIDEOS_PER_READ = 256  # videos whose visual words are in memory at once
+RESAMPLES = 1000  # bootstrap resamples of the videos for the model-minus-baseline intervals
 
 
 # ------------------------------------------------------------------------ inputs
@@ -199,29 +202,29 @@ def next_word_inputs(layout: TokenLayout, words: np.ndarray, context: int) -> li
 
 
 def model_hits(loaded: LoadedModel, videos: Iterable[np.ndarray], context: int,
-               on_chunk: Callable[[int], None] | None = None) -> tuple[dict[int, int], int]:
-    """Hits@1 and @5 of the model's next-word prediction over every position t >= 1 of every video,
-    and the number of positions. Sequences go through :func:`forward_sequences` in chunks (only
-    the visual-word probabilities of the masked slot come back: V numbers a position)."""
+               on_chunk: Callable[[int], None] | None = None) -> dict[int, np.ndarray]:
+    """Hits@1 and @5 of the model's next-word prediction over every position t >= 1, one count a
+    video of two clips or more (``{1: int64 [videos], 5: ...}``, in the order read; shorter videos
+    are skipped). Sequences go through :func:`forward_sequences` in chunks of whole videos (only the
+    visual-word probabilities of the masked slot come back: V numbers a position)."""
     layout = loaded.layout
     chunk_rows = max(64, min(loaded.batch_tokens // (context + SPECIALS + 1), 2**26 // layout.visual_vocab_size))
-    hits = {k: 0 for k in TOP_K}
-    total = 0
+    hits: dict[int, list[np.ndarray]] = {k: [] for k in TOP_K}
     pending: list[dict[str, np.ndarray]] = []
     targets: list[np.ndarray] = []
 
     def flush() -> None:
-        nonlocal total, pending, targets
+        nonlocal pending, targets
         if not pending:
             return
         slots = [[len(s["input_ids"]) - 2] for s in pending]
         _, probabilities = forward_sequences(loaded, pending, slots, visual_mean=True)
         truth = np.concatenate(targets)
+        starts = np.cumsum([0] + [t.size for t in targets[:-1]])
         for k in TOP_K:
             k_eff = min(k, probabilities.shape[1])
             top = np.argpartition(-probabilities, k_eff - 1, axis=1)[:, :k_eff]
-            hits[k] += int((top == truth[:, None]).any(axis=1).sum())
-        total += truth.size
+            hits[k].append(np.add.reduceat((top == truth[:, None]).any(axis=1).astype(np.int64), starts))
         if on_chunk is not None:
             on_chunk(truth.size)
         pending, targets = [], []
@@ -235,7 +238,28 @@ def model_hits(loaded: LoadedModel, videos: Iterable[np.ndarray], context: int,
         if len(pending) >= chunk_rows:
             flush()
     flush()
-    return hits, total
+    return {k: np.concatenate(parts) if parts else np.zeros(0, np.int64) for k, parts in hits.items()}
+
+
+def paired_difference(hits: np.ndarray, other_hits: np.ndarray, positions: np.ndarray, resamples: int = RESAMPLES,
+                      seed: int = 0) -> dict[str, float | None]:
+    """The accuracy of ``hits`` minus that of ``other_hits`` (per-video hit counts of two predictors
+    on the same positions; ``positions`` per video) and its 95 % percentile interval: ``resamples``
+    draws of the videos with replacement, each giving the pooled difference of the drawn videos.
+    ``{"difference", "low", "high"}``; with fewer than two videos the interval is None."""
+    hits, other_hits, positions = (np.asarray(a, dtype=np.float64) for a in (hits, other_hits, positions))
+    total = positions.sum()
+    difference = float((hits - other_hits).sum() / total) if total else 0.0
+    if positions.size < 2:
+        return {"difference": difference, "low": None, "high": None}
+    rng = np.random.default_rng(seed)
+    gained = hits - other_hits
+    draws = np.empty(resamples)
+    for i in range(resamples):  # one draw at a time: memory stays with the videos, not videos × resamples
+        weights = np.bincount(rng.integers(positions.size, size=positions.size), minlength=positions.size)
+        draws[i] = weights @ gained / max(weights @ positions, 1.0)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return {"difference": difference, "low": float(low), "high": float(high)}
 
 
 def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_videos: Iterable[np.ndarray],
@@ -243,8 +267,11 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
     """Next-word top-1/top-5 accuracy of the model on ``videos`` (each an int array of visual words,
     every clip of one video) from the ``context`` most recent words, beside the unigram and bigram
     baselines fitted on ``train_videos`` and chance. Returns ``predictions``, ``videos``,
-    ``context``, ``model``, ``bigram``, ``unigram``, ``chance`` (each ``{"top1", "top5"}``) and
-    ``baselines`` (what the baselines were fitted on). Both iterables are read once, in order."""
+    ``context``, ``model``, ``bigram``, ``unigram``, ``chance`` (each ``{"top1", "top5"}``),
+    ``model_minus_bigram`` and ``model_minus_unigram`` (each ``{"top1", "top5"}`` of
+    :func:`paired_difference`: the margin and its 95 % interval over videos) and ``baselines`` (what
+    the baselines were fitted on). Both iterables are read once, in order; memory beyond a chunk of
+    videos: a few counts a video."""
     layout = loaded.layout
     if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 1:
         raise ConfigError(f"context: need a whole number >= 1, got {context!r}")
@@ -255,36 +282,44 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
     baselines = fit_baselines(train_videos, layout.visual_vocab_size)
     if baselines.positions == 0:
         log.warning("the train split has no video of two clips or more: the bigram baseline is the unigram order")
-    counted: dict[str, dict[int, int]] = {"unigram": {k: 0 for k in TOP_K}, "bigram": {k: 0 for k in TOP_K}}
-    video_count = 0
+    counted: dict[str, dict[int, list[int]]] = {name: {k: [] for k in TOP_K} for name in ("unigram", "bigram")}
+    positions: list[int] = []
 
     def checked() -> Iterator[np.ndarray]:
-        nonlocal video_count
         for words in videos:
             words = np.asarray(words, dtype=np.int64)
             _check_words(words, layout, "a video")
             if words.size < 2:
                 continue
-            video_count += 1
+            positions.append(words.size - 1)
             for name, by_k in baseline_hits(baselines, words).items():
                 for k, value in by_k.items():
-                    counted[name][k] += value
+                    counted[name][k].append(value)
             yield words
 
-    hits, total = model_hits(loaded, checked(), context, on_chunk)
+    hits = model_hits(loaded, checked(), context, on_chunk)
+    per_video = np.asarray(positions, dtype=np.int64)
+    total = int(per_video.sum())
     V = layout.visual_vocab_size
 
-    def rates(by_k: dict[int, int]) -> dict[str, float]:
-        return {f"top{k}": by_k[k] / total if total else 0.0 for k in TOP_K}
+    def rates(by_k: dict[int, Sequence[int]]) -> dict[str, float]:
+        return {f"top{k}": int(np.sum(by_k[k])) / total if total else 0.0 for k in TOP_K}
+
+    def margins(name: str) -> dict[str, dict[str, float | None]]:
+        return {f"top{k}": paired_difference(hits[k], np.asarray(counted[name][k], np.int64), per_video) for k in TOP_K}
 
     return {
         "predictions": total,
-        "videos": video_count,
+        "videos": int(per_video.size),
         "context": int(context),
         "model": rates(hits),
         "bigram": rates(counted["bigram"]),
         "unigram": rates(counted["unigram"]),
         "chance": {f"top{k}": min(k, V) / V for k in TOP_K},
+        "model_minus_bigram": margins("bigram"),
+        "model_minus_unigram": margins("unigram"),
+        "intervals": f"95 % percentile bootstrap over the videos ({RESAMPLES} resamples, seed 0), "
+                     "both predictors scored on the same positions",
         "baselines": {"split": "train", "positions": baselines.positions, "words": baselines.words,
                       "seen_previous": baselines.seen_previous,
                       "ties": "successors tied in count, and unseen previous words, follow the unigram order; "

@@ -4,7 +4,9 @@ how well a trained run predicts the next visual word of a video from the words b
 ``run`` creates the folder, writes ``config.yaml`` and ``metrics.json``; :func:`evaluate_forecast`
 computes the metrics (:func:`videobert.forecast.predict.forecast_metrics`, whose docstring states
 the positions rule and the baselines): ``predictions``, ``videos``, ``context``, ``model``,
-``bigram``, ``unigram``, ``chance`` (each ``{"top1", "top5"}``), ``baselines``, ``positions``, and
+``bigram``, ``unigram``, ``chance`` (each ``{"top1", "top5"}``), ``model_minus_bigram``,
+``model_minus_unigram`` (each ``{"top1", "top5"}`` of ``{"difference", "low", "high"}``: the margin
+and its 95 % interval over videos), ``intervals``, ``baselines``, ``positions``, and
 where it came from (``run``, ``corpus``, ``split``, ``visual_vocab_size``, ``device``,
 ``precision``, ``seconds``).
 """
@@ -99,7 +101,9 @@ def evaluate_forecast(run_dir: str | Path, corpus_dir: str | Path, cfg: Forecast
 
 
 def format_report(metrics: dict[str, Any]) -> list[str]:
-    """The metrics in one line, each figure beside the baselines and chance (top-1/top-5)."""
+    """The metrics in one line, each figure beside the baselines and chance (top-1/top-5); then the
+    model's margin over the bigram with its 95 % interval over videos (metrics.json files written
+    before the margins were measured give the first line only)."""
     def pair(name: str) -> str:
         return f"{metrics[name]['top1']:.2f}/{metrics[name]['top5']:.2f}"
 
@@ -110,4 +114,14 @@ def format_report(metrics: dict[str, Any]) -> list[str]:
     line = (f"forecast ({metrics['split']}, {metrics['predictions']} next words, context {metrics['context']}): "
             f"top-1 {metrics['model']['top1']:.2f} top-5 {metrics['model']['top5']:.2f} | bigram {pair('bigram')} | "
             f"unigram {pair('unigram')} | chance {small(chance['top1'])}/{small(chance['top5'])}")
-    return [line]
+    if "model_minus_bigram" not in metrics:
+        return [line]
+    return [line, "model - bigram: " + ", ".join(f"top-{k[3:]} {_margin(m)}" for k, m in metrics["model_minus_bigram"].items())
+            + f" ({metrics['videos']} videos)"]
+
+
+def _margin(m: dict[str, float | None]) -> str:
+    """``+0.011 (95 % interval -0.020 to +0.041)``, or the difference alone where there is none."""
+    if m["low"] is None:
+        return f"{m['difference']:+.3f} (one video: no interval)"
+    return f"{m['difference']:+.3f} (95 % interval {m['low']:+.3f} to {m['high']:+.3f})"
