@@ -35,6 +35,7 @@ from videobert.errors import ConfigError, InputError
 from videobert.features.stage import extract_info, mapped_features
 from videobert.manifest import SPLITS
 from videobert.model_folder import read_feature_settings
+from videobert.retrieval.gallery import read_segments
 from videobert.retrieval.inference import InferenceConfig, LoadedModel, load_model
 from videobert.runtime import LONG_BARRIER, Shard, combined_shard, dist_env, process_group
 from videobert.store import (StageSummary, atomic_write, atomic_write_json, atomic_write_text, create_once_json,
@@ -69,27 +70,6 @@ class EmbedConfig(InferenceConfig):
 
 
 # --------------------------------------------------------------------------- the inputs
-def read_segments(path: str | Path, splits: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """Per split, the rows of a ``segments.jsonl`` (``video_id``, ``start``, ``end``, ``sentence``,
-    ``split``; ``line`` added), in file order. A malformed row is an error naming its line."""
-    path = Path(path)
-    wanted: dict[str, list[dict[str, Any]]] = {split: [] for split in splits}
-    for number, row in read_jsonl(path, "segments"):
-        if not isinstance(row, dict) or not all(k in row for k in ("video_id", "start", "end", "sentence")):
-            raise InputError(f"{path}:{number}: a segment needs video_id, start, end and sentence")
-        try:
-            start, end = float(row["start"]), float(row["end"])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}:{number}: start and end must be numbers of seconds") from None
-        if not end > start:
-            raise InputError(f"{path}:{number}: segment of {row['video_id']!r} ends ({end}) before it starts ({start})")
-        split = str(row.get("split", "test"))
-        if split in wanted:
-            wanted[split].append({"video_id": str(row["video_id"]), "start": start, "end": end,
-                                  "sentence": str(row["sentence"]), "line": number})
-    return wanted
-
-
 def check_features(features_dir: Path, loaded_dir: Path, tokens_dir: Path) -> dict[str, Any]:
     """FEATURES/extract.json, checked against the settings the model's visual words came from
     (the model folder's ``features.json``) and the clip timing of TOKENS: a folder of another

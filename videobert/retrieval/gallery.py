@@ -165,19 +165,36 @@ def corpus_gallery(corpus_dir: str | Path, split: str, labels: str | Path | None
                    corpus.video_codes[rows], {"corpus": str(Path(corpus_dir).absolute())}, labelled)
 
 
+def read_segments(path: str | Path, splits: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per split, the rows of a ``segments.jsonl`` (``video_id``, ``start``, ``end``, ``sentence``,
+    ``split``; ``line`` added), in file order. A malformed row is an error naming its line."""
+    path = Path(path)
+    wanted: dict[str, list[dict[str, Any]]] = {split: [] for split in splits}
+    for number, row in read_jsonl(path, "segments"):
+        if not isinstance(row, dict) or not all(k in row for k in ("video_id", "start", "end", "sentence")):
+            raise InputError(f"{path}:{number}: a segment needs video_id, start, end and sentence")
+        try:
+            start, end = float(row["start"]), float(row["end"])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}:{number}: start and end must be numbers of seconds") from None
+        if not end > start:
+            raise InputError(f"{path}:{number}: segment of {row['video_id']!r} ends ({end}) before it starts ({start})")
+        split = str(row.get("split", "test"))
+        if split in wanted:
+            wanted[split].append({"video_id": str(row["video_id"]), "start": start, "end": end,
+                                  "sentence": str(row["sentence"]), "line": number})
+    return wanted
+
+
 def segments_gallery(loaded: LoadedModel, segments_path: str | Path, tokens_dir: str | Path, split: str,
                      labels: str | Path | None) -> Gallery:
     """Annotated segments (``segments.jsonl``: ``video_id``, ``start``, ``end``, ``sentence``,
     ``split``) of ``split``: each sentence tokenized with the model's tokenizer, each segment's
     video the visual words of the clips it overlaps (TOKENS). Segments whose video has no visual
-    words, that cover no clip, or whose sentence has no WordPiece are left out and counted."""
+    words, that cover no clip, or whose sentence has no WordPiece are left out and counted; a
+    malformed row is an error (:func:`read_segments`)."""
     segments_path = Path(segments_path)
-    rows = []
-    for number, row in read_jsonl(segments_path, "segments"):
-        if not isinstance(row, dict) or not all(k in row for k in ("video_id", "start", "end", "sentence")):
-            raise InputError(f"{segments_path}:{number}: a segment needs video_id, start, end and sentence")
-        if row.get("split", "test") == split:
-            rows.append(row)
+    rows = read_segments(segments_path, [split])[split]
     meta = tokens_meta(tokens_dir)
     if int(meta.get("vocab_size", -1)) != loaded.layout.visual_vocab_size:
         raise InputError(f"{Path(tokens_dir) / 'tokens.json'}: {meta.get('vocab_size')} visual words, the model has "
