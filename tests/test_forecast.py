@@ -148,6 +148,8 @@ def test_baselines_match_counts_made_by_hand():
     hits = baseline_hits(baselines, np.array([1, 3, 0, 2, 2, 7, 0, 1]))
     assert hits["unigram"] == {1: 2, 5: 6}  # 0 twice; all but 7 are in {0 … 4}
     assert hits["bigram"] == {1: 3, 5: 6}  # 3→0, 7→0 (unigram fallback), 0→1; all but 2→7 in the top 5
+    # repeat: 2→2 only; top 5 the previous word, then the bigram's others (after 2: 0 1 3 4, no 7)
+    assert hits["repeat"] == {1: 1, 5: 6}
 
 
 def test_baselines_merge_their_counts_over_many_videos():
@@ -240,16 +242,19 @@ def test_a_model_with_context_beats_the_bigram_and_writes_the_folder(cycle_run, 
     one_word_contexts = metrics["videos"] / metrics["predictions"]
     assert model["top5"] >= bigram["top5"] - one_word_contexts
     assert model["top1"] >= unigram["top1"] + 0.5
-    for name in ("bigram", "unigram"):
+    for name in ("bigram", "unigram", "repeat"):
         for k in ("top1", "top5"):
             margin = metrics[f"model_minus_{name}"][k]
             assert margin["difference"] == pytest.approx(model[k] - metrics[name][k], abs=1e-12)
             assert margin["low"] <= margin["difference"] <= margin["high"]
     # every test video follows its cycle: the model's top-1 margin holds whichever videos are drawn
     assert metrics["model_minus_bigram"]["top1"]["low"] > 0
-    first, second = summary.message.splitlines()
+    # in a cycle the word never repeats
+    assert metrics["repeat"]["top1"] == 0
+    first, second, third = summary.message.splitlines()
     assert first.startswith(f"forecast (test, {metrics['predictions']} next words, context 8): top-1 ")
     assert second.startswith("model - bigram: top-1 +") and second.endswith(f"({SPLITS['test']} videos)")
+    assert third.startswith("model - repeat: top-1 +")
 
 
 def test_forecast_reproduces_the_cycle(cycle_run):
@@ -277,7 +282,7 @@ def test_the_command_measures_a_split_and_forecasts_one_video_with_a_strip(cycle
     metrics = json.loads((run / "forecast-test" / "metrics.json").read_text())
     line = result.stdout.splitlines()[0]
     assert line.startswith(f"forecast (test, {metrics['predictions']} next words, context 8): top-1 ")
-    assert "| bigram " in line and "| unigram " in line and "| chance 0.062/0.312" in line
+    assert "| bigram " in line and "| unigram " in line and "| repeat " in line and "| chance 0.062/0.312" in line
 
     video_id = cycle_run["test"][1]
     words = cycle_run["tokens"][video_id].tolist()

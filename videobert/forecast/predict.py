@@ -17,9 +17,10 @@ the video's visual words counts once, whatever it shows — clips in a pause bet
 segments, before the first or after the last sentence included — and the context runs across
 those pauses (the visual words are the TOKENS folder's, every clip of the video). Beside it, two
 baselines estimated on the train split's videos only (:func:`fit_baselines`): unigram frequency
-(the most frequent words) and bigram (the most frequent successors of the previous word; ties
+(the most frequent words), bigram (the most frequent successors of the previous word; ties
 among successors, and the slots a previous word's successors leave free — all five when it was
-never seen in train — follow the unigram order), and chance (1/V, 5/V). The model's margin over
+never seen in train — follow the unigram order) and repeat (the previous word again — what a clip
+of a still scene predicts — then the bigram's other predictions), and chance (1/V, 5/V). The model's margin over
 each baseline comes with a 95 % interval (:func:`paired_difference`): the same positions scored
 both ways, the videos resampled with replacement (a video's positions are not independent).
 """
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 TOP_K = (1, 5)
 SPECIALS = 3  # [CLS] [>] … [SEP]
 VIDEOS_PER_READ = 256  # videos whose visual words are in memory at once
+BASELINES = ("bigram", "unigram", "repeat")
 RESAMPLES = 1000  # bootstrap resamples of the videos for the model-minus-baseline intervals
 
 
@@ -173,17 +175,22 @@ def _merge_counts(codes: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np
 
 
 def baseline_hits(baselines: Baselines, words: np.ndarray) -> dict[str, dict[int, int]]:
-    """Hits of the unigram and bigram baselines at positions 1 … n-1 of one video: ``{"unigram":
-    {1: hits@1, 5: hits@5}, "bigram": {...}}``."""
+    """Hits of the baselines at positions 1 … n-1 of one video: ``{"unigram": {1: hits@1, 5:
+    hits@5}, "bigram": {...}, "repeat": {...}}``. ``repeat`` predicts the previous word again, then
+    (for top-5) the bigram's other predictions after it, in order."""
     words = np.asarray(words, dtype=np.int64)
     previous, following = words[:-1], words[1:]
     unigram_rank = np.empty(baselines.unigram.size, np.int64)
     unigram_rank[baselines.unigram] = np.arange(baselines.unigram.size)
     bigram_top = baselines.bigram[previous]  # [n-1, K]
-    hits: dict[str, dict[int, int]] = {"unigram": {}, "bigram": {}}
+    others = bigram_top != previous[:, None]
+    repeat_top = np.concatenate([previous[:, None], np.take_along_axis(
+        bigram_top, np.argsort(~others, axis=1, kind="stable"), axis=1)[:, : bigram_top.shape[1] - 1]], axis=1)
+    hits: dict[str, dict[int, int]] = {"unigram": {}, "bigram": {}, "repeat": {}}
     for k in TOP_K:
         hits["unigram"][k] = int((unigram_rank[following] < k).sum())
         hits["bigram"][k] = int((bigram_top[:, :k] == following[:, None]).any(axis=1).sum())
+        hits["repeat"][k] = int((repeat_top[:, :k] == following[:, None]).any(axis=1).sum())
     return hits
 
 
@@ -267,8 +274,8 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
     """Next-word top-1/top-5 accuracy of the model on ``videos`` (each an int array of visual words,
     every clip of one video) from the ``context`` most recent words, beside the unigram and bigram
     baselines fitted on ``train_videos`` and chance. Returns ``predictions``, ``videos``,
-    ``context``, ``model``, ``bigram``, ``unigram``, ``chance`` (each ``{"top1", "top5"}``),
-    ``model_minus_bigram`` and ``model_minus_unigram`` (each ``{"top1", "top5"}`` of
+    ``context``, ``model``, ``bigram``, ``unigram``, ``repeat``, ``chance`` (each ``{"top1", "top5"}``),
+    ``model_minus_bigram``, ``model_minus_unigram`` and ``model_minus_repeat`` (each ``{"top1", "top5"}`` of
     :func:`paired_difference`: the margin and its 95 % interval over videos) and ``baselines`` (what
     the baselines were fitted on). Both iterables are read once, in order; memory beyond a chunk of
     videos: a few counts a video."""
@@ -282,7 +289,7 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
     baselines = fit_baselines(train_videos, layout.visual_vocab_size)
     if baselines.positions == 0:
         log.warning("the train split has no video of two clips or more: the bigram baseline is the unigram order")
-    counted: dict[str, dict[int, list[int]]] = {name: {k: [] for k in TOP_K} for name in ("unigram", "bigram")}
+    counted: dict[str, dict[int, list[int]]] = {name: {k: [] for k in TOP_K} for name in BASELINES}
     positions: list[int] = []
 
     def checked() -> Iterator[np.ndarray]:
@@ -315,9 +322,9 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
         "model": rates(hits),
         "bigram": rates(counted["bigram"]),
         "unigram": rates(counted["unigram"]),
+        "repeat": rates(counted["repeat"]),
         "chance": {f"top{k}": min(k, V) / V for k in TOP_K},
-        "model_minus_bigram": margins("bigram"),
-        "model_minus_unigram": margins("unigram"),
+        **{f"model_minus_{name}": margins(name) for name in BASELINES},
         "intervals": f"95 % percentile bootstrap over the videos ({RESAMPLES} resamples, seed 0), "
                      "both predictors scored on the same positions",
         "baselines": {"split": "train", "positions": baselines.positions, "words": baselines.words,

@@ -4,11 +4,11 @@ how well a trained run predicts the next visual word of a video from the words b
 ``run`` creates the folder, writes ``config.yaml`` and ``metrics.json``; :func:`evaluate_forecast`
 computes the metrics (:func:`videobert.forecast.predict.forecast_metrics`, whose docstring states
 the positions rule and the baselines): ``predictions``, ``videos``, ``context``, ``model``,
-``bigram``, ``unigram``, ``chance`` (each ``{"top1", "top5"}``), ``model_minus_bigram``,
-``model_minus_unigram`` (each ``{"top1", "top5"}`` of ``{"difference", "low", "high"}``: the margin
-and its 95 % interval over videos), ``intervals``, ``baselines``, ``positions``, and
-where it came from (``run``, ``corpus``, ``split``, ``visual_vocab_size``, ``device``,
-``precision``, ``seconds``).
+``bigram``, ``unigram``, ``repeat``, ``chance`` (each ``{"top1", "top5"}``),
+``model_minus_bigram``, ``model_minus_unigram``, ``model_minus_repeat`` (each ``{"top1", "top5"}``
+of ``{"difference", "low", "high"}``: the margin and its 95 % interval over videos),
+``intervals``, ``baselines``, ``positions``, and where it came from (``run``, ``corpus``,
+``split``, ``visual_vocab_size``, ``device``, ``precision``, ``seconds``).
 """
 
 from __future__ import annotations
@@ -102,22 +102,22 @@ def evaluate_forecast(run_dir: str | Path, corpus_dir: str | Path, cfg: Forecast
 
 def format_report(metrics: dict[str, Any]) -> list[str]:
     """The metrics in one line, each figure beside the baselines and chance (top-1/top-5); then the
-    model's margin over the bigram with its 95 % interval over videos (metrics.json files written
-    before the margins were measured give the first line only)."""
+    model's margins over the bigram and over repetition, each with its 95 % interval over videos
+    (a metrics.json written before they were measured gives the first line only)."""
     def pair(name: str) -> str:
-        return f"{metrics[name]['top1']:.2f}/{metrics[name]['top5']:.2f}"
+        return f"{metrics[name]['top1']:.3f}/{metrics[name]['top5']:.3f}"
 
     def small(value: float) -> str:
         return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
 
     chance = metrics["chance"]
     line = (f"forecast ({metrics['split']}, {metrics['predictions']} next words, context {metrics['context']}): "
-            f"top-1 {metrics['model']['top1']:.2f} top-5 {metrics['model']['top5']:.2f} | bigram {pair('bigram')} | "
-            f"unigram {pair('unigram')} | chance {small(chance['top1'])}/{small(chance['top5'])}")
-    if "model_minus_bigram" not in metrics:
-        return [line]
-    return [line, "model - bigram: " + ", ".join(f"top-{k[3:]} {_margin(m)}" for k, m in metrics["model_minus_bigram"].items())
-            + f" ({metrics['videos']} videos)"]
+            f"top-1 {metrics['model']['top1']:.3f} top-5 {metrics['model']['top5']:.3f} | bigram {pair('bigram')} | "
+            f"unigram {pair('unigram')} | " + (f"repeat {pair('repeat')} | " if "repeat" in metrics else "")
+            + f"chance {small(chance['top1'])}/{small(chance['top5'])}")
+    margins = [f"model - {name}: " + ", ".join(f"top-{k[3:]} {_margin(m)}" for k, m in metrics[f"model_minus_{name}"].items())
+               + f" ({metrics['videos']} videos)" for name in ("bigram", "repeat") if f"model_minus_{name}" in metrics]
+    return [line, *margins]
 
 
 def _margin(m: dict[str, float | None]) -> str:
