@@ -23,7 +23,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "evaluate": ("pipelines.evaluate", "retrieval R@k, alignment accuracy and zero-shot classification of a run"),
     "embed": ("pipelines.embed", "VideoBERT features of annotated segments (the paper's template), with their mean S3D feature"),
     "caption": ("pipelines.caption", "train, evaluate and run a captioner on segment features (COCO caption metrics)"),
-    "forecast": ("pipelines.forecast", "predict the next visual words of a video; next-word accuracy beside unigram and bigram"),
+    "forecast": ("pipelines.forecast", "predict the next visual words of a video; next-word accuracy beside unigram, bigram and repeat"),
     "index": ("pipelines.index", "visual words of any videos with a model folder's settings, for search (resumable, sharded)"),
     "retrieve": ("pipelines.retrieve", "search a model's test segments, an index or a corpus with a sentence"),
     "prune": ("pipelines.prune", "delete the earlier outputs a run folder keeps in RUN/.previous"),

@@ -13,7 +13,8 @@ accuracy beside a unigram baseline (the most frequent words) and a bigram baseli
 frequent successors of the previous word, falling back to the unigram order), both counted on
 the train split's videos, a repeat baseline (the previous word again, then the bigram's others)
 and chance (1/V, 5/V); then the model's margins over the bigram and over repeat, each with a 95 %
-interval from resampling the split's videos (a margin whose interval holds 0 is no win).
+interval from resampling the split's videos (a margin whose interval holds 0 is no win);
+metrics.json also holds the margin over the unigram.
 
 With VIDEO_ID (any video of the corpus's visual words): the --words words forecast after the
 clips that end by --at SECONDS (default: the first half of the video), from the --context words

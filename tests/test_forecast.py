@@ -150,6 +150,9 @@ def test_baselines_match_counts_made_by_hand():
     assert hits["bigram"] == {1: 3, 5: 6}  # 3→0, 7→0 (unigram fallback), 0→1; all but 2→7 in the top 5
     # repeat: 2→2 only; top 5 the previous word, then the bigram's others (after 2: 0 1 3 4, no 7)
     assert hits["repeat"] == {1: 1, 5: 6}
+    # after 2 the top 5 is 2 0 1 3 4 — the bigram's row without 2, not its first four (0 1 2 3)
+    assert baseline_hits(baselines, np.array([2, 4]))["repeat"] == {1: 0, 5: 1}
+    assert baseline_hits(baselines, np.array([3, 3, 4]))["repeat"] == {1: 1, 5: 2}  # after 3: 3 0 1 2 4
 
 
 def test_baselines_merge_their_counts_over_many_videos():
@@ -255,6 +258,23 @@ def test_a_model_with_context_beats_the_bigram_and_writes_the_folder(cycle_run, 
     assert first.startswith(f"forecast (test, {metrics['predictions']} next words, context 8): top-1 ")
     assert second.startswith("model - bigram: top-1 +") and second.endswith(f"({SPLITS['test']} videos)")
     assert third.startswith("model - repeat: top-1 +")
+
+
+def test_the_models_hits_are_counted_per_video_in_the_order_read(cycle_run):
+    from videobert.forecast.predict import model_hits
+    from videobert.retrieval.inference import load_model
+
+    loaded = load_model(cycle_run["run"], "cpu", batch_tokens=256)
+    rng = np.random.default_rng(5)
+    # videos of 2 … 40 clips, one of a single clip (no position: skipped) among them; with so few
+    # tokens a pass, 64 positions or more go through the model at once: three chunks, the last of
+    # one video
+    videos = [cycle_words(i, rng, int(n)) for i, n in enumerate([40, 2, 1, 33, 5, 38, 17, 40, 3])]
+    together = model_hits(loaded, iter(videos), context=8)
+    alone = [model_hits(loaded, iter([words]), context=8) for words in videos if words.size >= 2]
+    for k in (1, 5):
+        assert together[k].tolist() == [int(a[k][0]) for a in alone]
+        assert all(0 <= hits <= words.size - 1 for hits, words in zip(together[k], [v for v in videos if v.size >= 2]))
 
 
 def test_forecast_reproduces_the_cycle(cycle_run):

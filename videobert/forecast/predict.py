@@ -273,11 +273,12 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
                      context: int = 8, on_chunk: Callable[[int], None] | None = None) -> dict:
     """Next-word top-1/top-5 accuracy of the model on ``videos`` (each an int array of visual words,
     every clip of one video) from the ``context`` most recent words, beside the unigram and bigram
-    baselines fitted on ``train_videos`` and chance. Returns ``predictions``, ``videos``,
-    ``context``, ``model``, ``bigram``, ``unigram``, ``repeat``, ``chance`` (each ``{"top1", "top5"}``),
-    ``model_minus_bigram``, ``model_minus_unigram`` and ``model_minus_repeat`` (each ``{"top1", "top5"}`` of
-    :func:`paired_difference`: the margin and its 95 % interval over videos) and ``baselines`` (what
-    the baselines were fitted on). Both iterables are read once, in order; memory beyond a chunk of
+    baselines fitted on ``train_videos``, repeat and chance. Returns ``predictions``, ``videos``,
+    ``context``, ``model``, ``bigram``, ``unigram``, ``repeat``, ``chance`` (each ``{"top1",
+    "top5"}``), ``model_minus_bigram``, ``model_minus_unigram`` and ``model_minus_repeat`` (each
+    ``{"top1", "top5"}`` of :func:`paired_difference`: the margin and its 95 % interval over
+    videos), ``intervals`` (how they were drawn), ``baselines`` (what the baselines were fitted on)
+    and ``positions`` (the rule). Both iterables are read once, in order; memory beyond a chunk of
     videos: a few counts a video."""
     layout = loaded.layout
     if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 1:
