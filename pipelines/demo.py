@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Generate the synthetic narrated-video corpus and run every stage on it on the CPU — decode,\n"
         "S3D features, visual words, text, pretraining, evaluation, segment features, captioning and\n"
         "forecasting — with pipelines/configs/demo.yaml (about 9 minutes on 2 cores with AVX-512 BF16,\n"
-        "15-18 on 2 AVX2-only cores). Prints the held-out metrics beside chance and their baselines, and\n"
+        "15-19 on 2 AVX2-only cores). Prints the held-out metrics beside chance and their baselines, and\n"
         "the commands to query the trained model. Rerunning skips the stages that are done.",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="DIR",
