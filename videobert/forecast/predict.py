@@ -16,13 +16,14 @@ one masked slot ``[CLS] [>] v_{t-c} … v_{t-1} [MASK] [SEP]``. **Positions rule
 the video's visual words counts once, whatever it shows — clips in a pause between narrated
 segments, before the first or after the last sentence included — and the context runs across
 those pauses (the visual words are the TOKENS folder's, every clip of the video). Beside it, two
-baselines estimated on the train split's videos only (:func:`fit_baselines`): unigram frequency
-(the most frequent words), bigram (the most frequent successors of the previous word; ties
+baselines estimated on the train split's videos only (:func:`fit_baselines`) — unigram frequency
+(the most frequent words) and bigram (the most frequent successors of the previous word; ties
 among successors, and the slots a previous word's successors leave free — all five when it was
-never seen in train — follow the unigram order) and repeat (the previous word again — what a clip
-of a still scene predicts — then the bigram's other predictions), and chance (1/V, 5/V). The model's margin over
-each baseline comes with a 95 % interval (:func:`paired_difference`): the same positions scored
-both ways, the videos resampled with replacement (a video's positions are not independent).
+never seen in train — follow the unigram order) — then repeat (the previous word again, what a
+clip of a still scene predicts, then the bigram's other predictions) and chance (1/V, 5/V). The
+model's margin over each baseline comes with a 95 % interval (:func:`paired_difference`): the same
+positions scored both ways, the videos resampled with replacement (a video's positions are not
+independent).
 """
 
 from __future__ import annotations
@@ -254,19 +255,29 @@ def paired_difference(hits: np.ndarray, other_hits: np.ndarray, positions: np.nd
     on the same positions; ``positions`` per video) and its 95 % percentile interval: ``resamples``
     draws of the videos with replacement, each giving the pooled difference of the drawn videos.
     ``{"difference", "low", "high"}``; with fewer than two videos the interval is None."""
-    hits, other_hits, positions = (np.asarray(a, dtype=np.float64) for a in (hits, other_hits, positions))
+    return paired_differences({"": (hits, other_hits)}, positions, resamples, seed)[""]
+
+
+def paired_differences(pairs: dict[str, tuple[np.ndarray, np.ndarray]], positions: np.ndarray,
+                       resamples: int = RESAMPLES, seed: int = 0) -> dict[str, dict[str, float | None]]:
+    """:func:`paired_difference` of each ``(hits, other_hits)`` pair, every pair read through the
+    same resamples of the videos (drawn once)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    gained = {name: np.asarray(hits, np.float64) - np.asarray(other, np.float64) for name, (hits, other) in pairs.items()}
     total = positions.sum()
-    difference = float((hits - other_hits).sum() / total) if total else 0.0
+    differences = {name: float(g.sum() / total) if total else 0.0 for name, g in gained.items()}
     if positions.size < 2:
-        return {"difference": difference, "low": None, "high": None}
+        return {name: {"difference": d, "low": None, "high": None} for name, d in differences.items()}
     rng = np.random.default_rng(seed)
-    gained = hits - other_hits
-    draws = np.empty(resamples)
+    draws = {name: np.empty(resamples) for name in gained}
     for i in range(resamples):  # one draw at a time: memory stays with the videos, not videos × resamples
         weights = np.bincount(rng.integers(positions.size, size=positions.size), minlength=positions.size)
-        draws[i] = weights @ gained / max(weights @ positions, 1.0)
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return {"difference": difference, "low": float(low), "high": float(high)}
+        drawn = max(weights @ positions, 1.0)
+        for name, g in gained.items():
+            draws[name][i] = weights @ g / drawn
+    intervals = {name: np.percentile(d, [2.5, 97.5]) for name, d in draws.items()}
+    return {name: {"difference": differences[name], "low": float(intervals[name][0]), "high": float(intervals[name][1])}
+            for name in gained}
 
 
 def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_videos: Iterable[np.ndarray],
@@ -313,8 +324,8 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
     def rates(by_k: dict[int, Sequence[int]]) -> dict[str, float]:
         return {f"top{k}": int(np.sum(by_k[k])) / total if total else 0.0 for k in TOP_K}
 
-    def margins(name: str) -> dict[str, dict[str, float | None]]:
-        return {f"top{k}": paired_difference(hits[k], np.asarray(counted[name][k], np.int64), per_video) for k in TOP_K}
+    margins = paired_differences({(name, k): (hits[k], np.asarray(counted[name][k], np.int64))
+                                  for name in BASELINES for k in TOP_K}, per_video)
 
     return {
         "predictions": total,
@@ -325,7 +336,7 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
         "unigram": rates(counted["unigram"]),
         "repeat": rates(counted["repeat"]),
         "chance": {f"top{k}": min(k, V) / V for k in TOP_K},
-        **{f"model_minus_{name}": margins(name) for name in BASELINES},
+        **{f"model_minus_{name}": {f"top{k}": margins[name, k] for k in TOP_K} for name in BASELINES},
         "intervals": f"95 % percentile bootstrap over the videos ({RESAMPLES} resamples, seed 0), "
                      "both predictors scored on the same positions",
         "baselines": {"split": "train", "positions": baselines.positions, "words": baselines.words,
