@@ -52,6 +52,26 @@ def test_padding_does_not_change_a_sequence():
         torch.testing.assert_close(alone.align_logits, out.align_logits[row : row + 1], atol=1e-5, rtol=1e-5)
 
 
+def test_a_padded_batch_trains_as_its_sequences_alone():
+    # the padded batch runs on its real tokens only: its gradients are the sum of each sequence's
+    # own, and the padded positions' states are zeros
+    model = tiny()
+    batch = example_batch()
+    lengths = batch["attention_mask"].sum(1).tolist()
+    assert len(set(lengths)) > 1
+    out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    (out.mlm_logits[batch["attention_mask"].bool()].square().sum() + out.align_logits.sum()).backward()
+    padded = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    for row, n in enumerate(lengths):
+        alone = model(batch["input_ids"][row : row + 1, :n], batch["token_type_ids"][row : row + 1, :n])
+        (alone.mlm_logits.square().sum() + alone.align_logits.sum()).backward()
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(padded[name], p.grad, atol=1e-4, rtol=1e-4, msg=name)
+    assert torch.all(out.hidden_states[~batch["attention_mask"].bool()] == 0)
+
+
 def test_presets_and_config_errors():
     large = ModelConfig.preset("large", 30522, 20736)
     assert (large.hidden_size, large.layers, large.heads, large.intermediate_size) == (1024, 24, 16, 4096)

@@ -83,7 +83,7 @@ class ModelConfig(JointLayout):
 class VideoBertOutput:
     """``mlm_logits``: [B, L, vocab] scores over the joint vocabulary (or [N, vocab] when
     ``mlm_positions`` selected N positions); ``align_logits``: [B], "aligned" logit of each
-    sequence; ``hidden_states``: [B, L, H] last encoder layer."""
+    sequence; ``hidden_states``: [B, L, H] last encoder layer (zeros at padded positions)."""
 
     mlm_logits: torch.Tensor
     align_logits: torch.Tensor
@@ -101,9 +101,13 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.word(input_ids) + self.position(positions)[None] + self.token_type(token_type_ids)
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``positions``: each id's position, same shape as the ids (default: 0 … L-1 along the
+        last axis)."""
+        if positions is None:
+            positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
+        x = self.word(input_ids) + self.position(positions) + self.token_type(token_type_ids)
         return self.dropout(self.norm(x))
 
 
@@ -112,6 +116,9 @@ class Block(nn.Module):
 
     Query, key and value come from one fused projection (one matrix multiply instead of three);
     attention is ``scaled_dot_product_attention`` (flash / memory-efficient kernels on GPU).
+    With ``packed`` = (index, B, L), ``x`` is [N, H]: only the real tokens, at flat positions
+    ``index`` of the [B, L] batch. Every projection, norm and dropout then runs on the N real
+    tokens alone; only attention sees the padded [B, L] layout.
     """
 
     def __init__(self, config: ModelConfig):
@@ -127,13 +134,21 @@ class Block(nn.Module):
         self.ffn_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        batch, length, hidden = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, hidden // self.heads).permute(2, 0, 3, 1, 4)
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None,
+                packed: tuple[torch.Tensor, int, int] | None = None) -> torch.Tensor:
+        hidden = x.shape[-1]
+        qkv = self.qkv(x)
+        if packed is None:
+            batch, length = x.shape[:2]
+        else:
+            index, batch, length = packed
+            qkv = qkv.new_zeros(batch * length, qkv.shape[-1]).index_copy(0, index, qkv)
+        q, k, v = qkv.view(batch, length, 3, self.heads, hidden // self.heads).permute(2, 0, 3, 1, 4)
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=key_mask, dropout_p=self.attention_dropout if self.training else 0.0
         )
-        attended = attended.transpose(1, 2).reshape(batch, length, hidden)
+        attended = attended.transpose(1, 2).reshape(batch * length, hidden)
+        attended = attended.view(batch, length, hidden) if packed is None else attended.index_select(0, packed[0])
         x = self.attn_norm(x + self.dropout(self.attn_out(attended)))
         return self.ffn_norm(x + self.dropout(self.ffn_out(F.gelu(self.ffn_in(x)))))
 
@@ -183,9 +198,18 @@ class VideoBERT(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         key_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
-        x = self.embeddings(input_ids, token_type_ids)
-        for block in self.blocks:
-            x = block(x, key_mask)
+        real = None if attention_mask is None else attention_mask.reshape(-1).bool()
+        if real is None or bool(real.all()):
+            x = self.embeddings(input_ids, token_type_ids)
+            for block in self.blocks:
+                x = block(x, key_mask)
+        else:  # everything but attention runs on the real tokens only (a length-bucketed batch is ~half padding)
+            (batch, length), hidden = input_ids.shape, self.config.hidden_size
+            index = real.nonzero().squeeze(1)
+            tokens = self.embeddings(input_ids.reshape(-1)[index], token_type_ids.reshape(-1)[index], index % length)
+            for block in self.blocks:
+                tokens = block(tokens, key_mask, (index, batch, length))
+            x = tokens.new_zeros(batch * length, hidden).index_copy(0, index, tokens).view(batch, length, hidden)
         align_logits = self.align_head(torch.tanh(self.pooler(x[:, 0]))).squeeze(-1)
         states = x if mlm_positions is None else x.reshape(-1, x.shape[-1]).index_select(0, mlm_positions)
         states = self.mlm_norm(F.gelu(self.mlm_transform(states)))
