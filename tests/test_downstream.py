@@ -180,6 +180,50 @@ def test_caption_training_resumes_bit_for_bit_after_an_interruption(downstream, 
         caption_train(emb, tmp_path / "resumed", other, resume=True)
 
 
+CAPTION_KILLER = """
+import json, os, signal, sys
+import torch
+from videobert.caption.stage import CaptionConfig, train
+from videobert.pretrain import checkpoint
+torch.set_num_threads(1)
+emb, out, settings, where = sys.argv[1:5]
+saves = {"n": 0}
+real_save = checkpoint.torch.save
+def save(state, path):  # kill -9 inside the second checkpoint's write: its weights are out, its state not yet
+    saves["n"] += 1
+    if where == "checkpoint" and saves["n"] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_save(state, path)
+checkpoint.torch.save = save
+def stop(step, loss):  # kill -9 between two checkpoints
+    if where == "step" and step == 15:
+        os.kill(os.getpid(), signal.SIGKILL)
+train(emb, out, CaptionConfig(**json.loads(settings)), on_step=stop)
+"""
+
+
+@pytest.mark.parametrize("where", ["step", "checkpoint"])
+def test_caption_training_killed_and_resumed_gives_the_same_weights(downstream, tmp_path, where):
+    import subprocess
+    import signal
+    import sys
+
+    from videobert.caption.stage import CaptionConfig, train as caption_train
+
+    run, _ = downstream
+    emb = run / "embed"
+    train(emb, tmp_path / "whole")
+    settings = {**CAPTION, "save_every": 10, "steps": 24}
+    killed = subprocess.run([sys.executable, "-c", CAPTION_KILLER, str(emb), str(tmp_path / "killed"),
+                             json.dumps(settings), where], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+    assert [p.name for p in sorted((tmp_path / "killed" / "checkpoints").glob("step-*"))] == ["step-00000010"]
+    caption_train(emb, tmp_path / "killed", CaptionConfig(**settings), resume=True)
+    assert (tmp_path / "killed" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    assert not list((tmp_path / "killed" / "checkpoints").glob(".step-*"))  # the half-written one is gone
+
+
 def test_an_empty_caption_is_an_error_naming_its_row(downstream, tmp_path):
     run, _ = downstream
     emb = tmp_path / "emb"
