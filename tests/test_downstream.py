@@ -121,6 +121,50 @@ def test_shards_and_a_resumed_run_write_the_same_files_as_one_run(downstream, tm
                   EmbedConfig(device="cpu", template="the [MASK]"), features=run / "features")
 
 
+EMBED_KILLER = """
+import os, signal, sys
+from pathlib import Path
+import torch
+from videobert.embed import EmbedConfig, run, stage
+torch.set_num_threads(1)
+run_dir, out, template = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+stage.CHUNK = 5
+writes = {"n": 0}
+real_write = stage.atomic_write_text
+def write_text(path, text):  # kill -9 when the third chunk's rows are out but not its index
+    if str(path).endswith("-000002.jsonl") and not str(path).endswith("failures.jsonl"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_write(path, text)
+stage.atomic_write_text = write_text
+run(run_dir / "model", run_dir / "synth" / "segments.jsonl", run_dir / "tokens", out,
+    EmbedConfig(device="cpu", template=template), features=run_dir / "features")
+"""
+
+
+def test_embed_killed_and_rerun_writes_the_same_files_as_one_run(downstream, tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+
+    from videobert.embed import stage
+
+    run, _ = downstream
+    monkeypatch.setattr(stage, "CHUNK", 5)
+    embed(run, tmp_path / "whole")
+    out = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", EMBED_KILLER, str(run), str(out), TEMPLATE], capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (out / "train.npy").exists() and "complete" not in json.loads((out / "embed.json").read_text())
+    indexed = sorted(p.name for p in (out / "parts").glob("*.jsonl") if not p.name.endswith("failures.jsonl"))
+    assert indexed[-1].endswith("-000001.jsonl") and (out / "parts" / indexed[-1].replace("000001", "000002")
+                                                     ).with_suffix(".npy").exists()  # rows out, index not
+    again = embed(run, out)
+    assert again.skipped == len(indexed)  # the chunks with an index are not redone
+    for name in ("train.npy", "val.npy", "test.npy", "train.jsonl", "test.jsonl", "failures.jsonl"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
 def test_segments_without_clips_or_visual_words_are_listed_and_the_rest_embedded(downstream, tmp_path):
     run, _ = downstream
     segments = (run / "synth" / "segments.jsonl").read_text().splitlines()
