@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         "videobert demo",
         "Generate the synthetic narrated-video corpus and run every stage on it on the CPU — decode,\n"
         "S3D features, visual words, text, pretraining, evaluation, segment features, captioning and\n"
-        "forecasting — with pipelines/configs/demo.yaml (about 9 minutes on 2 cores with AVX-512 BF16,\n"
-        "15-19 on 2 AVX2-only cores). Prints the held-out metrics beside chance and their baselines, and\n"
+        "forecasting — with pipelines/configs/demo.yaml (about 7 minutes on 2 cores with AVX-512 BF16,\n"
+        "13-16 on 2 AVX2-only cores). Prints the held-out metrics beside chance and their baselines, and\n"
         "the commands to query the trained model. Rerunning skips the stages that are done.",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="DIR",
