@@ -111,6 +111,11 @@ class Embeddings(nn.Module):
         return self.dropout(self.norm(x))
 
 
+def scatter_rows(rows: torch.Tensor, index: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """Rows [N, D] of the flat positions ``index`` of a [B, L] batch -> [B·L, D], zeros elsewhere."""
+    return rows.new_zeros(batch * length, rows.shape[-1]).index_copy(0, index, rows)
+
+
 class Block(nn.Module):
     """One post-LayerNorm BERT layer: x [B, L, H], key mask [B, 1, 1, L] (True = attend) -> [B, L, H].
 
@@ -142,7 +147,7 @@ class Block(nn.Module):
             batch, length = x.shape[:2]
         else:
             index, batch, length = packed
-            qkv = qkv.new_zeros(batch * length, qkv.shape[-1]).index_copy(0, index, qkv)
+            qkv = scatter_rows(qkv, index, batch, length)
         q, k, v = qkv.view(batch, length, 3, self.heads, hidden // self.heads).permute(2, 0, 3, 1, 4)
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=key_mask, dropout_p=self.attention_dropout if self.training else 0.0
@@ -204,12 +209,12 @@ class VideoBERT(nn.Module):
             for block in self.blocks:
                 x = block(x, key_mask)
         else:  # everything but attention runs on the real tokens only (a length-bucketed batch is ~half padding)
-            (batch, length), hidden = input_ids.shape, self.config.hidden_size
+            batch, length = input_ids.shape
             index = real.nonzero().squeeze(1)
             tokens = self.embeddings(input_ids.reshape(-1)[index], token_type_ids.reshape(-1)[index], index % length)
             for block in self.blocks:
                 tokens = block(tokens, key_mask, (index, batch, length))
-            x = tokens.new_zeros(batch * length, hidden).index_copy(0, index, tokens).view(batch, length, hidden)
+            x = scatter_rows(tokens, index, batch, length).view(batch, length, -1)
         align_logits = self.align_head(torch.tanh(self.pooler(x[:, 0]))).squeeze(-1)
         states = x if mlm_positions is None else x.reshape(-1, x.shape[-1]).index_select(0, mlm_positions)
         states = self.mlm_norm(F.gelu(self.mlm_transform(states)))
