@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -129,7 +132,6 @@ from videobert.embed import EmbedConfig, run, stage
 torch.set_num_threads(1)
 run_dir, out, template = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 stage.CHUNK = 5
-writes = {"n": 0}
 real_write = stage.atomic_write_text
 def write_text(path, text):  # kill -9 when the third chunk's rows are out but not its index
     if str(path).endswith("-000002.jsonl") and not str(path).endswith("failures.jsonl"):
@@ -142,10 +144,6 @@ run(run_dir / "model", run_dir / "synth" / "segments.jsonl", run_dir / "tokens",
 
 
 def test_embed_killed_and_rerun_writes_the_same_files_as_one_run(downstream, tmp_path, monkeypatch):
-    import signal
-    import subprocess
-    import sys
-
     from videobert.embed import stage
 
     run, _ = downstream
@@ -248,10 +246,6 @@ train(emb, out, CaptionConfig(**json.loads(settings)), on_step=stop)
 
 @pytest.mark.parametrize("where", ["step", "checkpoint"])
 def test_caption_training_killed_and_resumed_gives_the_same_weights(downstream, tmp_path, where):
-    import subprocess
-    import signal
-    import sys
-
     from videobert.caption.stage import CaptionConfig, train as caption_train
 
     run, _ = downstream
