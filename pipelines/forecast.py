@@ -12,9 +12,12 @@ Printed and written to OUT/metrics.json (default OUT: RUN/forecast-<split>): top
 accuracy beside a unigram baseline (the most frequent words) and a bigram baseline (the most
 frequent successors of the previous word, falling back to the unigram order), both counted on
 the train split's videos, a repeat baseline (the previous word again, then the bigram's others)
-and chance (1/V, 5/V); then the model's margins over the bigram and over repeat, each with a 95 %
-interval from resampling the split's videos (a margin whose interval holds 0 is no win);
-metrics.json also holds the margin over the unigram.
+and chance (1/V, 5/V); the log-loss (nats a word: how much probability the forecast gave the word
+that came) of the model beside the bigram's (absolute discounting interpolated with the unigram,
+its discount from the train counts), the unigram's (add-one) and chance (log V); then the model's
+margins over the bigram and over repeat, each with a 95 % interval from resampling the split's
+videos (a margin whose interval holds 0 is no win; a log-loss margin below 0 is the model's
+gain); metrics.json also holds the margins over the unigram.
 
 With VIDEO_ID (any video of the corpus's visual words): the --words words forecast after the
 clips that end by --at SECONDS (default: the first half of the video), from the --context words

@@ -81,6 +81,7 @@ def test_metrics_beat_chance_and_the_demo_says_what_to_do_next(demo):
     assert re.search(r"both\s+captioner\s+BLEU-3", result.stdout) and "nearest neighbour" in result.stdout
     assert re.search(r"^forecast \(test, \d+ next words", result.stdout, flags=re.M)
     assert re.search(r"^model - bigram: top-1 [+-]\d\.\d{3} \(95 % interval ", result.stdout, flags=re.M)
+    assert re.search(r"^log-loss, nats a word \(lower is better\): model \d\.\d{3} \| bigram ", result.stdout, flags=re.M)
 
 
 def test_rerun_skips_every_stage_and_a_vocab_change_reruns_what_follows(demo):

@@ -155,6 +155,42 @@ def test_baselines_match_counts_made_by_hand():
     assert baseline_hits(baselines, np.array([3, 3, 4]))["repeat"] == {1: 1, 5: 2}  # after 3: 3 0 1 2 4
 
 
+def test_the_bigram_probabilities_are_absolute_discounting_by_hand():
+    from videobert.forecast.predict import baseline_log_loss, bigram_probability, fit_baselines
+
+    # pairs 0→1 twice, 1→0 and 1→2 once: n1 = 2, n2 = 1, D = 2 / (2 + 2·1) = 0.5; word counts
+    # 2, 2, 1, 0 of 4 words, add-one: 3/9, 3/9, 2/9, 1/9
+    baselines = fit_baselines([np.array([0, 1, 0, 1, 2])], vocab_size=4)
+    assert baselines.discount == 0.5
+    assert baselines.unigram_probability.tolist() == pytest.approx([3 / 9, 3 / 9, 2 / 9, 1 / 9])
+    after = lambda p: bigram_probability(baselines, np.full(4, p), np.arange(4))  # noqa: E731
+    # after 0 (two positions, one successor): (2 - 0.5 + 0.5·1·3/9) / 2 for 1, 0.5·1·u / 2 for the others
+    assert after(0).tolist() == pytest.approx([1 / 12, 5 / 6, 1 / 18, 1 / 36])
+    # after 1 (two positions, two successors): 0 and 2 seen once each
+    assert after(1).tolist() == pytest.approx([(0.5 + 1 / 3) / 2, 1 / 6, (0.5 + 2 / 9) / 2, 1 / 18])
+    # 2 and 3 are never followed in train: the unigram's probabilities
+    assert after(2).tolist() == after(3).tolist() == pytest.approx([3 / 9, 3 / 9, 2 / 9, 1 / 9])
+    for p in range(4):
+        assert after(p).sum() == pytest.approx(1.0)
+    # a video 0 1 3: -log P(1 | 0) - log P(3 | 1), and -log u(1) - log u(3)
+    loss = baseline_log_loss(baselines, np.array([0, 1, 3]))
+    assert loss["bigram"] == pytest.approx(-np.log(5 / 6) - np.log(1 / 18))
+    assert loss["unigram"] == pytest.approx(-np.log(3 / 9) - np.log(1 / 9))
+
+
+def test_the_bigram_probabilities_sum_to_one_after_every_word():
+    from videobert.forecast.predict import bigram_probability, fit_baselines
+
+    rng = np.random.default_rng(4)
+    videos = [rng.integers(0, 9, size=int(rng.integers(1, 12))) for _ in range(40)]
+    baselines = fit_baselines(videos, vocab_size=12)  # 9 … 11 never occur
+    assert 0.05 <= baselines.discount <= 0.95
+    words = np.arange(12)
+    for previous in range(12):
+        probabilities = bigram_probability(baselines, np.full(12, previous), words)
+        assert probabilities.min() > 0 and probabilities.sum() == pytest.approx(1.0)
+
+
 def test_baselines_merge_their_counts_over_many_videos():
     from videobert.forecast import fit_baselines
 
@@ -254,10 +290,24 @@ def test_a_model_with_context_beats_the_bigram_and_writes_the_folder(cycle_run, 
     assert metrics["model_minus_bigram"]["top1"]["low"] > 0
     # in a cycle the word never repeats
     assert metrics["repeat"]["top1"] == 0
-    first, second, third = summary.message.splitlines()
+    # the log-loss: the model has learnt the cycle, a bigram is unsure after 0 and 6
+    loss = metrics["log_loss"]
+    assert loss["chance"] == pytest.approx(np.log(VISUAL_WORDS))
+    assert 0 <= loss["model"] < loss["bigram"] < loss["unigram"] < loss["chance"]
+    # after 0 (and 6) come two words equally often: the bigram gives each about 1/2, at a quarter of
+    # the positions or more
+    assert loss["bigram"] >= 0.25 * np.log(1 / 0.51)
+    for name in ("bigram", "unigram"):
+        margin = metrics[f"model_minus_{name}"]["log_loss"]
+        assert margin["difference"] == pytest.approx(loss["model"] - loss[name], abs=1e-12)
+        assert margin["low"] <= margin["difference"] <= margin["high"] < 0
+    assert set(metrics["model_minus_repeat"]) == {"top1", "top5"}  # repetition gives no distribution
+    first, losses, second, third = summary.message.splitlines()
     assert first.startswith(f"forecast (test, {metrics['predictions']} next words, context 8): top-1 ")
+    assert losses.startswith(f"log-loss, nats a word (lower is better): model {loss['model']:.3f} | bigram ")
     assert second.startswith("model - bigram: top-1 +") and second.endswith(f"({SPLITS['test']} videos)")
-    assert third.startswith("model - repeat: top-1 +")
+    assert ", log-loss -" in second
+    assert third.startswith("model - repeat: top-1 +") and "log-loss" not in third
 
 
 def test_the_models_hits_are_counted_per_video_in_the_order_read(cycle_run):
@@ -275,6 +325,8 @@ def test_the_models_hits_are_counted_per_video_in_the_order_read(cycle_run):
     for k in (1, 5):
         assert together[k].tolist() == [int(a[k][0]) for a in alone]
         assert all(0 <= hits <= words.size - 1 for hits, words in zip(together[k], [v for v in videos if v.size >= 2]))
+    assert together["log_loss"] == pytest.approx([float(a["log_loss"][0]) for a in alone], rel=1e-4, abs=1e-5)
+    assert (together["log_loss"] >= 0).all()
 
 
 def test_forecast_reproduces_the_cycle(cycle_run):

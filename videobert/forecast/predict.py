@@ -24,6 +24,13 @@ clip of a still scene predicts, then the bigram's other predictions) and chance 
 model's margin over each baseline comes with a 95 % interval (:func:`paired_difference`): the same
 positions scored both ways, the videos resampled with replacement (a video's positions are not
 independent).
+
+Beside the rankings, the **log-loss** of each forecast (:func:`forecast_metrics`): the mean
+negative log-probability, in nats, that the model (its softmax over the visual words) and the
+baselines gave the word that came — the measure of a forecast's whole distribution, not only of
+its first five. The bigram's probabilities are absolute discounting interpolated with the unigram
+(:func:`bigram_probability`; the discount from the train split's counts of counts, nothing tuned
+on the split measured), the unigram's are add-one; repeat predicts no distribution and has none.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ log = logging.getLogger(__name__)
 
 TOP_K = (1, 5)
 SPECIALS = 3  # [CLS] [>] … [SEP]
+DISCOUNT_RANGE = (0.05, 0.95)  # the bigram's discount is kept inside: every word keeps some probability
+SMALLEST_PROBABILITY = float(np.finfo(np.float32).tiny)  # a model probability that underflowed counts as this
 VIDEOS_PER_READ = 256  # videos whose visual words are in memory at once
 BASELINES = ("bigram", "unigram", "repeat")
 RESAMPLES = 1000  # bootstrap resamples of the videos for the model-minus-baseline intervals
@@ -117,13 +126,23 @@ def forecast(loaded: LoadedModel, context_words: Sequence[int], n_words: int,
 class Baselines:
     """Next-word baselines from the train split: ``unigram`` int64 [V], every word from the most
     frequent (ties: lower id first); ``bigram`` int64 [V, K], row p the K predictions after word p
-    (its most frequent successors — ties in unigram order — then the unigram order)."""
+    (its most frequent successors — ties in unigram order — then the unigram order). For the
+    probabilities (:func:`bigram_probability`): the distinct train pairs ``pair_codes`` (previous
+    · V + next, ascending) and their ``pair_counts``, per previous word its ``followed`` count
+    (positions) and ``successors`` (distinct next words), ``unigram_probability`` float64 [V]
+    (add-one) and the ``discount``."""
 
     unigram: np.ndarray
     bigram: np.ndarray
     positions: int  # train positions t >= 1 the bigram counts come from
     words: int  # train words the unigram counts come from
     seen_previous: int  # distinct previous words with a successor in train
+    pair_codes: np.ndarray
+    pair_counts: np.ndarray
+    followed: np.ndarray
+    successors: np.ndarray
+    unigram_probability: np.ndarray
+    discount: float
 
 
 def fit_baselines(videos: Iterable[np.ndarray], vocab_size: int, k: int = max(TOP_K)) -> Baselines:
@@ -153,6 +172,7 @@ def fit_baselines(videos: Iterable[np.ndarray], vocab_size: int, k: int = max(TO
     k = min(k, vocab_size)
     bigram = np.tile(unigram[:k], (vocab_size, 1))
     seen = 0
+    codes, counts = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if pair_codes:
         codes, counts = _merge_counts(np.concatenate(pair_codes), np.concatenate(pair_counts))
         previous, following = codes // vocab_size, codes % vocab_size
@@ -167,7 +187,37 @@ def fit_baselines(videos: Iterable[np.ndarray], vocab_size: int, k: int = max(TO
                 rest = unigram[~np.isin(unigram, best)][: k - best.size]
                 best = np.concatenate([best, rest])
             bigram[previous[start]] = best
-    return Baselines(unigram, bigram, positions, int(unigram_counts.sum()), seen)
+    followed = np.bincount(codes // vocab_size, weights=counts, minlength=vocab_size).astype(np.int64)
+    successors = np.bincount(codes // vocab_size, minlength=vocab_size).astype(np.int64)
+    unigram_probability = (unigram_counts + 1) / (unigram_counts.sum() + vocab_size)
+    return Baselines(unigram, bigram, positions, int(unigram_counts.sum()), seen, codes, counts, followed, successors,
+                     unigram_probability, discount_of(counts))
+
+
+def discount_of(pair_counts: np.ndarray) -> float:
+    """Absolute discounting's ``D = n1 / (n1 + 2 n2)`` (Ney, Essen and Kneser 1994), n1 and n2 the
+    pairs seen once and twice, kept inside :data:`DISCOUNT_RANGE` (0.5 without such pairs)."""
+    once, twice = int(np.sum(pair_counts == 1)), int(np.sum(pair_counts == 2))
+    discount = once / (once + 2 * twice) if once + twice else 0.5
+    return float(np.clip(discount, *DISCOUNT_RANGE))
+
+
+def bigram_probability(baselines: Baselines, previous: np.ndarray, following: np.ndarray) -> np.ndarray:
+    """float64: the bigram's probability of each ``following`` word after its ``previous`` one —
+    ``(max(c(p, y) - D, 0) + D · s(p) · u(y)) / c(p)`` with c the train counts, s(p) the distinct
+    successors of p and u the unigram's add-one probabilities; ``u(y)`` after a word never
+    followed in train. Over the V words after a word it sums to 1."""
+    previous, following = np.asarray(previous, np.int64), np.asarray(following, np.int64)
+    codes = previous * baselines.unigram.size + following
+    count = np.zeros(codes.shape, np.float64)
+    if baselines.pair_codes.size:
+        at = np.minimum(np.searchsorted(baselines.pair_codes, codes), baselines.pair_codes.size - 1)
+        count = np.where(baselines.pair_codes[at] == codes, baselines.pair_counts[at], 0).astype(np.float64)
+    seen = baselines.followed[previous].astype(np.float64)
+    back_off = baselines.unigram_probability[following]
+    D = baselines.discount
+    interpolated = (np.maximum(count - D, 0) + D * baselines.successors[previous] * back_off) / np.maximum(seen, 1)
+    return np.where(seen > 0, interpolated, back_off)
 
 
 def _merge_counts(codes: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +245,15 @@ def baseline_hits(baselines: Baselines, words: np.ndarray) -> dict[str, dict[int
     return hits
 
 
+def baseline_log_loss(baselines: Baselines, words: np.ndarray) -> dict[str, float]:
+    """The bigram's and the unigram's log-loss summed over positions 1 … n-1 of one video (nats):
+    ``{"bigram": ..., "unigram": ...}``."""
+    words = np.asarray(words, dtype=np.int64)
+    previous, following = words[:-1], words[1:]
+    return {"bigram": float(-np.log(bigram_probability(baselines, previous, following)).sum()),
+            "unigram": float(-np.log(baselines.unigram_probability[following]).sum())}
+
+
 # ------------------------------------------------------------------------ the metric
 def next_word_inputs(layout: TokenLayout, words: np.ndarray, context: int) -> list[dict[str, np.ndarray]]:
     """One sequence per position t = 1 … n-1 of a video: ``[CLS] [>] v_{t-c} … v_{t-1} [MASK] [SEP]``."""
@@ -210,14 +269,16 @@ def next_word_inputs(layout: TokenLayout, words: np.ndarray, context: int) -> li
 
 
 def model_hits(loaded: LoadedModel, videos: Iterable[np.ndarray], context: int,
-               on_chunk: Callable[[int], None] | None = None) -> dict[int, np.ndarray]:
+               on_chunk: Callable[[int], None] | None = None) -> dict[int | str, np.ndarray]:
     """Hits@1 and @5 of the model's next-word prediction over every position t >= 1, one count a
-    video of two clips or more (``{1: int64 [videos], 5: ...}``, in the order read; shorter videos
-    are skipped). Sequences go through :func:`forward_sequences` in chunks of whole videos (only the
-    visual-word probabilities of the masked slot come back: V numbers a position)."""
+    video of two clips or more, and its log-loss summed over them (nats; a probability that
+    underflowed counts as :data:`SMALLEST_PROBABILITY`): ``{1: int64 [videos], 5: ..., "log_loss":
+    float64 [videos]}``, in the order read; shorter videos are skipped. Sequences go through
+    :func:`forward_sequences` in chunks of whole videos (only the visual-word probabilities of the
+    masked slot come back: V numbers a position)."""
     layout = loaded.layout
     chunk_rows = max(64, min(loaded.batch_tokens // (context + SPECIALS + 1), 2**26 // layout.visual_vocab_size))
-    hits: dict[int, list[np.ndarray]] = {k: [] for k in TOP_K}
+    hits: dict[int | str, list[np.ndarray]] = {**{k: [] for k in TOP_K}, "log_loss": []}
     pending: list[dict[str, np.ndarray]] = []
     targets: list[np.ndarray] = []
 
@@ -233,6 +294,8 @@ def model_hits(loaded: LoadedModel, videos: Iterable[np.ndarray], context: int,
             k_eff = min(k, probabilities.shape[1])
             top = np.argpartition(-probabilities, k_eff - 1, axis=1)[:, :k_eff]
             hits[k].append(np.add.reduceat((top == truth[:, None]).any(axis=1).astype(np.int64), starts))
+        came = probabilities[np.arange(truth.size), truth].astype(np.float64)
+        hits["log_loss"].append(np.add.reduceat(-np.log(np.maximum(came, SMALLEST_PROBABILITY)), starts))
         if on_chunk is not None:
             on_chunk(truth.size)
         pending, targets = [], []
@@ -246,7 +309,8 @@ def model_hits(loaded: LoadedModel, videos: Iterable[np.ndarray], context: int,
         if len(pending) >= chunk_rows:
             flush()
     flush()
-    return {k: np.concatenate(parts) if parts else np.zeros(0, np.int64) for k, parts in hits.items()}
+    return {k: np.concatenate(parts) if parts else np.zeros(0, np.float64 if k == "log_loss" else np.int64)
+            for k, parts in hits.items()}
 
 
 def paired_difference(hits: np.ndarray, other_hits: np.ndarray, positions: np.ndarray, resamples: int = RESAMPLES,
@@ -286,11 +350,13 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
     every clip of one video) from the ``context`` most recent words, beside the unigram and bigram
     baselines fitted on ``train_videos``, repeat and chance. Returns ``predictions``, ``videos``,
     ``context``, ``model``, ``bigram``, ``unigram``, ``repeat``, ``chance`` (each ``{"top1",
-    "top5"}``), ``model_minus_bigram``, ``model_minus_unigram`` and ``model_minus_repeat`` (each
-    ``{"top1", "top5"}`` of :func:`paired_difference`: the margin and its 95 % interval over
-    videos), ``intervals`` (how they were drawn), ``baselines`` (what the baselines were fitted on)
-    and ``positions`` (the rule). Both iterables are read once, in order; memory beyond a chunk of
-    videos: a few counts a video."""
+    "top5"}``), ``log_loss`` (``{"model", "bigram", "unigram", "chance"}``: mean nats a position),
+    ``model_minus_bigram`` and ``model_minus_unigram`` (each ``{"top1", "top5", "log_loss"}`` of
+    :func:`paired_difference`: the margin and its 95 % interval over videos; a log-loss margin below
+    0 is the model's gain), ``model_minus_repeat`` (``{"top1", "top5"}``), ``intervals`` (how they
+    were drawn), ``baselines`` (what the baselines were fitted on) and ``positions`` (the rule).
+    Both iterables are read once, in order; memory beyond a chunk of videos: a few counts a
+    video."""
     layout = loaded.layout
     if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 1:
         raise ConfigError(f"context: need a whole number >= 1, got {context!r}")
@@ -302,6 +368,7 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
     if baselines.positions == 0:
         log.warning("the train split has no video of two clips or more: the bigram baseline is the unigram order")
     counted: dict[str, dict[int, list[int]]] = {name: {k: [] for k in TOP_K} for name in BASELINES}
+    losses: dict[str, list[float]] = {"bigram": [], "unigram": []}
     positions: list[int] = []
 
     def checked() -> Iterator[np.ndarray]:
@@ -314,6 +381,8 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
             for name, by_k in baseline_hits(baselines, words).items():
                 for k, value in by_k.items():
                     counted[name][k].append(value)
+            for name, value in baseline_log_loss(baselines, words).items():
+                losses[name].append(value)
             yield words
 
     hits = model_hits(loaded, checked(), context, on_chunk)
@@ -324,8 +393,9 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
     def rates(by_k: dict[int, Sequence[int]]) -> dict[str, float]:
         return {f"top{k}": int(np.sum(by_k[k])) / total if total else 0.0 for k in TOP_K}
 
-    margins = paired_differences({(name, k): (hits[k], np.asarray(counted[name][k], np.int64))
-                                  for name in BASELINES for k in TOP_K}, per_video)
+    pairs = {(name, f"top{k}"): (hits[k], np.asarray(counted[name][k], np.int64)) for name in BASELINES for k in TOP_K}
+    pairs.update({(name, "log_loss"): (hits["log_loss"], np.asarray(losses[name])) for name in losses})
+    margins = paired_differences(pairs, per_video)
 
     return {
         "predictions": total,
@@ -336,13 +406,20 @@ def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_vi
         "unigram": rates(counted["unigram"]),
         "repeat": rates(counted["repeat"]),
         "chance": {f"top{k}": min(k, V) / V for k in TOP_K},
-        **{f"model_minus_{name}": {f"top{k}": margins[name, k] for k in TOP_K} for name in BASELINES},
+        "log_loss": {"model": float(hits["log_loss"].sum()) / total if total else 0.0,
+                     **{name: float(np.sum(values)) / total if total else 0.0 for name, values in losses.items()},
+                     "chance": float(np.log(V))},
+        **{f"model_minus_{name}": {measure: margin for (of, measure), margin in margins.items() if of == name}
+           for name in BASELINES},
         "intervals": f"95 % percentile bootstrap over the videos ({RESAMPLES} resamples, seed 0), "
                      "both predictors scored on the same positions",
         "baselines": {"split": "train", "positions": baselines.positions, "words": baselines.words,
                       "seen_previous": baselines.seen_previous,
                       "ties": "successors tied in count, and unseen previous words, follow the unigram order; "
-                              "words tied in count: lower id first"},
+                              "words tied in count: lower id first",
+                      "discount": baselines.discount,
+                      "probabilities": "bigram: absolute discounting (D = n1 / (n1 + 2 n2) of the train pairs) "
+                                       "interpolated with the unigram; unigram: add-one"},
         "positions": "every clip t >= 1 of each video, pauses between narrated segments included; "
                      f"context: up to {context} words before t, across pauses",
     }

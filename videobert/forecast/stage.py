@@ -4,9 +4,11 @@ how well a trained run predicts the next visual word of a video from the words b
 ``run`` creates the folder, writes ``config.yaml`` and ``metrics.json``; :func:`evaluate_forecast`
 computes the metrics (:func:`videobert.forecast.predict.forecast_metrics`, whose docstring states
 the positions rule and the baselines): ``predictions``, ``videos``, ``context``, ``model``,
-``bigram``, ``unigram``, ``repeat``, ``chance`` (each ``{"top1", "top5"}``),
-``model_minus_bigram``, ``model_minus_unigram``, ``model_minus_repeat`` (each ``{"top1", "top5"}``
-of ``{"difference", "low", "high"}``: the margin and its 95 % interval over videos),
+``bigram``, ``unigram``, ``repeat``, ``chance`` (each ``{"top1", "top5"}``), ``log_loss``
+(``{"model", "bigram", "unigram", "chance"}``, nats a word), ``model_minus_bigram``,
+``model_minus_unigram`` (each ``{"top1", "top5", "log_loss"}``), ``model_minus_repeat``
+(``{"top1", "top5"}``) — each margin ``{"difference", "low", "high"}``: the margin and its 95 %
+interval over videos,
 ``intervals``, ``baselines``, ``positions``, and where it came from (``run``, ``corpus``,
 ``split``, ``visual_vocab_size``, ``device``, ``precision``, ``seconds``).
 """
@@ -101,9 +103,10 @@ def evaluate_forecast(run_dir: str | Path, corpus_dir: str | Path, cfg: Forecast
 
 
 def format_report(metrics: dict[str, Any]) -> list[str]:
-    """The metrics in one line, each figure beside the baselines and chance (top-1/top-5); then the
-    model's margins over the bigram and over repetition, each with its 95 % interval over videos
-    (a metrics.json written before they were measured gives the first line only)."""
+    """The metrics in one line, each figure beside the baselines and chance (top-1/top-5); the
+    log-loss beside the baselines'; then the model's margins over the bigram and over repetition,
+    each with its 95 % interval over videos (a metrics.json written before the log-loss or the
+    margins were measured gives the lines it has)."""
     def pair(name: str) -> str:
         return f"{metrics[name]['top1']:.3f}/{metrics[name]['top5']:.3f}"
 
@@ -115,9 +118,15 @@ def format_report(metrics: dict[str, Any]) -> list[str]:
             f"top-1 {metrics['model']['top1']:.3f} top-5 {metrics['model']['top5']:.3f} | bigram {pair('bigram')} | "
             f"unigram {pair('unigram')} | " + (f"repeat {pair('repeat')} | " if "repeat" in metrics else "")
             + f"chance {small(chance['top1'])}/{small(chance['top5'])}")
-    margins = [f"model - {name}: " + ", ".join(f"top-{k[3:]} {_margin(m)}" for k, m in metrics[f"model_minus_{name}"].items())
-               + f" ({metrics['videos']} videos)" for name in ("bigram", "repeat") if f"model_minus_{name}" in metrics]
-    return [line, *margins]
+    lines = [line]
+    if "log_loss" in metrics:
+        loss = metrics["log_loss"]
+        lines.append("log-loss, nats a word (lower is better): " + " | ".join(
+            f"{name} {loss[name]:.3f}" for name in ("model", "bigram", "unigram", "chance")))
+    measures = {"top1": "top-1", "top5": "top-5", "log_loss": "log-loss"}
+    lines += [f"model - {name}: " + ", ".join(f"{measures[k]} {_margin(m)}" for k, m in metrics[f"model_minus_{name}"].items())
+              + f" ({metrics['videos']} videos)" for name in ("bigram", "repeat") if f"model_minus_{name}" in metrics]
+    return lines
 
 
 def _margin(m: dict[str, float | None]) -> str:
