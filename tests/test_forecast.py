@@ -159,7 +159,7 @@ def test_the_bigram_probabilities_are_absolute_discounting_by_hand():
     from videobert.forecast.predict import baseline_log_loss, bigram_probability, fit_baselines
 
     # pairs 0→1 twice, 1→0 and 1→2 once: n1 = 2, n2 = 1, D = 2 / (2 + 2·1) = 0.5; word counts
-    # 2, 2, 1, 0 of 4 words, add-one: 3/9, 3/9, 2/9, 1/9
+    # 2, 2, 1, 0 of 5 words over 4 words, add-one: 3/9, 3/9, 2/9, 1/9
     baselines = fit_baselines([np.array([0, 1, 0, 1, 2])], vocab_size=4)
     assert baselines.discount == 0.5
     assert baselines.unigram_probability.tolist() == pytest.approx([3 / 9, 3 / 9, 2 / 9, 1 / 9])
@@ -176,6 +176,16 @@ def test_the_bigram_probabilities_are_absolute_discounting_by_hand():
     loss = baseline_log_loss(baselines, np.array([0, 1, 3]))
     assert loss["bigram"] == pytest.approx(-np.log(5 / 6) - np.log(1 / 18))
     assert loss["unigram"] == pytest.approx(-np.log(3 / 9) - np.log(1 / 9))
+
+
+def test_the_discount_comes_from_the_pairs_seen_once_and_twice():
+    from videobert.forecast.predict import discount_of
+
+    assert discount_of(np.array([1, 1, 1, 2, 5])) == pytest.approx(3 / 5)  # n1 = 3, n2 = 1
+    assert discount_of(np.array([1, 1, 2, 2, 2, 2])) == pytest.approx(2 / 10)
+    assert discount_of(np.array([1, 1, 1])) == 0.95  # 1, kept below: the seen pairs keep some probability
+    assert discount_of(np.array([2, 2])) == 0.05  # 0, kept above: the unseen ones keep some
+    assert discount_of(np.array([3, 7])) == discount_of(np.zeros(0, np.int64)) == 0.5
 
 
 def test_the_bigram_probabilities_sum_to_one_after_every_word():
@@ -311,8 +321,8 @@ def test_a_model_with_context_beats_the_bigram_and_writes_the_folder(cycle_run, 
 
 
 def test_the_models_hits_are_counted_per_video_in_the_order_read(cycle_run):
-    from videobert.forecast.predict import model_hits
-    from videobert.retrieval.inference import load_model
+    from videobert.forecast.predict import model_hits, next_word_inputs
+    from videobert.retrieval.inference import forward_sequences, load_model
 
     loaded = load_model(cycle_run["run"], "cpu", batch_tokens=256)
     rng = np.random.default_rng(5)
@@ -326,7 +336,13 @@ def test_the_models_hits_are_counted_per_video_in_the_order_read(cycle_run):
         assert together[k].tolist() == [int(a[k][0]) for a in alone]
         assert all(0 <= hits <= words.size - 1 for hits, words in zip(together[k], [v for v in videos if v.size >= 2]))
     assert together["log_loss"] == pytest.approx([float(a["log_loss"][0]) for a in alone], rel=1e-4, abs=1e-5)
-    assert (together["log_loss"] >= 0).all()
+    # each video's log-loss: minus the log of the probability its slot gave each word that came
+    for words, loss in zip([v for v in videos if v.size >= 2], together["log_loss"]):
+        sequences = next_word_inputs(loaded.layout, words, 8)
+        _, probabilities = forward_sequences(loaded, sequences, [[len(s["input_ids"]) - 2] for s in sequences],
+                                             visual_mean=True)
+        expected = -np.log(probabilities[np.arange(words.size - 1), words[1:]].astype(np.float64)).sum()
+        assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
 
 
 def test_forecast_reproduces_the_cycle(cycle_run):

@@ -294,8 +294,8 @@ def model_hits(loaded: LoadedModel, videos: Iterable[np.ndarray], context: int,
             k_eff = min(k, probabilities.shape[1])
             top = np.argpartition(-probabilities, k_eff - 1, axis=1)[:, :k_eff]
             hits[k].append(np.add.reduceat((top == truth[:, None]).any(axis=1).astype(np.int64), starts))
-        came = probabilities[np.arange(truth.size), truth].astype(np.float64)
-        hits["log_loss"].append(np.add.reduceat(-np.log(np.maximum(came, SMALLEST_PROBABILITY)), starts))
+        of_truth = probabilities[np.arange(truth.size), truth].astype(np.float64)
+        hits["log_loss"].append(np.add.reduceat(-np.log(np.maximum(of_truth, SMALLEST_PROBABILITY)), starts))
         if on_chunk is not None:
             on_chunk(truth.size)
         pending, targets = [], []
@@ -346,7 +346,7 @@ def paired_differences(pairs: dict[str, tuple[np.ndarray, np.ndarray]], position
 
 def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_videos: Iterable[np.ndarray],
                      context: int = 8, on_chunk: Callable[[int], None] | None = None) -> dict:
-    """Next-word top-1/top-5 accuracy of the model on ``videos`` (each an int array of visual words,
+    """Next-word top-1/top-5 accuracy and log-loss of the model on ``videos`` (each an int array of visual words,
     every clip of one video) from the ``context`` most recent words, beside the unigram and bigram
     baselines fitted on ``train_videos``, repeat and chance. Returns ``predictions``, ``videos``,
     ``context``, ``model``, ``bigram``, ``unigram``, ``repeat``, ``chance`` (each ``{"top1",
