@@ -187,8 +187,9 @@ def fit_baselines(videos: Iterable[np.ndarray], vocab_size: int, k: int = max(TO
                 rest = unigram[~np.isin(unigram, best)][: k - best.size]
                 best = np.concatenate([best, rest])
             bigram[previous[start]] = best
-    followed = np.bincount(codes // vocab_size, weights=counts, minlength=vocab_size).astype(np.int64)
-    successors = np.bincount(codes // vocab_size, minlength=vocab_size).astype(np.int64)
+    previous_of_pair = codes // vocab_size
+    followed = np.bincount(previous_of_pair, weights=counts, minlength=vocab_size).astype(np.int64)
+    successors = np.bincount(previous_of_pair, minlength=vocab_size).astype(np.int64)
     unigram_probability = (unigram_counts + 1) / (unigram_counts.sum() + vocab_size)
     return Baselines(unigram, bigram, positions, int(unigram_counts.sum()), seen, codes, counts, followed, successors,
                      unigram_probability, discount_of(counts))
@@ -346,9 +347,9 @@ def paired_differences(pairs: dict[str, tuple[np.ndarray, np.ndarray]], position
 
 def forecast_metrics(loaded: LoadedModel, videos: Iterable[np.ndarray], train_videos: Iterable[np.ndarray],
                      context: int = 8, on_chunk: Callable[[int], None] | None = None) -> dict:
-    """Next-word top-1/top-5 accuracy and log-loss of the model on ``videos`` (each an int array of visual words,
-    every clip of one video) from the ``context`` most recent words, beside the unigram and bigram
-    baselines fitted on ``train_videos``, repeat and chance. Returns ``predictions``, ``videos``,
+    """Next-word top-1/top-5 accuracy and log-loss of the model on ``videos`` (each an int array of
+    visual words, every clip of one video) from the ``context`` most recent words, beside the
+    unigram and bigram baselines fitted on ``train_videos``, repeat and chance. Returns ``predictions``, ``videos``,
     ``context``, ``model``, ``bigram``, ``unigram``, ``repeat``, ``chance`` (each ``{"top1",
     "top5"}``), ``log_loss`` (``{"model", "bigram", "unigram", "chance"}``: mean nats a position),
     ``model_minus_bigram`` and ``model_minus_unigram`` (each ``{"top1", "top5", "log_loss"}`` of

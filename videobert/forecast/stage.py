@@ -7,10 +7,9 @@ the positions rule and the baselines): ``predictions``, ``videos``, ``context``,
 ``bigram``, ``unigram``, ``repeat``, ``chance`` (each ``{"top1", "top5"}``), ``log_loss``
 (``{"model", "bigram", "unigram", "chance"}``, nats a word), ``model_minus_bigram``,
 ``model_minus_unigram`` (each ``{"top1", "top5", "log_loss"}``), ``model_minus_repeat``
-(``{"top1", "top5"}``) — each margin ``{"difference", "low", "high"}``: the margin and its 95 %
-interval over videos —,
-``intervals``, ``baselines``, ``positions``, and where it came from (``run``, ``corpus``,
-``split``, ``visual_vocab_size``, ``device``, ``precision``, ``seconds``).
+(``{"top1", "top5"}``), each margin ``{"difference", "low", "high"}``: the margin and its 95 %
+interval over videos; then ``intervals``, ``baselines``, ``positions``, and where it came from
+(``run``, ``corpus``, ``split``, ``visual_vocab_size``, ``device``, ``precision``, ``seconds``).
 """
 
 from __future__ import annotations
