@@ -24,9 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.common import torchrun_launcher  # noqa: E402
 from pipelines.demo import DEMO_CONFIG  # noqa: E402
-from pipelines.evaluate import SYNTHETIC_SPEC  # noqa: E402
 from videobert.logs import setup_logging  # noqa: E402
-from videobert.runner import Pipeline, load_pipeline_config  # noqa: E402
+from videobert.runner import Runner, load_run_config  # noqa: E402
 from videobert.runtime import cpu_name  # noqa: E402
 
 # (name, how to read it from metrics.json, the bar it must clear, how the bar is computed)
@@ -40,11 +39,11 @@ COLUMNS = [
 
 
 def run_seed(seed: int, out: Path, config: Path, assignments: list[str]) -> tuple[dict, dict[str, float]]:
-    cfg = load_pipeline_config(config, [f"synth.seed={seed}", f"pretrain.seed={seed}", *assignments])
-    pipeline = Pipeline(cfg, out / f"seed-{seed}", torchrun_launcher([]), zero_shot_spec=SYNTHETIC_SPEC)
-    results = pipeline.run()
-    metrics = json.loads((pipeline.folder("evaluate") / "metrics.json").read_text())
-    state = json.loads(pipeline.state_path.read_text())["stages"]
+    cfg = load_run_config(config, [f"synth.seed={seed}", f"pretrain.seed={seed}", *assignments])
+    runner = Runner(cfg, out / f"seed-{seed}", torchrun_launcher([]))
+    results = runner.run()
+    metrics = json.loads((runner.folder("evaluate") / "metrics.json").read_text())
+    state = json.loads(runner.state_path.read_text())["stages"]
     seconds = {r.name: state[r.name]["seconds"] for r in results if r.name in state}
     return metrics, seconds
 

@@ -26,9 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from videobert.model import ModelConfig, VideoBERT  # noqa: E402
-from videobert.pretrain.data import TokenLayout, build_input, collate_inputs  # noqa: E402
+from videobert.inputs import TokenLayout, build_input, collate_inputs  # noqa: E402
 from videobert.retrieval.gallery import text_video_examples  # noqa: E402
-from videobert.retrieval.inference import LoadedModel, default_batch_tokens, length_batches, load_model  # noqa: E402
+from videobert.inference import LoadedModel, default_batch_tokens, length_batches, load_model  # noqa: E402
 from videobert.retrieval.metrics import metrics_from_counts, true_match_counts  # noqa: E402
 from videobert.retrieval.scoring import score_matrix  # noqa: E402
 from videobert.retrieval.two_stage import two_stage_search  # noqa: E402

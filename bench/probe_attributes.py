@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from videobert.corpus.align import overlapping_clips  # noqa: E402
 from videobert.features import load_features  # noqa: E402
 from videobert.manifest import read_manifest  # noqa: E402
-from videobert.pretrain.data import build_input, collate_inputs  # noqa: E402
-from videobert.retrieval.inference import load_model  # noqa: E402
+from videobert.inputs import build_input, collate_inputs  # noqa: E402
+from videobert.inference import load_model  # noqa: E402
 from videobert.synthetic import ATTRIBUTES, read_labels  # noqa: E402
 from videobert.vocab import load_tokens  # noqa: E402
 

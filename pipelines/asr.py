@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, add_output, command, new_parser, note, resolve_config
+from pipelines.common import add_config_arguments, add_output, add_shard, command, new_parser, note, resolve_config
 from videobert.runtime import parse_shard
 from videobert.store import StageCall, StageSummary
 from videobert.text import stage
@@ -22,9 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("videobert asr", __doc__)
     parser.add_argument("manifest", type=Path, metavar="MANIFEST", help="manifest.jsonl or a folder of videos")
     add_output(parser, "TRANSCRIPTS")
-    parser.add_argument("--shard", metavar="I/N", default=None,
-                        help="transcribe only share I of N (0-based) of the videos, e.g. for a job array; "
-                             "combined with torchrun ranks")
+    add_shard(parser, "the videos")
     parser.add_argument("--all", action="store_true",
                         help="also transcribe videos that the manifest gives a transcript (by default they are left out)")
     add_config_arguments(parser, stage.AsrConfig)
@@ -32,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def argv(call: StageCall) -> list[str]:
-    """The command line of a pipeline's asr stage."""
+    """The command line of videobert run's asr stage."""
     return [str(call.inputs["manifest"]), "-o", str(call.out_dir), "--config", str(call.config_file)]
 
 

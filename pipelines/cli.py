@@ -11,7 +11,7 @@ from videobert import __version__
 # command -> (module, one-line description): the whole pipeline first, then its stages in order.
 STAGES: dict[str, tuple[str, str]] = {
     "demo": ("pipelines.demo", "generate the synthetic corpus and run every stage on it on CPU, then print the metrics"),
-    "run": ("pipelines.run", "run the stages of a pipeline config in order into one run folder, skipping what is up to date"),
+    "run": ("pipelines.run", "run the stages of a run config in order into one run folder, skipping what is up to date"),
     "synth": ("pipelines.synth", "generate the synthetic narrated-video corpus"),
     "prepare": ("pipelines.prepare", "YouCook II or MSR-VTT as distributed -> manifest, segments, zero-shot labels"),
     "extract": ("pipelines.extract", "S3D features of 1.5 s clips of every video (GPU, torchrun-sharded, resumable)"),

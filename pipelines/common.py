@@ -21,7 +21,8 @@ from typing import Any, Callable, Literal, Sequence, TypeVar, Union
 from videobert import config as cfgmod
 from videobert.errors import ConfigError, StageError, VideoBertError
 from videobert.logs import set_progress, setup_logging
-from videobert.store import StageCall
+from videobert.runtime import dist_env
+from videobert.store import StageCall, StageSummary
 
 T = TypeVar("T")
 log = logging.getLogger("pipelines")
@@ -54,6 +55,11 @@ def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def add_output(parser: argparse.ArgumentParser, metavar: str, help: str = "output folder") -> None:
     """The ``-o/--out FOLDER`` every stage writes into."""
     parser.add_argument("-o", "--out", type=Path, required=True, metavar=metavar, help=help)
+
+
+def add_shard(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--shard I/N``: this job's share of ``what`` (job arrays; torchrun ranks share it further)."""
+    parser.add_argument("--shard", metavar="I/N", help=f"process only share I of N (0-based) of {what}, for job arrays")
 
 
 def _flag_type(tp: Any) -> tuple[Callable[[str], Any] | None, dict[str, Any]]:
@@ -182,6 +188,32 @@ def _report(prog: str, exc: BaseException, debug: bool, unexpected: bool = False
         if not debug:
             message += " (rerun with --debug for the traceback)"
     print(f"{prog}: error: {message}", file=sys.stderr)
+
+
+def speaks() -> bool:
+    """Whether this process prints a stage's result: rank 0 speaks for all under torchrun."""
+    env = dist_env()
+    return env.is_main or not env.has_rendezvous
+
+
+def report_message(summary: StageSummary) -> None:
+    """A stage's result line (rank 0 only)."""
+    if speaks():
+        print(summary.message)
+
+
+def report_metrics(summary: StageSummary) -> None:
+    """A stage's figures and where its ``metrics.json`` is (rank 0 only)."""
+    if speaks():
+        print(summary.message)
+        print(f"\nmetrics: {summary.out_dir / 'metrics.json'}")
+
+
+def report_folder(summary: StageSummary) -> None:
+    """A stage's result line on stderr and its folder on stdout, for scripts (rank 0 only)."""
+    if speaks():
+        note("%s -> %s", summary.message, summary.out_dir)
+        print(summary.out_dir)
 
 
 def torchrun_launcher(flags: Sequence[str]) -> Callable[[StageCall, int], None]:

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, add_output, command, new_parser, note, resolve_config
+from pipelines.common import add_config_arguments, add_output, add_shard, command, new_parser, note, resolve_config
 from videobert.corpus import stage
 from videobert.runtime import dist_env, parse_shard
 from videobert.store import StageCall, StageSummary
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transcripts", type=Path, default=None, metavar="DIR",
                         help="transcripts (<video_id>.vtt, e.g. from 'videobert asr') for videos the manifest gives none")
     add_output(parser, "CORPUS")
-    parser.add_argument("--shard", metavar="I/N", help="build only share I of N (0-based) of the shards, for job arrays")
+    add_shard(parser, "the shards")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete what the folder holds of an earlier corpus and build it afresh")
     add_config_arguments(parser, stage.CorpusConfig)
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def argv(call: StageCall) -> list[str]:
-    """The command line of a pipeline's corpus stage."""
+    """The command line of videobert run's corpus stage."""
     transcripts = call.options.get("transcripts_dir")
     return [str(call.inputs["manifest"]), "--tokens", str(call.inputs["tokens_dir"]), "-o", str(call.out_dir),
             "--config", str(call.config_file), *(["--transcripts", str(transcripts)] if transcripts else [])]

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="DIR",
                         help="run folder (default: runs/demo)")
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG, metavar="YAML",
-                        help="pipeline config (default: the packaged demo.yaml)")
+                        help="run config (default: the packaged demo.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of the demo config, e.g. --set synth.videos=48")
     return parser
@@ -54,21 +54,21 @@ def next_steps(run_dir: Path) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
-    pipeline = execute(args.config, args.out, assignments=args.set, flags=stage_flags(args))
-    metrics = read_json(pipeline.folder("evaluate") / "metrics.json", "evaluation metrics")
+    runner = execute(args.config, args.out, assignments=args.set, flags=stage_flags(args))
+    metrics = read_json(runner.folder("evaluate") / "metrics.json", "evaluation metrics")
     print()
     print(format_report(metrics))
-    captions = pipeline.folder("caption") / "metrics.json"
-    if pipeline.enabled("caption") and captions.exists():
+    captions = runner.folder("caption") / "metrics.json"
+    if runner.enabled("caption") and captions.exists():
         print()
         print("\n".join(format_suite(read_json(captions, "caption metrics"))))
-    forecasts = pipeline.folder("forecast") / "metrics.json"
-    if pipeline.enabled("forecast") and forecasts.exists():
+    forecasts = runner.folder("forecast") / "metrics.json"
+    if runner.enabled("forecast") and forecasts.exists():
         print()
         print("\n".join(format_forecast(read_json(forecasts, "forecast metrics"))))
     print()
-    print(f"demo finished in {time.perf_counter() - began:.0f} s; run folder {pipeline.run_dir}")
-    print("\n".join(next_steps(pipeline.run_dir)))
+    print(f"demo finished in {time.perf_counter() - began:.0f} s; run folder {runner.run_dir}")
+    print("\n".join(next_steps(runner.run_dir)))
     return 0
 
 

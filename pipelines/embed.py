@@ -19,10 +19,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, add_output, command, new_parser, resolve_config
+from pipelines.common import add_config_arguments, add_output, add_shard, command, new_parser, report_message, resolve_config
 from videobert.embed import stage
-from videobert.runtime import dist_env, parse_shard
-from videobert.store import StageCall, StageSummary
+from videobert.runtime import parse_shard
+from videobert.store import StageCall
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--features", type=Path, metavar="FEATURES",
                         help="the S3D features TOKENS was made from: appends each segment's mean feature")
     add_output(parser, "EMB")
-    parser.add_argument("--shard", metavar="I/N", help="compute only share I of N (0-based) of the chunks, for job arrays")
+    add_shard(parser, "the chunks")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh in an EMB folder that holds embeddings made otherwise")
     add_config_arguments(parser, stage.EmbedConfig)
@@ -43,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def argv(call: StageCall) -> list[str]:
-    """The command line of a pipeline's embed stage (run under torchrun)."""
+    """The command line of videobert run's embed stage (run under torchrun)."""
     features = call.options.get("features")
-    return [str(call.inputs["run_dir"]), "--segments", str(call.inputs["segments"]), "--tokens",
+    return [str(call.inputs["model_dir"]), "--segments", str(call.inputs["segments"]), "--tokens",
             str(call.inputs["tokens"]), "-o", str(call.out_dir), "--config", str(call.config_file),
             *(["--features", str(features)] if features else [])]
 
@@ -56,11 +56,7 @@ def run(args: argparse.Namespace) -> None:
                      overwrite=args.overwrite, shard=parse_shard(args.shard)))
 
 
-def report(summary: StageSummary) -> None:
-    env = dist_env()
-    if env.is_main or not env.has_rendezvous:
-        print(summary.message)
-
+report = report_message
 
 main = command("videobert embed", build_parser, run)
 

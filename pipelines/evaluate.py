@@ -6,8 +6,9 @@ zero-shot attribute classification, each beside its chance level. Writes metrics
 
 With --segments (a benchmark's DATA/segments.jsonl from videobert prepare) and --tokens (the visual
 words of its videos), the gallery is the split's annotated segments and, on YouCook II and MSR-VTT,
-the published figures are printed beside ours with what differs; the zero-shot labels and spec
-beside the segments file (labels.jsonl, zeroshot.yaml) are used when present.
+the published figures are printed beside ours with what differs. Zero-shot classification reads
+labels.jsonl (beside the corpus's manifest or the segments file, or --labels) with the spec that
+classifies them (zeroshot.yaml beside the labels, or --zero-shot), as synth and prepare write them.
 
 Every query is ranked against the whole gallery (N² pairs) up to --exhaustive-limit items; a
 larger gallery ranks a seeded sample of --sample-queries queries unless told --exhaustive.
@@ -20,13 +21,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, command, new_parser, resolve_config
+from pipelines.common import add_config_arguments, command, new_parser, report_metrics, resolve_config
 from videobert.errors import ConfigError
 from videobert.retrieval import stage
-from videobert.runtime import dist_env
-from videobert.store import StageCall, StageSummary
-
-SYNTHETIC_SPEC = Path(__file__).resolve().parent / "configs" / "zeroshot_synthetic.yaml"
+from videobert.store import StageCall
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,15 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "manifest, as videobert synth writes it)")
     parser.add_argument("--zero-shot", type=Path, metavar="SPEC",
                         help="zero-shot spec YAML: template, slot and candidate words per attribute "
-                             f"(default: {SYNTHETIC_SPEC.name} with --corpus, zeroshot.yaml beside --segments)")
+                             "(default: zeroshot.yaml beside the labels)")
     add_config_arguments(parser, stage.EvaluateConfig)
     return parser
 
 
 def argv(call: StageCall) -> list[str]:
-    """The command line of a pipeline's evaluate stage."""
+    """The command line of videobert run's evaluate stage."""
     spec, labels = call.options.get("zero_shot_spec"), call.options.get("labels")
-    return [str(call.inputs["run_dir"]), "--corpus", str(call.inputs["corpus_dir"]), "-o", str(call.out_dir),
+    return [str(call.inputs["model_dir"]), "--corpus", str(call.inputs["corpus_dir"]), "-o", str(call.out_dir),
             "--config", str(call.config_file), *(["--zero-shot", str(spec)] if spec else []),
             *(["--labels", str(labels)] if labels else [])]
 
@@ -59,17 +57,11 @@ def run(args: argparse.Namespace) -> None:
     cfg = resolve_config(stage.EvaluateConfig, args)
     if (args.corpus is None) == (args.segments is None) or (args.segments is None) != (args.tokens is None):
         raise ConfigError("give --corpus CORPUS, or --segments SEGMENTS with --tokens TOKENS")
-    spec = args.zero_shot or (SYNTHETIC_SPEC if args.corpus is not None else None)
-    report(stage.run(args.run, args.corpus, args.out, cfg, labels=args.labels, zero_shot_spec=spec,
+    report(stage.run(args.run, args.corpus, args.out, cfg, labels=args.labels, zero_shot_spec=args.zero_shot,
                      segments=args.segments, tokens=args.tokens))
 
 
-def report(summary: StageSummary) -> None:
-    env = dist_env()
-    if env.is_main or not env.has_rendezvous:  # under torchrun, rank 0 speaks for all
-        print(summary.message)
-        print(f"\nmetrics: {summary.out_dir / 'metrics.json'}")
-
+report = report_metrics
 
 main = command("videobert evaluate", build_parser, run)
 

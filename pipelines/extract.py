@@ -13,17 +13,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, add_output, command, new_parser, resolve_config
+from pipelines.common import add_config_arguments, add_output, add_shard, command, new_parser, report_message, resolve_config
 from videobert.features import stage
-from videobert.runtime import dist_env, parse_shard
-from videobert.store import StageCall, StageSummary
+from videobert.runtime import parse_shard
+from videobert.store import StageCall
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("videobert extract", __doc__)
     parser.add_argument("manifest", type=Path, metavar="MANIFEST", help="manifest JSONL, or a folder of videos")
     add_output(parser, "FEATURES")
-    parser.add_argument("--shard", metavar="I/N", help="process only share I of N (0-based) of the videos, for job arrays")
+    add_shard(parser, "the videos")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the folder's features first and extract everything again (needed to change fps, "
                              "clip-frames, size, weights or precision of an existing folder)")
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def argv(call: StageCall) -> list[str]:
-    """The command line of a pipeline's extract stage."""
+    """The command line of videobert run's extract stage."""
     return [str(call.inputs["manifest"]), "-o", str(call.out_dir), "--config", str(call.config_file)]
 
 
@@ -41,11 +41,7 @@ def run(args: argparse.Namespace) -> None:
     report(stage.run(args.manifest, args.out, cfg, shard=parse_shard(args.shard), overwrite=args.overwrite))
 
 
-def report(summary: StageSummary) -> None:
-    env = dist_env()
-    if env.is_main or not env.has_rendezvous:  # under torchrun, rank 0 speaks for all
-        print(summary.message)
-
+report = report_message
 
 main = command("videobert extract", build_parser, run)
 

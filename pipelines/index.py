@@ -13,10 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, add_output, command, new_parser, resolve_config
+from pipelines.common import add_config_arguments, add_output, add_shard, command, new_parser, report_message, resolve_config
 from videobert.index import stage
-from videobert.runtime import dist_env, parse_shard
-from videobert.store import StageSummary
+from videobert.runtime import parse_shard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_output(parser, "INDEX")
     parser.add_argument("--s3d-weights", type=Path, metavar="PTH",
                         help="the S3D state dict the model's features were extracted with (checked by its sha256)")
-    parser.add_argument("--shard", metavar="I/N", help="index only share I of N (0-based) of the videos, for job arrays")
+    add_shard(parser, "the videos")
     add_config_arguments(parser, stage.IndexConfig)
     return parser
 
@@ -36,11 +35,7 @@ def run(args: argparse.Namespace) -> None:
     report(stage.run(args.model, args.videos, args.out, cfg, shard=parse_shard(args.shard), s3d_weights=args.s3d_weights))
 
 
-def report(summary: StageSummary) -> None:
-    env = dist_env()
-    if env.is_main or not env.has_rendezvous:
-        print(summary.message)
-
+report = report_message
 
 main = command("videobert index", build_parser, run)
 

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def argv(call: StageCall) -> list[str]:
-    """The command line of a pipeline's pretrain stage."""
+    """The command line of videobert run's pretrain stage."""
     return [str(call.inputs["corpus_dir"]), "--vocab", str(call.options["vocab_dir"]), "-o", str(call.out_dir),
             "--config", str(call.config_file), *(["--resume"] if call.options.get("resume") else [])]
 

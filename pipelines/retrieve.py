@@ -13,12 +13,9 @@ import sys
 from pathlib import Path
 
 from pipelines.common import add_config_arguments, command, new_parser, note, resolve_config
-from videobert.errors import StageError
 from videobert.media import save_jpeg
-from videobert.retrieval.display import hits_sheet, video_paths
-from videobert.retrieval.gallery import RetrieveConfig, check_same_vocabulary, gallery_segments, retrieve
-from videobert.pipeline import VideoBERTPipeline
-from videobert.retrieval.inference import load_model
+from videobert.retrieval.display import hits_sheet
+from videobert.retrieval.gallery import RetrieveConfig, format_hits, search_collection
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,27 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     cfg = resolve_config(RetrieveConfig, args)
-    if args.corpus is not None:
-        loaded = load_model(args.run, cfg.device, cfg.precision, cfg.batch_tokens)
-        check_same_vocabulary(loaded, args.corpus)
-        segments = gallery_segments(args.corpus, cfg.split)
-        where = f"the {cfg.split} split of {args.corpus}"
-        paths = lambda: video_paths(args.corpus)  # noqa: E731 - read only when a sheet is asked for
-    else:
-        pipe = VideoBERTPipeline.from_pretrained(args.run, device=cfg.device, precision=cfg.precision,
-                                                 batch_tokens=cfg.batch_tokens)
-        index = pipe.open_index(args.index)
-        loaded, segments, where = pipe.loaded, index.segments(), str(index.folder)
-        paths = index.video_paths
-    if not segments:
-        raise StageError(f"{where}: no segment with visual words")
-    hits = retrieve(loaded, args.query, segments, cfg.top_k, cfg.two_stage)
-    note("%d segments of %s searched for %r", len(segments), where, args.query)
-    print(f"{'rank':>4}  {'video_id':<24}{'start':>8}{'end':>8}{'score':>8}  sentence")
-    for hit in hits:
-        print(f"{hit.rank:>4}  {hit.video_id:<24}{hit.start:>8.2f}{hit.end:>8.2f}{hit.score:>8.4f}  {hit.text}")
+    found = search_collection(args.run, args.query, cfg, index=args.index, corpus=args.corpus)
+    note("%d segments of %s searched for %r", found.searched, found.where, args.query)
+    print("\n".join(format_hits(found.hits)))
     if args.sheet is not None:
-        save_jpeg(hits_sheet(hits, paths(), cfg.sheet_size), args.sheet)
+        save_jpeg(hits_sheet(found.hits, found.video_paths(), cfg.sheet_size), args.sheet)
         print(f"contact sheet: {args.sheet}")
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pipelines.common import command, new_parser, stage_flags, torchrun_launcher
-from pipelines.evaluate import SYNTHETIC_SPEC
-from videobert.runner import STAGE_NAMES, Pipeline, load_pipeline_config, summary_lines
+from videobert.runner import STAGE_NAMES, Runner, load_run_config, summary_lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reruns with every stage after it; an interrupted stage resumes. See pipelines/configs/ for\n"
         "examples (demo.yaml, paper.yaml, my_corpus.yaml).",
     )
-    parser.add_argument("config", type=Path, metavar="CONFIG", help="pipeline config (YAML)")
+    parser.add_argument("config", type=Path, metavar="CONFIG", help="run config (YAML)")
     parser.add_argument("-o", "--out", type=Path, metavar="RUN",
                         help="run folder (default: runs/<config name> in the current folder)")
     parser.add_argument("--stages", metavar="A,B", help="run only these stages (the others must be up to date)")
@@ -33,17 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def execute(config_path: Path, run_dir: Path, stages: str | None = None, force: Sequence[str] = (),
-            assignments: Sequence[str] = (), flags: Sequence[str] = ()) -> Pipeline:
+            assignments: Sequence[str] = (), flags: Sequence[str] = ()) -> Runner:
     """Run the pipeline and print the per-stage summary (also when a stage fails)."""
-    cfg = load_pipeline_config(config_path, assignments)
-    pipeline = Pipeline(cfg, run_dir, torchrun_launcher(flags), zero_shot_spec=SYNTHETIC_SPEC)
+    cfg = load_run_config(config_path, assignments)
+    runner = Runner(cfg, run_dir, torchrun_launcher(flags))
     only = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     try:
-        pipeline.run(only=only, force=force)
+        runner.run(only=only, force=force)
     finally:
-        if pipeline.results:
-            print("\n".join(summary_lines(pipeline.results, pipeline.run_dir)), flush=True)
-    return pipeline
+        if runner.results:
+            print("\n".join(summary_lines(runner.results, runner.run_dir)), flush=True)
+    return runner
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """``videobert synth OUT --videos N --seed S [--audio]``: the synthetic narrated-video corpus.
 
 Generate a deterministic synthetic 'how-to' corpus: H.264 videos of coloured shapes performing
-actions, ASR-style WebVTT narration, manifest.jsonl (with train/val/test splits) and labels.jsonl.
+actions, ASR-style WebVTT narration, manifest.jsonl (with train/val/test splits), labels.jsonl and the zeroshot.yaml that classifies them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def argv(call: StageCall) -> list[str]:
-    """The command line of a pipeline's synth stage."""
+    """The command line of videobert run's synth stage."""
     return [str(call.out_dir), "--config", str(call.config_file)]
 
 

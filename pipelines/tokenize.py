@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, add_output, command, new_parser, note, resolve_config
+from pipelines.common import add_config_arguments, add_output, add_shard, command, new_parser, report_folder, resolve_config
 from videobert.runtime import parse_shard
-from videobert.store import StageCall, StageSummary
+from videobert.store import StageCall
 from videobert.vocab import stage
 
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("features", type=Path, metavar="FEATURES", help="features folder written by 'videobert extract'")
     parser.add_argument("--vocab", type=Path, required=True, metavar="VOCAB", help="vocabulary folder written by 'videobert vocab'")
     add_output(parser, "TOKENS")
-    parser.add_argument("--shard", metavar="I/N", help="process only share I of N (0-based) of the videos")
+    add_shard(parser, "the videos")
     parser.add_argument("--overwrite", action="store_true",
                         help="retokenize every video, also when TOKENS holds tokens of another vocabulary")
     add_config_arguments(parser, stage.TokenizeConfig)
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def argv(call: StageCall) -> list[str]:
-    """The command line of a pipeline's tokenize stage."""
+    """The command line of videobert run's tokenize stage."""
     return [str(call.inputs["features_dir"]), "--vocab", str(call.inputs["vocab_dir"]), "-o", str(call.out_dir),
             "--config", str(call.config_file)]
 
@@ -41,10 +41,7 @@ def run(args: argparse.Namespace) -> None:
                               overwrite=args.overwrite))
 
 
-def report(summary: StageSummary) -> None:
-    note("%s -> %s", summary.message, summary.out_dir)
-    print(summary.out_dir)
-
+report = report_folder
 
 main = command("videobert tokenize", build_parser, run)
 

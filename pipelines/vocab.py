@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, add_output, command, new_parser, note, resolve_config
-from videobert.store import StageCall, StageSummary
+from pipelines.common import add_config_arguments, add_output, command, new_parser, report_folder, resolve_config
+from videobert.store import StageCall
 from videobert.vocab import stage
 
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def argv(call: StageCall) -> list[str]:
-    """The command line of a pipeline's vocab stage."""
+    """The command line of videobert run's vocab stage."""
     return [str(call.inputs["features_dir"]), "-o", str(call.out_dir), "--manifest", str(call.options["manifest"]),
             "--config", str(call.config_file)]
 
@@ -37,10 +37,7 @@ def run(args: argparse.Namespace) -> None:
     report(stage.run(args.features, args.out, resolve_config(stage.VocabConfig, args), manifest=args.manifest))
 
 
-def report(summary: StageSummary) -> None:
-    note("%s -> %s", summary.message, summary.out_dir)
-    print(summary.out_dir)
-
+report = report_folder
 
 main = command("videobert vocab", build_parser, run)
 

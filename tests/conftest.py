@@ -21,6 +21,18 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     )
 
 
+def run_config(root: Path, config: dict) -> tuple[Path, subprocess.CompletedProcess]:
+    """``videobert run`` of ``config`` (a dict, written as ROOT/run.yaml) into ROOT/run; fails the
+    test unless it exits 0."""
+    import yaml
+
+    path = root / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_cli("run", path, "-o", root / "run", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "run", result
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """torch on one CPU thread for the module's tests."""
@@ -95,16 +107,11 @@ def portable_model(tmp_path_factory):
     import shutil
 
     import numpy as np
-    import yaml
 
     from videobert.manifest import read_manifest
 
     root = tmp_path_factory.mktemp("portable")
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(PORTABLE_RUN))
-    run = root / "run"
-    result = run_cli("run", config, "-o", run, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run, _ = run_config(root, PORTABLE_RUN)
     manifest = read_manifest(run / "synth" / "manifest.jsonl")
     tokens = {e.video_id: np.load(run / "tokens" / f"{e.video_id}.npy") for e in manifest}
     metrics = json.loads((run / "eval" / "metrics.json").read_text())

@@ -6,7 +6,8 @@ segment shows, with probability ``signal``, its colour (words ``0 … 5``) or it
 ``6 … 11``), half and half, and a random word otherwise; clips between segments get background
 words ``12 … V-1``. Shape is not encoded, so a model can only guess it from the text. The
 folders are the real formats: ``TOKENS/`` (with ``tokens.json``), WebVTT transcripts, a
-manifest, ``labels.jsonl`` and a corpus built by the corpus stage (:func:`videobert.corpus.run`).
+manifest, ``labels.jsonl`` with its ``zeroshot.yaml`` and a corpus built by the corpus stage
+(:func:`videobert.corpus.run`).
 
 For the commands and the notebook, :func:`make_demo_run` turns the same kind of plan into clip
 features of the rendered fixture videos and runs the stage commands on them.
@@ -22,7 +23,8 @@ import numpy as np
 from videobert import corpus as corpus_stage
 from videobert.manifest import VideoEntry, write_manifest
 from videobert.store import atomic_save_npy
-from videobert.synthetic import ACTIONS, COLOURS, SynthConfig, label_rows, plan_corpus
+from videobert.synthetic import ACTIONS, COLOURS, SynthConfig, plan_corpus
+from videobert.synthetic.stage import write_labels
 from videobert.text import write_webvtt
 
 CLIP_SECONDS = 1.5
@@ -51,16 +53,15 @@ def make_learnable_corpus(out: Path, videos: int = 96, seed: int = 3, vocab_size
     tokens, transcripts = out / "tokens", out / "transcripts"
     tokens.mkdir(exist_ok=True)
     transcripts.mkdir(exist_ok=True)
-    entries, labels = [], []
+    entries = []
     for plan in plans:
         rng = np.random.default_rng([seed, plan.index, 7])
         atomic_save_npy(tokens / f"{plan.video_id}.npy", planted_words(plan, rng, vocab_size, signal).astype(np.int32))
         write_webvtt(transcripts / f"{plan.video_id}.vtt", [s.narration for s in plan.segments if s.narration])
         entries.append(VideoEntry(plan.video_id, out / "videos" / f"{plan.video_id}.mp4",
                                   transcripts / f"{plan.video_id}.vtt", plan.split))
-        labels += label_rows(plan)
     write_manifest(out / "manifest.jsonl", entries)
-    (out / "labels.jsonl").write_text("".join(json.dumps(row) + "\n" for row in labels))
+    write_labels(out, plans)
     (tokens / "tokens.json").write_text(json.dumps({"vocab": None, "vocab_size": vocab_size, "fps": 20,
                                                     "clip_frames": 30, "clip_seconds": CLIP_SECONDS}))
     corpus = out / "corpus"
@@ -107,10 +108,9 @@ def train_tiny(corpus: Path, run_dir: Path, steps: int = 1000, seed: int = 0, lr
     from videobert import config as cfgmod
     from videobert.corpus import load_corpus
     from videobert.model import ModelConfig, VideoBERT
-    from videobert.pretrain import (
-        PretrainConfig, PretrainExamples, StepBatches, TokenLayout,
-    )
-    from videobert.vocabulary import JointVocabulary
+    from videobert.corpus.joint_vocab import JointVocabulary
+    from videobert.inputs import TokenLayout
+    from videobert.pretrain import PretrainConfig, PretrainExamples, StepBatches
 
     vocab = JointVocabulary.load(corpus)
     layout = TokenLayout.from_vocabulary(vocab)

@@ -20,7 +20,7 @@ from videobert.runtime import Shard
 from videobert.store import read_failures
 from videobert.synthetic import read_labels
 from videobert.text import Cue, Word, read_transcript, write_webvtt
-from videobert.vocabulary import JointVocabulary
+from videobert.corpus.joint_vocab import JointVocabulary
 
 CLIP_SECONDS = 1.5
 
@@ -362,7 +362,8 @@ def test_a_corpus_of_the_earlier_jsonl_format_is_refused_with_how_to_rebuild_it(
 
 
 def test_wordpiece_trains_on_a_bounded_seeded_sample_of_sentences(many_videos, tmp_path, caplog):
-    from videobert.corpus.stage import _Inputs, read_tokens_info, wordpiece_sample
+    from videobert.corpus.stage import _Inputs, wordpiece_sample
+    from videobert.vocab.stage import read_tokens_info
     from videobert.manifest import read_manifest
 
     root, tokens = many_videos

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from videobert.inputs import IGNORE, TokenLayout, build_input
 from videobert.pretrain.data import (
-    GROUP_PAIR_TEXT, GROUP_PAIR_VIDEO, GROUP_TEXT, GROUP_VIDEO, IGNORE, PAIR, TEXT, VIDEO, DataConfig, PretrainExamples,
-    StepBatches, TokenLayout, VideoClips, build_input, collate_training, mask_sequence, validation_batches,
+    GROUP_PAIR_TEXT, GROUP_PAIR_VIDEO, GROUP_TEXT, GROUP_VIDEO, PAIR, TEXT, VIDEO, DataConfig, PretrainExamples,
+    StepBatches, VideoClips, collate_training, mask_sequence, validation_batches,
 )
 from videobert.corpus.reader import CorpusSplit
 from videobert.errors import ConfigError

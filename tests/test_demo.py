@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -82,6 +83,30 @@ def test_metrics_beat_chance_and_the_demo_says_what_to_do_next(demo):
     assert re.search(r"^forecast \(test, \d+ next words", result.stdout, flags=re.M)
     assert re.search(r"^model - bigram: top-1 [+-]\d\.\d{3} \(95 % interval ", result.stdout, flags=re.M)
     assert re.search(r"^log-loss, nats a word \(lower is better\): model \d\.\d{3} \| bigram ", result.stdout, flags=re.M)
+
+
+def test_a_run_with_its_own_labels_classifies_with_its_own_zero_shot_spec(demo, tmp_path):
+    """Labels that are not the synthetic corpus's, and the spec that classifies them, given in the
+    run config: evaluate (the only stage whose inputs changed) classifies with that spec alone."""
+    out, _ = demo
+    run = tmp_path / "run"
+    shutil.copytree(out, run, symlinks=True)
+    warm = {"red", "orange", "yellow"}
+    rows = [json.loads(line) for line in (out / "synth" / "labels.jsonl").read_text().splitlines()]
+    labels = tmp_path / "mine" / "labels.jsonl"
+    labels.parent.mkdir()
+    labels.write_text("".join(json.dumps({"video_id": r["video_id"], "start": r["start"], "end": r["end"],
+                                          "warmth": "warm" if r["colour"] in warm else "cool"}) + "\n" for r in rows))
+    spec = tmp_path / "mine" / "warmth.yaml"  # not beside the labels under the default name: given in the config
+    spec.write_text("template: now the [MASK] [MASK] [MASK] [MASK]\nattributes:\n  warmth:\n    slot: 1\n    classes:\n"
+                    "      warm: [red, orange, yellow]\n      cool: [green, blue, purple]\n")
+    result = run_cli("demo", "--out", run, *SMALL, "--set", f"labels={labels}", "--set", f"zero_shot={spec}", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert statuses(result.stdout)["evaluate"] == "ran" and statuses(result.stdout)["pretrain"] == "skipped"
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert set(metrics["zero_shot"]) == {"warmth"} and metrics["zero_shot_spec"] == str(spec)
+    assert metrics["zero_shot"]["warmth"]["chance_top1"] == 0.5
+    assert "colour" in json.loads((out / "eval" / "metrics.json").read_text())["zero_shot"]  # the demo's own spec
 
 
 def test_rerun_skips_every_stage_and_a_vocab_change_reruns_what_follows(demo):

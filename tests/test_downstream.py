@@ -13,9 +13,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from tests.conftest import PORTABLE_RUN, run_cli
+from tests.conftest import PORTABLE_RUN, run_cli, run_config
 from videobert.errors import ConfigError, InputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: fastest, and repeatable, on one thread
@@ -30,13 +29,7 @@ RUN = {**PORTABLE_RUN, "embed": {"device": "cpu", "template": TEMPLATE}, "captio
 @pytest.fixture(scope="module")
 def downstream(tmp_path_factory):
     """A small pipeline run with the embed, caption and forecast stages."""
-    root = tmp_path_factory.mktemp("downstream")
-    config = root / "run.yaml"
-    config.write_text(yaml.safe_dump(RUN))
-    run = root / "run"
-    result = run_cli("run", config, "-o", run, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run, result
+    return run_config(tmp_path_factory.mktemp("downstream"), RUN)
 
 
 def embed(run, out, **overrides):
@@ -226,7 +219,7 @@ CAPTION_KILLER = """
 import json, os, signal, sys
 import torch
 from videobert.caption.stage import CaptionConfig, train
-from videobert.pretrain import checkpoint
+from videobert import training as checkpoint
 torch.set_num_threads(1)
 emb, out, settings, where = sys.argv[1:5]
 saves = {"n": 0}

@@ -77,10 +77,9 @@ def train_video_mlm(corpus: Path, run_dir: Path, steps: int = 400, lr: float = 3
     from videobert import config as cfgmod
     from videobert.corpus import load_corpus
     from videobert.model import ModelConfig, VideoBERT
-    from videobert.pretrain import (
-        PretrainConfig, PretrainExamples, StepBatches, TokenLayout,
-    )
-    from videobert.vocabulary import JointVocabulary
+    from videobert.corpus.joint_vocab import JointVocabulary
+    from videobert.inputs import TokenLayout
+    from videobert.pretrain import PretrainConfig, PretrainExamples, StepBatches
 
     vocab = JointVocabulary.load(corpus)
     layout = TokenLayout.from_vocabulary(vocab)
@@ -250,8 +249,8 @@ def test_the_margins_interval_matches_the_ratio_estimators_standard_error():
 # ------------------------------------------------------------------------ inputs
 def test_the_forecast_input_is_pretrainings_video_only_layout_with_the_future_masked(cycle_run):
     from videobert.forecast import forecast_input
-    from videobert.pretrain.data import build_input
-    from videobert.retrieval.inference import load_model
+    from videobert.inputs import build_input
+    from videobert.inference import load_model
 
     layout = load_model(cycle_run["run"], "cpu").layout
     sequence = forecast_input(layout, [3, 4, 5], 2, max_len=32)
@@ -322,7 +321,7 @@ def test_a_model_with_context_beats_the_bigram_and_writes_the_folder(cycle_run, 
 
 def test_the_models_hits_are_counted_per_video_in_the_order_read(cycle_run):
     from videobert.forecast.predict import model_hits, next_word_inputs
-    from videobert.retrieval.inference import forward_sequences, load_model
+    from videobert.inference import forward_sequences, load_model
 
     loaded = load_model(cycle_run["run"], "cpu", batch_tokens=256)
     rng = np.random.default_rng(5)
@@ -347,7 +346,7 @@ def test_the_models_hits_are_counted_per_video_in_the_order_read(cycle_run):
 
 def test_forecast_reproduces_the_cycle(cycle_run):
     from videobert.forecast import forecast
-    from videobert.retrieval.inference import load_model
+    from videobert.inference import load_model
 
     loaded = load_model(cycle_run["run"], "cpu")
     for video_id in cycle_run["test"]:
@@ -437,9 +436,9 @@ def test_pretraining_reads_every_clip_for_forecasting_from_the_corpus_tokens(cyc
     import shutil
 
     from videobert.corpus import CorpusSplit
-    from videobert.pretrain.data import TokenLayout
+    from videobert.inputs import TokenLayout
     from videobert.pretrain.stage import forecast_clips
-    from videobert.vocabulary import JointVocabulary
+    from videobert.corpus.joint_vocab import JointVocabulary
 
     corpus = cycle_run["corpus"]
     layout = TokenLayout.from_vocabulary(JointVocabulary.load(corpus))

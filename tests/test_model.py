@@ -7,7 +7,7 @@ import torch
 from videobert.bert_import import bert_config, init_visual_embeddings, load_bert_weights
 from videobert.errors import ConfigError, InputError
 from videobert.model import ModelConfig, VideoBERT, flops_per_token
-from videobert.pretrain.data import TokenLayout, build_input, collate_inputs
+from videobert.inputs import TokenLayout, build_input, collate_inputs
 
 TEXT_VOCAB, VISUAL_VOCAB = 120, 40
 LAYOUT = TokenLayout(TEXT_VOCAB, VISUAL_VOCAB, pad_id=0, cls_id=2, sep_id=3, mask_id=4, text_special_ids=(0, 1, 2, 3, 4))

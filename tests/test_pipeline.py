@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from videobert.errors import ConfigError, InputError, StageError
-from videobert.runner import STAGE_NAMES, Pipeline, load_pipeline_config, summary_lines
+from videobert.runner import STAGE_NAMES, STAGES, Runner, load_run_config, summary_lines
 from videobert.store import StageCall
 
 DOWNSTREAM = ["embed", "caption", "forecast"]  # off unless their sections are given
@@ -36,6 +36,8 @@ class Recorder:
         if call.stage == "pretrain":
             (out / "checkpoints").mkdir(exist_ok=True)
         (out / "done").write_text(call.stage)
+        for name in next(stage for stage in STAGES if stage.name == call.stage).outputs:
+            (out / name).write_text(call.stage)
         if call.stage in self.fail:
             raise InputError(f"{call.stage} stands in for a failure")
 
@@ -51,16 +53,16 @@ def write_config(folder: Path, text: str = "") -> Path:
     return path
 
 
-def make(tmp_path: Path, *assignments: str, text: str = "") -> tuple[Pipeline, Recorder]:
+def make(tmp_path: Path, *assignments: str, text: str = "") -> tuple[Runner, Recorder]:
     run_dir = tmp_path / "run"
     recorder = Recorder(run_dir)
-    cfg = load_pipeline_config(write_config(tmp_path, text), assignments)
-    return Pipeline(cfg, run_dir, recorder), recorder
+    cfg = load_run_config(write_config(tmp_path, text), assignments)
+    return Runner(cfg, run_dir, recorder), recorder
 
 
 def test_runs_every_stage_in_order_then_skips_them_all(tmp_path):
-    pipeline, recorder = make(tmp_path)
-    results = pipeline.run()
+    runner, recorder = make(tmp_path)
+    results = runner.run()
     assert recorder.stages() == ALL_BUT_ASR
     assert [r.status for r in results] == ["off" if r.name in ("asr", *DOWNSTREAM) else "ran" for r in results]
     state = json.loads((tmp_path / "run" / "pipeline.json").read_text())["stages"]
@@ -78,14 +80,14 @@ def test_runs_every_stage_in_order_then_skips_them_all(tmp_path):
 
 def test_the_downstream_stages_run_after_evaluate_when_asked_and_follow_their_inputs(tmp_path):
     sections = "embed: {device: cpu}\ncaption: {steps: 5}\nforecast: {context: 4}\n"
-    pipeline, recorder = make(tmp_path, text=sections)
-    pipeline.run()
+    runner, recorder = make(tmp_path, text=sections)
+    runner.run()
     assert recorder.stages() == ALL_BUT_ASR + DOWNSTREAM
-    pipeline, recorder = make(tmp_path, "caption.steps=6", text=sections)
-    pipeline.run()
+    runner, recorder = make(tmp_path, "caption.steps=6", text=sections)
+    runner.run()
     assert recorder.stages() == ["caption"]
-    pipeline, recorder = make(tmp_path, "pretrain.steps=11", "caption.steps=6", text=sections)
-    pipeline.run()
+    runner, recorder = make(tmp_path, "pretrain.steps=11", "caption.steps=6", text=sections)
+    runner.run()
     assert recorder.stages() == ["pretrain", "evaluate", "embed", "caption", "forecast"]
     run = tmp_path / "run"
     inputs = make(tmp_path, text=sections)[0].call("embed").inputs
@@ -97,8 +99,8 @@ def test_the_downstream_stages_run_after_evaluate_when_asked_and_follow_their_in
 def test_changing_the_vocab_config_reruns_vocab_and_what_follows(tmp_path):
     make(tmp_path)[0].run()
     (tmp_path / "run" / "vocab" / "old.txt").write_text("k=4")
-    pipeline, recorder = make(tmp_path, "vocab.k=6")
-    pipeline.run()
+    runner, recorder = make(tmp_path, "vocab.k=6")
+    runner.run()
     assert recorder.stages() == ["vocab", "tokenize", "corpus", "pretrain", "evaluate"]
     # The changed stage's old outputs were moved aside, not mixed with the new ones nor deleted.
     assert sorted(p.name for p in (tmp_path / "run" / "vocab").iterdir()) == ["done"]
@@ -106,30 +108,30 @@ def test_changing_the_vocab_config_reruns_vocab_and_what_follows(tmp_path):
     assert [p.name.split("-")[0] for p in kept] == ["corpus", "evaluate", "pretrain", "tokenize", "vocab"]
     assert (kept[-1] / "old.txt").read_text() == "k=4"
     # Execution-only settings (workers, batch sizes, logging) do not invalidate anything.
-    pipeline, recorder = make(tmp_path, "vocab.k=6", "extract.batch_size=16", "pretrain.log_every=5")
-    pipeline.run()
+    runner, recorder = make(tmp_path, "vocab.k=6", "extract.batch_size=16", "pretrain.log_every=5")
+    runner.run()
     assert recorder.stages() == []
 
 
 def test_force_reruns_a_stage_and_the_ones_after_it(tmp_path):
     make(tmp_path)[0].run()
-    pipeline, recorder = make(tmp_path)
-    pipeline.run(force=["corpus"])
+    runner, recorder = make(tmp_path)
+    runner.run(force=["corpus"])
     assert recorder.stages() == ["corpus", "pretrain", "evaluate"]
 
 
 def test_a_failed_stage_stops_the_run_and_resumes_when_rerun(tmp_path):
-    pipeline, recorder = make(tmp_path)
+    runner, recorder = make(tmp_path)
     recorder.fail = {"pretrain"}
     with pytest.raises(StageError, match="pretrain"):
-        pipeline.run()
+        runner.run()
     assert recorder.stages() == ["synth", "extract", "vocab", "tokenize", "corpus", "pretrain"]
-    assert pipeline.results[-1].status == "failed"
+    assert runner.results[-1].status == "failed"
     state = json.loads((tmp_path / "run" / "pipeline.json").read_text())["stages"]
     assert state["pretrain"]["status"] == "failed" and "evaluate" not in state
 
-    pipeline, recorder = make(tmp_path)
-    pipeline.run()
+    runner, recorder = make(tmp_path)
+    runner.run()
     calls = recorder.calls
     assert [stage for stage, _ in calls] == ["pretrain", "evaluate"]
     assert "--resume" in calls[0][1]  # same settings: continue from the last checkpoint
@@ -140,9 +142,9 @@ def test_a_folder_the_runner_did_not_make_is_refused_and_left_as_it_was(tmp_path
     own = tmp_path / "run" / "features"
     own.mkdir(parents=True)
     (own / "mine.npy").write_bytes(b"precious")
-    pipeline, recorder = make(tmp_path)
+    runner, recorder = make(tmp_path)
     with pytest.raises(ConfigError, match=r"run: not empty \(features\) and not a run folder \(no pipeline.json\)"):
-        pipeline.run()
+        runner.run()
     assert recorder.stages() == [] and [p.name for p in (tmp_path / "run").iterdir()] == ["features"]
     assert (own / "mine.npy").read_bytes() == b"precious"
 
@@ -153,9 +155,9 @@ def test_a_stage_folder_pipeline_json_does_not_record_is_refused(tmp_path):
     captions = tmp_path / "run" / "transcripts"
     captions.mkdir()
     (captions / "v.vtt").write_text("WEBVTT\n")
-    pipeline, recorder = make(tmp_path, text="asr: {}\n")
+    runner, recorder = make(tmp_path, text="asr: {}\n")
     with pytest.raises(ConfigError, match="transcripts: this run did not create it"):
-        pipeline.run()
+        runner.run()
     assert recorder.stages() == [] and (captions / "v.vtt").read_text() == "WEBVTT\n"
 
 
@@ -176,21 +178,21 @@ def test_prune_deletes_only_what_reruns_set_aside(tmp_path):
 
 
 def test_selected_stages_need_their_inputs_up_to_date(tmp_path):
-    pipeline, recorder = make(tmp_path)
+    runner, recorder = make(tmp_path)
     with pytest.raises(StageError, match="'synth' is not up to date"):
-        pipeline.run(only=["vocab"])
-    pipeline.run()
+        runner.run(only=["vocab"])
+    runner.run()
     recorder.stages()
-    pipeline, recorder = make(tmp_path, "pretrain.steps=20")
-    pipeline.run(only=["pretrain"])
+    runner, recorder = make(tmp_path, "pretrain.steps=20")
+    runner.run(only=["pretrain"])
     assert recorder.stages() == ["pretrain"]
     with pytest.raises(ConfigError, match="unknown stage 'train'"):
-        pipeline.run(force=["train"])
+        runner.run(force=["train"])
 
 
 def test_stage_arguments_connect_the_folders(tmp_path):
-    pipeline, recorder = make(tmp_path)
-    pipeline.run()
+    runner, recorder = make(tmp_path)
+    runner.run()
     argv = dict(recorder.calls)
     run = tmp_path / "run"
     assert argv["extract"][:3] == [str(run / "synth" / "manifest.jsonl"), "-o", str(run / "features")]
@@ -201,16 +203,16 @@ def test_stage_arguments_connect_the_folders(tmp_path):
 
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="vocab.kk"):
-        load_pipeline_config(write_config(tmp_path, "vocab: {kk: 3}\n"))
+        load_run_config(write_config(tmp_path, "vocab: {kk: 3}\n"))
     with pytest.raises(ConfigError, match="exactly one of"):
-        load_pipeline_config(write_config(tmp_path, "manifest: videos.jsonl\n"))
+        load_run_config(write_config(tmp_path, "manifest: videos.jsonl\n"))
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     (tmp_path / "cfg").mkdir()
     path = tmp_path / "cfg" / "mine.yaml"
     path.write_text("manifest: data/manifest.jsonl\nextract: {weights: ../models/s3d.pth}\n")
-    cfg = load_pipeline_config(path)
+    cfg = load_run_config(path)
     assert cfg.manifest == tmp_path / "cfg" / "data" / "manifest.jsonl"
     assert cfg.extract.weights.resolve() == (tmp_path / "models" / "s3d.pth").resolve()
 
@@ -218,8 +220,8 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
 def test_shipped_configs_load():
     configs = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
     for name in ("demo.yaml", "paper.yaml", "my_corpus.yaml"):
-        load_pipeline_config(configs / name)  # strict: unknown keys or bad values raise
-    paper = load_pipeline_config(configs / "paper.yaml")
+        load_run_config(configs / name)  # strict: unknown keys or bad values raise
+    paper = load_run_config(configs / "paper.yaml")
     assert (paper.extract.fps, paper.extract.clip_frames, paper.extract.size) == (20, 30, 224)
     assert (paper.vocab.k, paper.vocab.depth) == (12, 4)
     assert (paper.pretrain.preset, paper.pretrain.batch_size, paper.pretrain.lr) == ("large", 128, 1e-5)
@@ -236,8 +238,8 @@ def test_a_changed_transcript_reruns_the_corpus_and_what_follows(tmp_path):
 
     def run() -> list[str]:
         recorder = Recorder(run_dir)
-        cfg = load_pipeline_config(config)
-        Pipeline(cfg, run_dir, recorder).run()
+        cfg = load_run_config(config)
+        Runner(cfg, run_dir, recorder).run()
         return recorder.stages()
 
     assert run() == ["extract", "vocab", "tokenize", "corpus", "pretrain", "evaluate"]
@@ -245,3 +247,23 @@ def test_a_changed_transcript_reruns_the_corpus_and_what_follows(tmp_path):
     (tmp_path / "subs" / "v1.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nhello there\n")
     assert run() == ["corpus", "pretrain", "evaluate"]
 
+
+def test_labels_of_ones_own_need_their_zero_shot_spec_and_evaluate_gets_it(tmp_path):
+    labels = tmp_path / "mine" / "labels.jsonl"
+    labels.parent.mkdir()
+    labels.write_text('{"video_id": "v", "start": 0, "end": 1, "kind": "a"}\n')
+    runner, _ = make(tmp_path, f"labels={labels}")
+    with pytest.raises(ConfigError, match="labels.jsonl needs the zero-shot spec that classifies it"):
+        runner.run()
+    assert not (tmp_path / "run" / "pipeline.json").exists()
+    spec = labels.parent / "zeroshot.yaml"  # beside the labels: found without being named
+    spec.write_text("template: [MASK]\nattributes: {kind: {slot: 1, classes: {a: [a], b: [b]}}}\n")
+    runner, recorder = make(tmp_path, f"labels={labels}")
+    runner.run()
+    evaluate = dict(recorder.calls)["evaluate"]
+    assert evaluate[evaluate.index("--zero-shot") + 1] == str(spec) and evaluate[evaluate.index("--labels") + 1] == str(labels)
+    named = tmp_path / "other.yaml"
+    named.write_text(spec.read_text())
+    runner, recorder = make(tmp_path, f"labels={labels}", f"zero_shot={named}")
+    runner.run()  # a changed spec reruns evaluate alone
+    assert recorder.stages() == ["evaluate"]

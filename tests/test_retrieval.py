@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.evaluate import SYNTHETIC_SPEC
 from videobert.errors import ConfigError
 from videobert.model import ModelConfig, VideoBERT
-from videobert.pretrain.data import TokenLayout, build_input
+from videobert.inputs import TokenLayout, build_input
 from videobert.retrieval.generate import text_to_video
-from videobert.retrieval.inference import LoadedModel, length_batches
+from videobert.inference import LoadedModel, length_batches
 from videobert.retrieval.metrics import chance_metrics, metrics_from_counts, retrieval_metrics
 from videobert.retrieval.exhaustive import exhaustive_counts
 from videobert.retrieval.metrics import true_match_counts
@@ -21,6 +20,7 @@ from videobert.retrieval.two_stage import predicted_visual_words, two_stage_sear
 from videobert.retrieval.stage import EvaluateConfig, evaluate
 from videobert.retrieval.zeroshot import class_scores, load_spec, top_k_accuracy
 from videobert.synthetic import ACTION_WORDS, ACTIONS, ATTRIBUTES, COLOURS
+from videobert.synthetic.stage import write_labels
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest, and repeatably, on one thread
@@ -296,8 +296,9 @@ def test_class_scores_softmax_over_candidates_summed_per_class():
     assert top_k_accuracy(ranked, np.array([2, 0]), 2) == 1.0
 
 
-def test_shipped_synthetic_spec_covers_the_generator_labels():
-    specs = {spec.name: spec for spec in load_spec(SYNTHETIC_SPEC)}
+def test_the_synthetic_corpus_spec_covers_the_generator_labels(tmp_path):
+    write_labels(tmp_path, [])
+    specs = {spec.name: spec for spec in load_spec(tmp_path / "zeroshot.yaml")}
     assert set(specs) == set(ATTRIBUTES)
     for name, values in ATTRIBUTES.items():
         assert list(specs[name].classes) == list(values)
@@ -333,7 +334,8 @@ def learnt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def learnt_metrics(learnt):
     cfg = EvaluateConfig(split="test", two_stage=10, device="cpu")
-    return evaluate(learnt["run"], learnt["corpus"], cfg, labels=learnt["labels"], zero_shot_spec=SYNTHETIC_SPEC)
+    return evaluate(learnt["run"], learnt["corpus"], cfg, labels=learnt["labels"],
+                    zero_shot_spec=learnt["labels"].parent / "zeroshot.yaml")
 
 
 def test_zero_shot_beats_chance_and_the_text_only_prior(learnt_metrics):
@@ -368,7 +370,7 @@ def test_retrieval_and_alignment_beat_chance(learnt_metrics):
 
 
 def test_text_to_video_predicts_the_words_of_the_sentence(learnt):
-    from videobert.retrieval.inference import load_model
+    from videobert.inference import load_model
 
     loaded = load_model(learnt["run"], device="cpu")
     agree = 0

@@ -338,7 +338,7 @@ def test_a_cut_log_and_a_corrupt_summary_do_not_block_resume(trained, pretrain_c
 
 def test_a_truncated_checkpoint_falls_back_to_the_previous_one(trained, pretrain_corpus, tmp_path, caplog):
     from videobert.pretrain import stage as pretrain_stage
-    from videobert.pretrain.checkpoint import checkpoint_dir
+    from videobert.training import checkpoint_dir
 
     run_dir, cfg = resume_copy(trained, tmp_path)
     state = checkpoint_dir(run_dir, 8) / "training_state.pt"
@@ -353,7 +353,7 @@ def test_disk_full_during_a_checkpoint_says_so_and_keeps_the_earlier_ones(traine
     import torch
 
     from videobert.pretrain import stage as pretrain_stage
-    from videobert.pretrain.checkpoint import list_checkpoints
+    from videobert.training import list_checkpoints
 
     run_dir, cfg = resume_copy(trained, tmp_path)
     shutil.rmtree(run_dir / "checkpoints" / "step-00000008")  # killed before it: resumes at 4, saves 8
@@ -388,18 +388,18 @@ def test_a_corpus_without_val_split_pretrains_on_held_out_train_videos(small, tm
 
 
 def test_gpus_zero_runs_every_stage_on_the_cpu(tmp_path):
-    from videobert.runner import Pipeline, load_pipeline_config
+    from videobert.runner import Runner, load_run_config
 
     config = tmp_path / "pipeline.yaml"
     config.write_text("synth: {videos: 4}\ngpus: 0\n")
-    pipeline = Pipeline(load_pipeline_config(config), tmp_path / "run")
-    assert all(pipeline.stage_config(name).device == "cpu" for name in ("extract", "vocab", "tokenize", "pretrain", "evaluate"))
+    runner = Runner(load_run_config(config), tmp_path / "run")
+    assert all(runner.stage_config(name).device == "cpu" for name in ("extract", "vocab", "tokenize", "pretrain", "evaluate"))
 
 
 # ------------------------------------------------------------------------------------ queries
 def test_a_query_of_unknown_words_is_refused_and_top_k_0_too(eval_demo_run):
     from videobert.retrieval.gallery import gallery_segments, retrieve
-    from videobert.retrieval.inference import load_model
+    from videobert.inference import load_model
 
     loaded = load_model(eval_demo_run["run"], "cpu")
     segments = gallery_segments(eval_demo_run["corpus"], "test")

@@ -251,7 +251,7 @@ def test_split_sentences_rejects_nonsense_settings():
 
 def test_trained_wordpiece_is_a_bert_tokenizer_capped_by_the_data(tmp_path):
     from videobert.text import load_tokenizer
-    from videobert.vocabulary import JointVocabulary
+    from videobert.corpus.joint_vocab import JointVocabulary
 
     texts = ["now the red circle moves left", "okay so the Blue square grows bigger", "the red square slides left"] * 3
     tokenizer = train_wordpiece(texts, vocab_size=8000, min_frequency=1)

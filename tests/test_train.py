@@ -14,16 +14,17 @@ from safetensors.torch import load_file
 
 from pipelines import pretrain as pretrain_stage
 from tests.conftest import REPO, run_cli
+from videobert.training import STATE_FILE, list_checkpoints, load_training_state
 from videobert.corpus import load_corpus
+from videobert.corpus.joint_vocab import JointVocabulary
 from videobert.errors import ConfigError, InputError
+from videobert.inputs import TokenLayout
 from videobert.model import VideoBERT
 from videobert.pretrain import (
-    PretrainConfig, PretrainExamples, StepBatches, TokenLayout, build_model, pretraining_losses, warmup_linear_decay,
+    PretrainConfig, PretrainExamples, StepBatches, build_model, pretraining_losses, warmup_linear_decay,
 )
 from videobert.pretrain import run as pretrain
-from videobert.pretrain.checkpoint import STATE_FILE, list_checkpoints, load_training_state
 from videobert.vocab.codebook import Codebook
-from videobert.vocabulary import JointVocabulary
 
 # Tiny models run fastest on one thread, and the suite shares two cores.
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}

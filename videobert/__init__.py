@@ -1,7 +1,7 @@
 """VideoBERT: joint video-language representation learning (Sun et al., ICCV 2019) as a pipeline.
 
 ``videobert.VideoBERTPipeline.from_pretrained(MODEL)`` loads a trained model folder for use
-(:mod:`videobert.pipeline`); each stage is a package (``videobert.features``, ``videobert.vocab``,
+(:mod:`videobert.api`); each stage is a package (``videobert.features``, ``videobert.vocab``,
 ``videobert.text``, ``videobert.corpus``, ``videobert.pretrain``, ``videobert.retrieval``, …).
 """
 
@@ -12,7 +12,7 @@ def __getattr__(name: str):
     # PEP 562: `import videobert` (the command line reads __version__) stays light; the pipeline,
     # which imports torch and every stage it uses, loads when it is first asked for.
     if name == "VideoBERTPipeline":
-        from videobert.pipeline import VideoBERTPipeline
+        from videobert.api import VideoBERTPipeline
 
         return VideoBERTPipeline
     raise AttributeError(f"module 'videobert' has no attribute {name!r}")

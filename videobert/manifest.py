@@ -28,6 +28,10 @@ from videobert.store import atomic_write_text, read_jsonl
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts")
 TRANSCRIPT_EXTENSIONS = (".vtt", ".srt", ".json", ".jsonl")
 SPLITS = ("train", "val", "test")
+# Beside a corpus's manifest (videobert synth) or its segments (videobert prepare): the zero-shot
+# labels of its segments, and the spec that classifies them.
+LABELS_FILE = "labels.jsonl"
+ZERO_SHOT_FILE = "zeroshot.yaml"
 MAX_ID_LENGTH = 200
 _SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # whole id: fullmatch (``$`` would let "id\n" through)
 
@@ -174,3 +178,9 @@ def write_manifest(path: str | Path, entries: Iterable[VideoEntry]) -> None:
         )
         lines.append(json.dumps(absolute.to_json(base), ensure_ascii=False))
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def spec_beside(labels: str | Path) -> Path | None:
+    """The zero-shot spec that classifies a labels file: ``zeroshot.yaml`` beside it, if any."""
+    candidate = Path(labels).parent / ZERO_SHOT_FILE
+    return candidate if candidate.is_file() else None

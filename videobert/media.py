@@ -510,18 +510,24 @@ def save_jpeg(image: Image.Image, path: str | Path, quality: int = 90) -> Path:
 
 
 def contact_sheet(
-    images: Sequence[np.ndarray | Image.Image | None], captions: Sequence[str], size: int, columns: int = 5
+    images: Sequence[np.ndarray | Image.Image | None], captions: Sequence[str], size: int, columns: int = 5,
+    upscale: bool = False,
 ) -> Image.Image:
     """A grid of tiles ``size`` wide, each image scaled to fit ``size``×``size`` with its caption
-    under it (a grey tile where the image is None); rows are as tall as their tallest image."""
+    under it (a grey tile where the image is None); rows are as tall as their tallest image.
+    ``upscale``: small images are scaled up too (to a pixel short of the tile), not only large ones down."""
     columns = max(1, min(columns, len(images)))
     tiles = []
     for image in images:
         if image is None:
             tiles.append(None)
             continue
-        tile = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(image)
-        tile.thumbnail((size, size))
+        tile = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+        if upscale:
+            scale = (size - 2) / max(tile.width, tile.height)
+            tile = tile.resize((max(1, round(tile.width * scale)), max(1, round(tile.height * scale))))
+        else:
+            tile.thumbnail((size, size))
         tiles.append(tile)
     height = max([t.height for t in tiles if t is not None] or [size])
     rows = -(-len(images) // columns)

@@ -22,13 +22,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from torch import nn
 
 from videobert.corpus.joint_vocab import JointLayout
-from videobert.errors import ConfigError, InputError
-from videobert.store import read_json, save_weights_folder
+from videobert.errors import ConfigError
+from videobert.store import load_weights_folder, save_weights_folder
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"hidden_size": 64, "layers": 2, "heads": 2, "intermediate_size": 256},
@@ -200,6 +198,17 @@ class VideoBERT(nn.Module):
         into the flattened [B·L] positions — the masked-token head then scores only those N
         positions (training needs ~15 % of them), and ``mlm_logits`` is [N, vocab].
         """
+        x = self.encode(input_ids, token_type_ids, attention_mask)
+        align_logits = self.align_head(torch.tanh(self.pooler(x[:, 0]))).squeeze(-1)
+        states = x if mlm_positions is None else x.reshape(-1, x.shape[-1]).index_select(0, mlm_positions)
+        states = self.mlm_norm(F.gelu(self.mlm_transform(states)))
+        mlm_logits = F.linear(states, self.embeddings.word.weight, self.mlm_bias)
+        return VideoBertOutput(mlm_logits, align_logits, x)
+
+    def encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+               attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder without its heads: the last layer's states [B, L, H] (zeros at padded
+        positions). Arguments as :meth:`forward`'s."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         key_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
@@ -215,11 +224,7 @@ class VideoBERT(nn.Module):
             for block in self.blocks:
                 tokens = block(tokens, key_mask, (index, batch, length))
             x = scatter_rows(tokens, index, batch, length).view(batch, length, -1)
-        align_logits = self.align_head(torch.tanh(self.pooler(x[:, 0]))).squeeze(-1)
-        states = x if mlm_positions is None else x.reshape(-1, x.shape[-1]).index_select(0, mlm_positions)
-        states = self.mlm_norm(F.gelu(self.mlm_transform(states)))
-        mlm_logits = F.linear(states, self.embeddings.word.weight, self.mlm_bias)
-        return VideoBertOutput(mlm_logits, align_logits, x)
+        return x
 
     def freeze_embeddings(self) -> None:
         """Stop training the word-embedding table (text and visual rows). The output projection
@@ -233,38 +238,9 @@ class VideoBERT(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "VideoBERT":
-        """The model saved in ``folder`` (a pretrain RUN or a checkpoint), in eval mode on ``device``."""
-        folder = Path(folder)
-        data = read_json(folder / "config.json", "model config")
-        try:
-            config = ModelConfig(**data)
-        except TypeError as exc:
-            raise InputError(f"{folder / 'config.json'}: not a VideoBERT config ({exc})") from None
-        path = folder / "model.safetensors"
-        try:
-            with safe_open(str(path), "pt") as weights:
-                shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
-        except FileNotFoundError:
-            raise InputError(f"{path}: model weights not found", "missing") from None
-        except (SafetensorError, OSError) as exc:
-            raise InputError(f"{path}: unreadable weights ({exc})") from None
-        with torch.device("meta"):  # the sizes config.json asks for, before anything is allocated
-            expected = {name: tuple(t.shape) for name, t in cls(config).state_dict().items()}
-        if shapes != expected:
-            wrong = sorted(name for name in expected.keys() & shapes.keys() if expected[name] != shapes[name])
-            detail = (f"{wrong[0]} is {list(shapes[wrong[0]])} in the weights, {list(expected[wrong[0]])} by config.json"
-                      if wrong else f"missing {sorted(expected.keys() - shapes.keys())[:3]}, "
-                                    f"unexpected {sorted(shapes.keys() - expected.keys())[:3]}")
-            raise InputError(f"{path}: weights do not match config.json ({detail})")
-        model = cls(config)
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise InputError(f"{path}: unreadable weights ({exc})") from None
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise InputError(f"{path}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        return model.to(device).eval()
+        """The network saved in ``folder`` (a model folder or a checkpoint), in eval mode on
+        ``device`` — the first of the three loaders of a model folder (:mod:`videobert.inference`)."""
+        return load_weights_folder(folder, ModelConfig, cls, "model", device)
 
 
 def flops_per_token(config: ModelConfig, sequence_length: int) -> float:

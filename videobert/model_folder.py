@@ -1,7 +1,7 @@
-"""A trained model folder that carries everything needed to use the model, wherever it is copied.
+"""A trained model folder: what it holds and the checks that it is whole, wherever it is copied.
 
-``pretrain`` writes, beside the weights and config (:meth:`videobert.model.VideoBERT.save_pretrained`)
-and the joint vocabulary with its tokenizer::
+``pretrain`` writes (:mod:`videobert.pretrain.package`), beside the weights and config
+(:meth:`videobert.model.VideoBERT.save_pretrained`) and the joint vocabulary with its tokenizer::
 
     visual_vocab/codebook.npz   the codebook and feature normalisation the visual words come from
     visual_vocab/vocab.json     its summary; exemplars.json and exemplars/<word>.jpg when it has them
@@ -18,91 +18,17 @@ features were extracted with.
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
-from videobert.corpus.reader import CorpusSplit, corpus_summary, corpus_tokens_dir
 from videobert.errors import InputError
 from videobert.features.s3d import MODEL_NAME, RANDOM_INIT
-from videobert.index.folder import write_meta, write_segments, write_words
-from videobert.store import atomic_write_json, read_json, temp_path_for
+from videobert.store import file_sha256, read_json
 from videobert.vocab.codebook import Codebook
-from videobert.vocab.stage import load_tokens
-
-log = logging.getLogger(__name__)
 
 VISUAL_VOCAB = "visual_vocab"
 FEATURES_FILE = "features.json"
 TEST_INDEX = "test_index"
-FEATURE_KEYS = ("model", "weights", "init_seed", "fps", "clip_frames", "clip_seconds", "size", "precision",
-                "normalisation", "decoder")
-# what a video's features must share with the model's for its visual words to mean the same
-IDENTITY_KEYS = ("model", "weights", "fps", "clip_frames", "size")
-
-
-def copy_visual_vocab(vocab_dir: Path, model_dir: Path) -> str:
-    """Copy VOCAB's codebook, summary and exemplars into ``MODEL/visual_vocab`` (a folder written
-    whole, then renamed into place); returns the codebook's hash."""
-    codebook = Codebook.load(vocab_dir / "codebook.npz", device="cpu")
-    target = model_dir / VISUAL_VOCAB
-    tmp = temp_path_for(target)
-    tmp.mkdir()
-    try:
-        for name in ("codebook.npz", "vocab.json", "exemplars.json", "exemplars.jpg"):
-            if (vocab_dir / name).is_file():
-                shutil.copy2(vocab_dir / name, tmp / name)
-        thumbnails = vocab_dir / "exemplars"
-        if thumbnails.is_dir():
-            (tmp / "exemplars").mkdir()
-            for path in thumbnails.glob("*.jpg"):
-                if path.stem.isdigit() and path.is_file():
-                    shutil.copy2(path, tmp / "exemplars" / path.name)
-        _replace_folder(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return codebook.hash
-
-
-def _replace_folder(tmp: Path, target: Path) -> None:
-    """Put a folder written whole under a temporary name in the place of ``target``."""
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
-
-
-def feature_settings(vocab_dir: Path | None) -> dict[str, Any] | None:
-    """What the visual words assume of a video's features: FEATURES/extract.json of the folder the
-    vocabulary was built from (named in its vocab.json), else the part of it vocab.json keeps."""
-    if vocab_dir is None or not (vocab_dir / "vocab.json").is_file():
-        return None
-    summary = read_json(vocab_dir / "vocab.json", "vocab.json")
-    features = summary.get("features")
-    meta = None
-    if features and (Path(features) / "extract.json").is_file():
-        meta = read_json(Path(features) / "extract.json", "extraction settings")
-    meta = meta or summary.get("extract") or {}
-    return {key: meta[key] for key in FEATURE_KEYS if key in meta} or None
-
-
-def package(model_dir: Path, vocab_dir: Path | None) -> dict[str, Any]:
-    """Make ``model_dir`` self-contained (module docstring) from the VOCAB folder the model was
-    trained with; returns what ``vocabulary.json`` records of it (``visual_vocab``, ``codebook``)."""
-    record: dict[str, Any] = {"visual_vocab": None, "codebook": None}
-    if vocab_dir is None or not (vocab_dir / "codebook.npz").is_file():
-        log.warning("%s: no visual vocabulary to copy; the model folder can score visual words but not tokenize videos",
-                    model_dir)
-        return record
-    record = {"visual_vocab": VISUAL_VOCAB, "codebook": copy_visual_vocab(vocab_dir, model_dir)}
-    settings = feature_settings(vocab_dir)
-    if settings is not None:
-        atomic_write_json(model_dir / FEATURES_FILE, settings)
-    else:
-        log.warning("%s: the vocabulary records no extraction settings; features.json is not written", vocab_dir)
-    return record
 
 
 def check_visual_vocab(model_dir: Path, recorded_hash: str | None, device: str = "cpu") -> Codebook | None:
@@ -125,14 +51,6 @@ def read_feature_settings(model_dir: Path) -> dict[str, Any] | None:
     return read_json(path, "feature settings") if path.is_file() else None
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_s3d_weights(model_dir: Path, settings: dict[str, Any], weights: Path | None) -> None:
     """The S3D weights given must be those the model's features were extracted with (their sha256
     in ``features.json``), or none for a model whose features came from a seeded random init."""
@@ -145,46 +63,10 @@ def check_s3d_weights(model_dir: Path, settings: dict[str, Any], weights: Path |
             raise InputError(f"{where}: the visual words come from S3D weights with sha256 {expected}; "
                              "pass s3d_weights= (--s3d-weights) the same file")
         return
-    digest = file_sha256(Path(weights))
+    digest = file_sha256(weights)
     if expected == RANDOM_INIT:
         raise InputError(f"{weights}: the model's visual words come from a randomly initialised S3D "
                          f"(seed {settings.get('init_seed', 0)}), not from these weights; give no S3D weights")
     if digest != expected:
         raise InputError(f"{weights}: S3D weights with sha256 {digest}, but {where} says the visual words come "
                          f"from {expected}")
-
-
-def write_test_index(model_dir: Path, corpus_dir: Path, codebook: str | None, visual_vocab_size: int) -> int:
-    """``MODEL/test_index``: the corpus's test videos (their visual words, from the TOKENS folder
-    the corpus was built from) and test segments, so that the model folder can search its own test
-    videos with nothing else; returns the number of segments (0: none written)."""
-    split = CorpusSplit(corpus_dir, "test")
-    summary = corpus_summary(corpus_dir)
-    inputs = summary.get("inputs") or {}
-    if not len(split):
-        return 0
-    tokens = corpus_tokens_dir(corpus_dir)
-    if tokens is None:
-        log.warning("%s: the corpus's TOKENS folder is gone; the model folder gets no test_index", corpus_dir)
-        return 0
-    words = load_tokens(tokens, split.video_names())
-    rows = split.rows_with(video=True)
-    segments = []
-    for row in rows:
-        start, end = split.times(int(row))
-        segments.append({"video_id": split.video_id(int(row)), "start": start, "end": end, "sentence": split.text(int(row))})
-    target = model_dir / TEST_INDEX
-    tmp = temp_path_for(target)
-    tmp.mkdir()
-    try:
-        for video_id, video_words in words.items():
-            write_words(tmp, video_id, video_words)
-        write_segments(tmp, segments)
-        write_meta(tmp, {"codebook": codebook, "visual_vocab_size": visual_vocab_size,
-                         "clip_seconds": float(summary["clip_seconds"]), "window": 16, "manifest": inputs.get("manifest"),
-                         "source": "the test split of " + str(Path(corpus_dir).absolute())})
-        _replace_folder(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return len(segments)

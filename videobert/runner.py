@@ -1,6 +1,6 @@
 """``videobert run``: every stage in order into one run folder, skipping what is up to date.
 
-A pipeline config (YAML) names the corpus and holds one section per stage, each checked by that
+A run config (YAML) names the corpus and holds one section per stage, each checked by that
 stage's own config dataclass::
 
     manifest: data/my_corpus/manifest.jsonl     # or a `synth:` section to generate the corpus
@@ -53,7 +53,7 @@ from videobert.features import stage as features_stage
 from videobert.forecast import stage as forecast_stage
 from videobert.forecast.stage import ForecastConfig
 from videobert.features.stage import ExtractConfig
-from videobert.manifest import read_manifest
+from videobert.manifest import LABELS_FILE, ZERO_SHOT_FILE, read_manifest, spec_beside
 from videobert.pretrain import stage as pretrain_stage
 from videobert.pretrain.stage import PretrainConfig
 from videobert.retrieval import stage as retrieval_stage
@@ -72,12 +72,14 @@ PREVIOUS = ".previous"  # RUN/.previous/<stage>-<time>: outputs a rerun replaced
 
 
 @dataclass
-class PipelineConfig:
+class RunConfig:
     """Configuration of ``videobert run``: the corpus and one section per stage."""
 
     manifest: Optional[Path] = field(None, help="manifest (JSONL) or folder of videos; relative to the config file")
     synth: Optional[SynthConfig] = field(None, help="generate the synthetic corpus into RUN/synth and use it")
     labels: Optional[Path] = field(None, help="labels.jsonl for zero-shot evaluation (synth: its own labels)")
+    zero_shot: Optional[Path] = field(None, help="zero-shot spec (template, slot and words per attribute) that classifies "
+                                                 "the labels (default: zeroshot.yaml beside them; synth: its own)")
     segments: Optional[Path] = field(None, help="segments.jsonl (video_id, start, end, sentence, split) that embed and "
                                                 "caption read (synth: its own narrated segments)")
     transcripts: Optional[Path] = field(None, help="folder of <video_id>.vtt transcripts for videos the manifest gives none")
@@ -106,18 +108,18 @@ class PipelineConfig:
             raise ConfigError("gpus: need 0 (CPU only) or more")
 
 
-def load_pipeline_config(path: str | Path, assignments: Sequence[str] = ()) -> PipelineConfig:
-    """Read a pipeline config; relative paths (manifest, labels, transcripts, weights, init) are made
+def load_run_config(path: str | Path, assignments: Sequence[str] = ()) -> RunConfig:
+    """Read a run config; relative paths (manifest, labels, transcripts, weights, init) are made
     relative to the file's folder."""
     path = Path(path)
-    cfg = cfgmod.load(PipelineConfig, path, assignments=list(assignments))
+    cfg = cfgmod.load(RunConfig, path, assignments=list(assignments))
     base = path.parent.absolute()
 
     def anchor(value):
         return value if value is None or Path(value).is_absolute() else base / value
 
     cfg.manifest, cfg.labels, cfg.transcripts = anchor(cfg.manifest), anchor(cfg.labels), anchor(cfg.transcripts)
-    cfg.segments = anchor(cfg.segments)
+    cfg.segments, cfg.zero_shot = anchor(cfg.segments), anchor(cfg.zero_shot)
     if cfg.extract.weights is not None:
         cfg.extract.weights = anchor(cfg.extract.weights)
     if cfg.pretrain.init != "scratch":
@@ -129,7 +131,7 @@ def load_pipeline_config(path: str | Path, assignments: Sequence[str] = ()) -> P
 
 def speed_only_settings() -> dict[str, set[str]]:
     """Per stage, the settings that only change speed (``field(speed_only=True)``)."""
-    hints = cfgmod.field_types(PipelineConfig)
+    hints = cfgmod.field_types(RunConfig)
     return {stage.name: cfgmod.speed_only_keys(_config_class(hints[stage.name])) for stage in STAGES}
 
 
@@ -144,10 +146,11 @@ class Stage:
     reads: tuple[str, ...]  # stages whose outputs this one reads
     run: Callable[..., StageSummary]
     torchrun: bool = False  # shares its work out among torchrun ranks when gpus > 1
+    outputs: tuple[str, ...] = ()  # files a finished folder holds (one written by an earlier version may lack them)
 
 
 STAGES = (
-    Stage("synth", "synth", (), synthetic_stage.run),
+    Stage("synth", "synth", (), synthetic_stage.run, outputs=("manifest.jsonl", LABELS_FILE, ZERO_SHOT_FILE)),
     Stage("extract", "features", ("synth",), features_stage.run, torchrun=True),
     Stage("vocab", "vocab", ("extract",), vocab_stage.run),
     Stage("tokenize", "tokens", ("extract", "vocab"), vocab_stage.run_tokenize, torchrun=True),
@@ -211,19 +214,16 @@ def _stat_regular(path: Path) -> os.stat_result | None:
     return stat if S_ISREG(stat.st_mode) else None
 
 
-class Pipeline:
+class Runner:
     """Runs the stages of ``cfg`` into ``run_dir``; ``execute(call, processes)`` runs one stage
     (default: :func:`in_process`), raising when it fails (a :class:`StageError` carries the exit
-    code of a launched process). ``zero_shot_spec`` is the spec evaluate classifies labelled
-    segments with."""
+    code of a launched process)."""
 
-    def __init__(self, cfg: PipelineConfig, run_dir: str | Path,
-                 execute: Callable[[StageCall, int], StageSummary | None] = in_process,
-                 zero_shot_spec: Path | None = None):
+    def __init__(self, cfg: RunConfig, run_dir: str | Path,
+                 execute: Callable[[StageCall, int], StageSummary | None] = in_process):
         self.cfg = cfg
         self.run_dir = Path(run_dir).absolute()
         self.execute = execute
-        self.zero_shot_spec = zero_shot_spec
         self.state_path = self.run_dir / "pipeline.json"
         self.state: dict[str, Any] = {}
         if self.state_path.exists():
@@ -249,7 +249,17 @@ class Pipeline:
     def labels(self) -> Path | None:
         if self.cfg.labels is not None:
             return self.cfg.labels
-        return self.folder("synth") / "labels.jsonl" if self.cfg.synth is not None else None
+        return self.folder("synth") / LABELS_FILE if self.cfg.synth is not None else None
+
+    @property
+    def zero_shot_spec(self) -> Path | None:
+        """The spec that classifies the labels: the config's ``zero_shot``, else synth's own, else
+        ``zeroshot.yaml`` beside the labels."""
+        if self.cfg.zero_shot is not None:
+            return self.cfg.zero_shot
+        if self.cfg.labels is None and self.cfg.synth is not None:
+            return self.folder("synth") / ZERO_SHOT_FILE
+        return spec_beside(self.labels) if self.labels is not None else None
 
     def stage_config(self, name: str) -> Any:
         section = getattr(self.cfg, name)
@@ -276,6 +286,7 @@ class Pipeline:
                 upstream["transcripts"] = [str(folder), _fingerprint_inputs(None, files)]
         if stage.name == "evaluate":
             upstream["labels"] = _fingerprint_inputs(None, [self.labels])
+            upstream["zero_shot"] = _fingerprint_inputs(None, [self.zero_shot_spec])
         if stage.name == "embed":
             upstream["segments"] = _fingerprint_inputs(None, [self.segments])
         return cfgmod.config_hash({"settings": settings, "upstream": upstream})
@@ -299,15 +310,15 @@ class Pipeline:
             # checkpoints are left only when resuming with the same settings
             inputs, options = {"corpus_dir": f("corpus")}, {"vocab_dir": f("vocab"), "resume": (f("pretrain") / "checkpoints").is_dir()}
         elif name == "evaluate":
-            inputs = {"run_dir": f("pretrain"), "corpus_dir": f("corpus")}
+            inputs = {"model_dir": f("pretrain"), "corpus_dir": f("corpus")}
             options = {"labels": self.labels, "zero_shot_spec": self.zero_shot_spec}
         elif name == "embed":
-            inputs = {"run_dir": f("pretrain"), "segments": self.segments, "tokens": f("tokenize")}
+            inputs = {"model_dir": f("pretrain"), "segments": self.segments, "tokens": f("tokenize")}
             options = {"features": f("extract")}
         elif name == "caption":
             inputs = {"emb_dir": f("embed")}
         elif name == "forecast":
-            inputs = {"run_dir": f("pretrain"), "corpus_dir": f("corpus")}
+            inputs = {"model_dir": f("pretrain"), "corpus_dir": f("corpus")}
         stage = next(s for s in STAGES if s.name == name)
         return StageCall(name, stage.run, inputs, f(name), self.stage_config(name),
                          self.run_dir / "configs" / f"{name}.yaml", options)
@@ -354,6 +365,9 @@ class Pipeline:
         if unknown:
             raise ConfigError(f"unknown stage '{unknown[0]}' (stages: {', '.join(STAGE_NAMES)})")
         self._check_run_dir()
+        if self.cfg.labels is not None and self.zero_shot_spec is None:
+            raise ConfigError(f"labels: {self.cfg.labels} needs the zero-shot spec that classifies it: give 'zero_shot: "
+                              f"SPEC.yaml' in the config or put a {ZERO_SHOT_FILE} beside it — nothing was changed")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "configs").mkdir(exist_ok=True)
         last_selected = max((STAGE_NAMES.index(name) for name in only), default=-1) if only is not None else -1
@@ -368,7 +382,8 @@ class Pipeline:
             self.hashes[name] = current
             recorded = self.state.get(name, {})
             folder = self.folder(name)
-            up_to_date = recorded.get("hash") == current and recorded.get("status") == "done" and folder.exists()
+            up_to_date = (recorded.get("hash") == current and recorded.get("status") == "done" and folder.exists()
+                          and all((folder / output).is_file() for output in stage.outputs))
             if index >= forced_from:
                 up_to_date = False
             if only is not None and name not in only:

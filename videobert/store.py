@@ -125,6 +125,49 @@ def save_weights_folder(folder: str | Path, config: dict, module: torch.nn.Modul
     atomic_write_bytes(folder / "model.safetensors", save(state))
 
 
+def load_weights_folder(folder: str | Path, config_class: type, build: Callable[[Any], torch.nn.Module], what: str,
+                        device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The module that :func:`save_weights_folder` wrote into ``folder``, in eval mode on
+    ``device``: ``config.json`` read as ``config_class``, the weights' names and shapes checked
+    against what ``build(config)`` holds before anything is allocated, then the weights loaded.
+    Anything missing, unreadable or that does not match is an :class:`InputError` naming the file
+    (``what`` names the model in it: "VideoBERT", "captioner")."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    data = read_json(folder / "config.json", f"{what} config")
+    try:
+        config = config_class(**data)
+    except TypeError as exc:
+        raise InputError(f"{folder / 'config.json'}: not a {what} config ({exc})") from None
+    path = folder / "model.safetensors"
+    try:
+        with safe_open(str(path), "pt") as weights:
+            shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} weights not found", "missing") from None
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{path}: unreadable weights ({exc})") from None
+    with torch.device("meta"):  # the sizes config.json asks for, before anything is allocated
+        expected = {name: tuple(t.shape) for name, t in build(config).state_dict().items()}
+    if shapes != expected:
+        wrong = sorted(name for name in expected.keys() & shapes.keys() if expected[name] != shapes[name])
+        detail = (f"{wrong[0]} is {list(shapes[wrong[0]])} in the weights, {list(expected[wrong[0]])} by config.json"
+                  if wrong else f"missing {sorted(expected.keys() - shapes.keys())[:3]}, "
+                                f"unexpected {sorted(shapes.keys() - expected.keys())[:3]}")
+        raise InputError(f"{path}: weights do not match config.json ({detail})")
+    module = build(config)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{path}: unreadable weights ({exc})") from None
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(f"{path}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return module.to(device).eval()
+
+
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     """``np.save`` through a temporary file: the ``.npy`` appears complete or not at all."""
     buffer = io.BytesIO()
@@ -413,6 +456,16 @@ def open_regular(path: str | Path, what: str = "file") -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
+def file_sha256(path: str | Path, what: str = "file") -> str:
+    """The sha256 of a regular file's bytes, read in blocks (anything else raises like
+    :func:`open_regular`)."""
+    digest = hashlib.sha256()
+    with open_regular(path, what) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def check_regular(path: str | Path, what: str = "file") -> os.stat_result:
     """The ``stat`` of an input file another program will open (ffmpeg); raises like
     :func:`open_regular` for anything but a regular file."""
@@ -488,19 +541,23 @@ def _decoded_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
             raise InputError(f"{path}:{number}: not UTF-8 text ({exc.reason} at byte {exc.start} of the line)") from None
 
 
+def parse_json(text: str, source: str | Path, line: int | None = None) -> Any:
+    """The value of JSON ``text``; text that is not JSON raises :class:`InputError` naming
+    ``source`` and the line (``line``, for a line of JSONL; else where the text broke)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}:{line or exc.lineno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{source}{'' if line is None else f':{line}'}: JSON nested too deeply") from None
+
+
 def parse_jsonl(lines: Iterable[str], source: str | Path) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` of each non-blank line of JSONL text; a line that is not JSON raises
     :class:`InputError` naming ``source`` and the line. Lines end at ``\\n`` only."""
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{source}:{number}: invalid JSON ({exc.msg})") from None
-        except RecursionError:
-            raise InputError(f"{source}:{number}: JSON nested too deeply") from None
-        yield number, value
+        if line.strip():
+            yield number, parse_json(line, source, number)
 
 
 def npy_header(path: str | Path, what: str = "array") -> tuple[tuple[int, ...], np.dtype]:

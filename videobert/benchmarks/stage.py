@@ -36,7 +36,7 @@ from videobert.benchmarks.pos import labeller, read_word_list
 from videobert.config import field
 from videobert.errors import ConfigError, InputError
 from videobert.logs import progress
-from videobert.manifest import VideoEntry, write_manifest
+from videobert.manifest import LABELS_FILE, ZERO_SHOT_FILE, VideoEntry, write_manifest
 from videobert.media import probe
 from videobert.store import StageSummary, atomic_write_json, atomic_write_text, jsonl_text, prepare_output_dir
 
@@ -180,7 +180,7 @@ def _write_zero_shot(out: Path, segments: list[dict], label, cfg: PrepareConfig)
         return common[: cfg.max_classes] if cfg.max_classes else common
 
     verb_classes, object_classes = vocabulary(verbs), vocabulary(objects)
-    _write_jsonl(out / "labels.jsonl", rows)
+    _write_jsonl(out / LABELS_FILE, rows)
     attributes = {}
     if len(verb_classes) >= 2:
         attributes["verb"] = {"slot": 1, "classes": {v: [v] for v in verb_classes}}
@@ -188,7 +188,7 @@ def _write_zero_shot(out: Path, segments: list[dict], label, cfg: PrepareConfig)
         attributes["object"] = {"slot": 2, "classes": {o: [o] for o in object_classes}}
     if attributes:
         spec = {"template": TEMPLATE, "attributes": attributes}
-        atomic_write_text(out / "zeroshot.yaml", "# the paper's zero-shot protocol (Table 1); classes from labels.jsonl\n"
+        atomic_write_text(out / ZERO_SHOT_FILE, "# the paper's zero-shot protocol (Table 1); classes from labels.jsonl\n"
                           + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
     else:
         log.warning("%s: fewer than two verbs or objects were labelled; no zeroshot.yaml", out)

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
-from videobert.errors import ConfigError, InputError
-from videobert.store import read_json, save_weights_folder
+from videobert.errors import ConfigError
+from videobert.store import load_weights_folder, save_weights_folder
 
 
 @dataclass
@@ -100,20 +99,5 @@ class Captioner(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "Captioner":
-        folder = Path(folder)
-        data = read_json(folder / "config.json", "captioner config")
-        try:
-            config = CaptionerConfig(**data)
-        except TypeError as exc:
-            raise InputError(f"{folder / 'config.json'}: not a captioner config ({exc})") from None
-        path = folder / "model.safetensors"
-        if not path.is_file():
-            raise InputError(f"{path}: captioner weights not found", "missing")
-        model = cls(config)
-        try:
-            missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
-        except Exception as exc:  # safetensors reports a damaged file with several exception types
-            raise InputError(f"{path}: unreadable captioner weights ({str(exc).splitlines()[0]})") from None
-        if missing or unexpected:
-            raise InputError(f"{path}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        return model.to(device).eval()
+        """The captioner saved in ``folder``, in eval mode on ``device``."""
+        return load_weights_folder(folder, CaptionerConfig, cls, "captioner", device)

@@ -33,7 +33,7 @@ from videobert.caption.train import TrainingConfig, train_captioner
 from videobert.config import field
 from videobert.embed.stage import load_embeddings, part_slices
 from videobert.errors import ConfigError, InputError
-from videobert.pretrain.checkpoint import list_checkpoints
+from videobert.training import list_checkpoints
 from videobert.runtime import DeviceName, resolve_device
 from videobert.store import StageSummary, atomic_write_json, atomic_write_text, jsonl_text, prepare_output_dir, read_json
 from videobert.text.wordpiece import TEXT_SPECIALS, load_tokenizer
@@ -68,7 +68,7 @@ class CaptionConfig(TrainingConfig):
 
 @dataclass
 class CaptionSuiteConfig(CaptionConfig):
-    """The caption section of a pipeline config: one captioner per feature choice."""
+    """The caption section of a run config: one captioner per feature choice."""
 
     compare: list[str] = field(default_factory=lambda: list(FEATURES),
                                help="feature choices to train and evaluate, each beside the nearest-neighbour baseline")
@@ -91,12 +91,15 @@ def encode_captions(tokenizer, rows: Sequence[dict[str, Any]], where: Path) -> l
     return [list(ids) for ids in encoded]
 
 
-def _features(emb_dir: Path, split: str, which: str) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
+def _features(emb_dir: Path, split: str, which: str, limit: int = 0) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
+    """The ``which`` part of EMB's rows of ``split`` (the first ``limit``; 0: all) as float32, the
+    rows' segments and ``embed.json``."""
     matrix, rows, meta = load_embeddings(emb_dir, split)
     columns = part_slices(meta, which)
     if not rows:
         raise InputError(f"{emb_dir / (split + '.jsonl')}: no {split} segments to caption")
-    return np.asarray(matrix[:, columns], np.float32), rows, meta
+    count = min(limit, len(rows)) if limit > 0 else len(rows)
+    return np.asarray(matrix[:count, columns], np.float32), rows[:count], meta
 
 
 def _model_tokenizer(meta: dict[str, Any], emb_dir: Path) -> Path:
@@ -233,6 +236,35 @@ def caption_split(cap_dir: Path, emb_dir: Path | None, split: str, cfg: CaptionC
         references.setdefault(key, []).append(str(row["sentence"]))
         first_row.setdefault(key, i)
     return SplitCaptions(rows, references, first_row, captions, nearest), emb_dir, info
+
+
+def decoding_config(cap_dir: str | Path, device: str = "auto", beam: int | None = None) -> CaptionConfig:
+    """The captioner's own config (``CAP/config.yaml``) with the device and beam width a caller asks for."""
+    cap_dir = Path(cap_dir)
+    check_captioner_dir(cap_dir)
+    cfg = cfgmod.load(CaptionConfig, cap_dir / "config.yaml")
+    cfg.device = device
+    if beam is not None:
+        if beam < 1:
+            raise ConfigError("--beam: need >= 1")
+        cfg.beam = beam
+    return cfg
+
+
+def generate_captions(cap_dir: str | Path, emb_dir: str | Path | None, split: str, cfg: CaptionConfig, limit: int = 0,
+                      out: str | Path | None = None) -> list[dict[str, Any]]:
+    """The captions of ``split``'s segments of EMB (default: the EMB the captioner was trained on),
+    the first ``limit`` of them (0: all): ``video_id``, ``start``, ``end``, ``caption``,
+    ``sentence`` each; written as JSON Lines to ``out`` when given."""
+    model, tokenizer, info = load_captioner(cap_dir, resolve_device(cfg.device))
+    features, rows, _ = _features(Path(emb_dir) if emb_dir is not None else Path(info["embeddings"]), split,
+                                  info["features"], limit)
+    captions = generate(model, tokenizer, features, cfg.beam, cfg.length_penalty)
+    found = [{"video_id": r["video_id"], "start": r["start"], "end": r["end"], "caption": c, "sentence": r["sentence"]}
+             for r, c in zip(rows, captions)]
+    if out is not None:
+        atomic_write_text(out, jsonl_text(found))
+    return found
 
 
 def _write_evaluation(out_dir: Path, result: SplitCaptions, scores: dict[str, dict], split: str, features: str,

@@ -8,6 +8,7 @@ and, on CPU, ends with the same weights bit for bit as one that was never stoppe
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,11 @@ import torch.nn.functional as F
 from videobert.caption.model import Captioner, CaptionerConfig
 from videobert.config import field
 from videobert.errors import ConfigError
-from videobert.pretrain.checkpoint import (list_checkpoints, load_training_state, rng_state, save_checkpoint,
-                                           set_rng_state)
+from videobert.inputs import IGNORE
+from videobert.training import (batch_rows, list_checkpoints, load_training_state, rng_state, save_checkpoint,
+                                set_rng_state, warmup_linear_decay)
 
 log = logging.getLogger(__name__)
-IGNORE = -100
 
 
 @dataclass
@@ -55,18 +56,6 @@ def caption_targets(captions: Sequence[Sequence[int]], config: CaptionerConfig) 
     return [np.array([config.bos_id, *list(c)[:room], config.eos_id], np.int64) for c in captions]
 
 
-def batch_rows(step: int, batch_size: int, count: int, seed: int) -> np.ndarray:
-    """Row indices of step ``step``'s batch (module docstring)."""
-    positions = np.arange(step * batch_size, (step + 1) * batch_size)
-    epochs, offsets = np.divmod(positions, count)
-    rows = np.empty(batch_size, np.int64)
-    for epoch in np.unique(epochs):
-        order = np.random.default_rng([seed, int(epoch)]).permutation(count)
-        where = epochs == epoch
-        rows[where] = order[offsets[where]]
-    return rows
-
-
 def collate(targets: Sequence[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoder inputs (all but the last token) and labels (all but the first; padding ignored), [B, T]."""
     length = max(len(t) for t in targets) - 1
@@ -76,14 +65,6 @@ def collate(targets: Sequence[np.ndarray], pad_id: int) -> tuple[torch.Tensor, t
         inputs[row, : len(target) - 1] = target[:-1]
         labels[row, : len(target) - 1] = target[1:]
     return torch.from_numpy(inputs), torch.from_numpy(labels)
-
-
-def schedule(cfg: TrainingConfig) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - cfg.warmup))
-    return factor
 
 
 def train_captioner(features: np.ndarray, captions: Sequence[Sequence[int]], config: CaptionerConfig,
@@ -96,7 +77,8 @@ def train_captioner(features: np.ndarray, captions: Sequence[Sequence[int]], con
     model = Captioner(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   foreach=device.type == "cpu" or None)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(cfg))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(warmup_linear_decay, warmup=cfg.warmup, total=cfg.steps))
     start = 0
     found = list_checkpoints(out_dir) if resume else []
     if found:

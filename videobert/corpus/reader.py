@@ -22,7 +22,7 @@ share one copy through the page cache and read only the rows they use.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from videobert.corpus.columns import Table, TableBuilder
 from videobert.errors import InputError
 from videobert.manifest import SPLITS
 from videobert.store import read_json
+from videobert.vocab.stage import load_tokens
 
 FORMAT = 2  # corpus.json / summary.json "format": the columnar shards of this module
 SUMMARY_FILE = "summary.json"
@@ -219,9 +220,14 @@ def corpus_tokens_dir(corpus_dir: str | Path) -> Path | None:
     return Path(tokens) if tokens and Path(tokens).is_dir() else None
 
 
-def split_examples(corpus_dir: str | Path, split: str) -> int:
-    """How many examples a finished corpus's split holds (from ``summary.json``)."""
-    return int(((corpus_summary(corpus_dir).get("splits") or {}).get(split) or {}).get("examples", 0))
+def corpus_visual_words(corpus_dir: str | Path, video_ids: Iterable[str] | None = None) -> tuple[dict[str, np.ndarray], float]:
+    """Every clip's visual word per video (the TOKENS folder the corpus was built from; only of
+    ``video_ids`` when given) and the clip length in seconds."""
+    summary = corpus_summary(corpus_dir)
+    tokens = (summary.get("inputs") or {}).get("tokens")
+    if not tokens:
+        raise InputError(f"{Path(corpus_dir) / 'summary.json'}: records no tokens folder (rebuild the corpus)")
+    return load_tokens(tokens, video_ids), float(summary["clip_seconds"])
 
 
 __all__: Sequence[str] = ("EXAMPLE_KEYS", "CorpusSplit", "check_complete", "corpus_summary", "load_corpus")

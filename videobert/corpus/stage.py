@@ -57,21 +57,21 @@ from videobert.logs import progress, progress_enabled
 from videobert.manifest import SPLITS, TRANSCRIPT_EXTENSIONS, VideoEntry, read_manifest
 from videobert.runtime import LONG_BARRIER, Shard, combined_shard, dist_env, process_group
 from videobert.store import (
-    StageSummary, atomic_write_json, atomic_write_text, create_once_json, failure_record, fsync_folder, jsonl_text, load_npy,
+    StageSummary, atomic_write_json, atomic_write_text, create_once_json, failure_record, fsync_folder, jsonl_text,
     prepare_output_dir, read_json, read_jsonl, remove_stale_temporaries, temp_path_for, write_synced,
 )
-from videobert.text.sentences import DEFAULT_MAX_WORDS, DEFAULT_PAUSE, Punctuator, split_sentences
+from videobert.text.sentences import Punctuator, SentenceConfig, split_sentences
 from videobert.text.stage import asr_failures
 from videobert.text.transcripts import Cue, read_transcript
 from videobert.text.wordpiece import load_tokenizer, train_wordpiece
-from videobert.vocab.stage import token_path, tokens_meta
+from videobert.vocab.stage import TokensInfo, read_tokens_info, video_tokens
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class CorpusConfig:
-    """Configuration of ``videobert corpus``."""
+class CorpusConfig(SentenceConfig):
+    """Configuration of ``videobert corpus``: how transcripts become sentences, then WordPiece and examples."""
 
     tokenizer: Path | None = field(
         None, help="local BERT tokenizer folder (vocab.txt or tokenizer.json); default: train WordPiece on the train split"
@@ -82,8 +82,6 @@ class CorpusConfig:
         500_000, help="trained WordPiece: most sentences it is trained on (a seeded sample of the train videos when they hold more)")
     seed: int = field(0, help="seed of the WordPiece sample")
     lowercase: bool = field(True, help="trained WordPiece: lowercase (and strip accents) before tokenising")
-    pause: float = field(DEFAULT_PAUSE, help="a silence of at least this many seconds between timed words ends a sentence")
-    max_words: int = field(DEFAULT_MAX_WORDS, help="longest sentence in words (longer runs are cut evenly)")
     punctuator: Path | None = field(
         None, help="local Hugging Face token-classification punctuation model, for transcripts without punctuation (ASR)"
     )
@@ -98,10 +96,7 @@ class CorpusConfig:
             raise ConfigError("wordpiece_min_frequency: must be 0 or more")
         if self.wordpiece_sample < 1:
             raise ConfigError("wordpiece_sample: must be at least 1")
-        if self.pause <= 0:
-            raise ConfigError("pause: must be positive")
-        if self.max_words < 1:
-            raise ConfigError("max_words: must be at least 1")
+        SentenceConfig.check(self)
         if self.video_only_words < 1:
             raise ConfigError("video_only_words: must be at least 1")
         if self.videos_per_shard < 1:
@@ -113,7 +108,7 @@ class _Inputs:
     """What every shard of a run reads."""
 
     entries: Sequence[VideoEntry]
-    info: "TokensInfo"
+    info: TokensInfo
     transcripts_dir: Path | None
     failed_asr: dict[str, dict]
     cfg: CorpusConfig
@@ -223,7 +218,6 @@ def corpus_plan(inputs: _Inputs, shard_count: int) -> dict[str, Any]:
         for path in sorted(inputs.transcripts_dir.glob("failures*.jsonl")):
             stat = os.stat(path)
             transcripts.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    meta = tokens_meta(inputs.info.folder)
     return {
         "format": FORMAT,
         "videos": len(inputs.entries),
@@ -231,7 +225,7 @@ def corpus_plan(inputs: _Inputs, shard_count: int) -> dict[str, Any]:
         "shards": shard_count,
         "manifest": manifest.hexdigest(),
         "transcripts": transcripts.hexdigest(),
-        "tokens": {"folder": str(inputs.info.folder.absolute()), "codebook": meta.get("codebook"),
+        "tokens": {"folder": str(inputs.info.folder.absolute()), "codebook": inputs.info.codebook,
                    "vocab_size": inputs.info.vocab_size, "clip_seconds": inputs.info.clip_seconds},
         "settings": cfgmod.settings(inputs.cfg),
     }
@@ -481,49 +475,6 @@ def finish(out: Path, plan: dict[str, Any], vocabulary: JointVocabulary, inputs:
 
 
 # ---------------------------------------------------------------------------------------------- inputs of one video
-@dataclass(frozen=True)
-class TokensInfo:
-    """What ``tokens.json`` says about a TOKENS folder."""
-
-    folder: Path
-    vocab: str | None
-    vocab_size: int
-    clip_seconds: float
-
-
-def read_tokens_info(tokens_dir: str | Path) -> TokensInfo:
-    tokens_dir = Path(tokens_dir)
-    meta = tokens_meta(tokens_dir)
-    where = tokens_dir / "tokens.json"
-    try:
-        vocab_size = int(meta["vocab_size"])
-        if "clip_seconds" in meta:
-            clip_seconds = float(meta["clip_seconds"])
-        else:
-            clip_seconds = float(meta["clip_frames"]) / float(meta["fps"])
-    except KeyError as exc:
-        raise InputError(f"{where}: lacks {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{where}: malformed ({exc})") from None
-    if vocab_size < 1 or not clip_seconds > 0:
-        raise InputError(f"{where}: vocab_size must be positive and clip_seconds > 0")
-    vocab = meta.get("vocab")
-    return TokensInfo(tokens_dir, str(vocab) if vocab is not None else None, vocab_size, clip_seconds)
-
-
-def video_tokens(info: TokensInfo, video_id: str) -> np.ndarray:
-    """The visual words (int64 ``[n_clips]``) of one video; raises :class:`InputError` with the reason."""
-    path = token_path(info.folder, video_id)
-    if not path.exists():
-        raise InputError(f"no visual words in {info.folder} (tokenize failed or did not include this video)", "missing")
-    words = load_npy(path, "visual words")
-    if words.ndim != 1 or not np.issubdtype(words.dtype, np.integer):
-        raise InputError(f"visual words {path} are not a 1-d integer array (shape {list(words.shape)}, {words.dtype})")
-    if words.size and (words.min() < 0 or words.max() >= info.vocab_size):
-        raise InputError(f"visual words {path} fall outside 0 … {info.vocab_size - 1}")
-    return words.astype(np.int64)
-
-
 def find_transcript(entry: VideoEntry, transcripts_dir: Path | None) -> Path | None:
     """The manifest's transcript, else ``<video_id>.<ext>`` in ``transcripts_dir``, else None."""
     if entry.transcript is not None:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from videobert.errors import ConfigError
-from videobert.pretrain.data import build_input, collate_inputs
-from videobert.retrieval.inference import LoadedModel, length_batches
+from videobert.inputs import build_input, collate_inputs
+from videobert.inference import LoadedModel, length_batches
 from videobert.runtime import autocast
 
 PAPER_TEMPLATE = "now let's [MASK] the [MASK] to the [MASK], and then [MASK] the [MASK]"

@@ -32,11 +32,12 @@ from videobert.corpus.align import overlapping_clips
 from videobert.embed.features import (PAPER_TEMPLATE, embedding_input, mean_clip_features, template_ids,
                                       videobert_features)
 from videobert.errors import ConfigError, InputError
+from videobert.features.settings import IDENTITY_KEYS, feature_identity
 from videobert.features.stage import extract_info, mapped_features
 from videobert.manifest import SPLITS
 from videobert.model_folder import read_feature_settings
-from videobert.retrieval.gallery import read_segments
-from videobert.retrieval.inference import InferenceConfig, LoadedModel, load_model
+from videobert.inference import InferenceConfig, LoadedModel, load_model
+from videobert.retrieval.gallery import check_model_tokens, read_segments
 from videobert.runtime import LONG_BARRIER, Shard, combined_shard, dist_env, process_group
 from videobert.store import (StageSummary, atomic_write, atomic_write_json, atomic_write_text, create_once_json,
                              failure_record, failures_name, jsonl_text, prepare_output_dir, read_failures, read_json,
@@ -48,8 +49,6 @@ log = logging.getLogger(__name__)
 CHUNK = 4096  # segments per part file: the unit of resuming and of sharing out
 META_FILE = "embed.json"
 PARTS = "parts"
-# extract.json settings that define a feature: a FEATURES folder must agree with the model's on them
-FEATURE_IDENTITY = ("fps", "clip_frames", "size", "model", "weights", "init_seed")
 
 
 @dataclass
@@ -78,10 +77,10 @@ def check_features(features_dir: Path, loaded_dir: Path, tokens_dir: Path) -> di
     where = features_dir / "extract.json"
     if not info:
         raise InputError(f"{where}: not found; FEATURES must be an extract folder", "missing")
-    model_settings = read_feature_settings(loaded_dir) or {}
-    for key in FEATURE_IDENTITY:
-        if key in model_settings and key in info and model_settings[key] != info[key]:
-            raise ConfigError(f"{where}: features made with {key}={info[key]!r}, but the model's visual words come from "
+    model_settings = feature_identity(read_feature_settings(loaded_dir) or {})
+    for key, value in feature_identity(info).items():
+        if value is not None and model_settings.get(key) is not None and model_settings[key] != value:
+            raise ConfigError(f"{where}: features made with {key}={value!r}, but the model's visual words come from "
                               f"{key}={model_settings[key]!r} ({loaded_dir / 'features.json'}); give the features of "
                               "the model's extract settings")
     meta = tokens_meta(tokens_dir)
@@ -92,12 +91,12 @@ def check_features(features_dir: Path, loaded_dir: Path, tokens_dir: Path) -> di
     return info
 
 
-def _identity(run_dir: Path, segments: Path, tokens_dir: Path, features_dir: Path | None, cfg: EmbedConfig,
+def _identity(model_dir: Path, segments: Path, tokens_dir: Path, features_dir: Path | None, cfg: EmbedConfig,
               loaded: LoadedModel) -> dict[str, Any]:
     """What defines the rows of EMB: a rerun must agree on it to resume."""
     stat = segments.stat()
     return {
-        "model": str(run_dir.resolve()),
+        "model": str(model_dir.resolve()),
         "codebook": loaded.vocab.codebook,
         "hidden_size": loaded.model.config.hidden_size,
         "template": cfg.template,
@@ -109,14 +108,14 @@ def _identity(run_dir: Path, segments: Path, tokens_dir: Path, features_dir: Pat
 
 
 # --------------------------------------------------------------------------- the stage
-def run(run_dir: str | Path, segments: str | Path, tokens: str | Path, out_dir: str | Path, cfg: EmbedConfig,
+def run(model_dir: str | Path, segments: str | Path, tokens: str | Path, out_dir: str | Path, cfg: EmbedConfig,
         features: str | Path | None = None, overwrite: bool = False, shard: Shard = Shard()) -> StageSummary:
     """Embed the segments of ``cfg.splits`` into ``out_dir`` (module docstring); ``details`` is
     ``embed.json``. ``features``: FEATURES, for the S3D part. ``overwrite``: start afresh in a
     folder that holds embeddings made otherwise (else that is an error). ``shard``: this job's
     share of the chunks (job arrays), subdivided among torchrun ranks."""
     began = time.perf_counter()
-    run_dir, segments, tokens_dir = Path(run_dir), Path(segments), Path(tokens)
+    model_dir, segments, tokens_dir = Path(model_dir), Path(segments), Path(tokens)
     features_dir = Path(features) if features is not None else None
     if cfg.s3d == "yes" and features_dir is None:
         raise ConfigError("s3d: yes needs the FEATURES folder (--features)")
@@ -124,17 +123,13 @@ def run(run_dir: str | Path, segments: str | Path, tokens: str | Path, out_dir: 
         features_dir = None
     env = dist_env()
     worker = combined_shard(shard, env)
-    loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)
+    loaded = load_model(model_dir, cfg.device, cfg.precision, cfg.batch_tokens)
     template = template_ids(loaded, cfg.template)
-    info = check_features(features_dir, run_dir, tokens_dir) if features_dir is not None else None
-    meta = tokens_meta(tokens_dir)
-    if meta.get("codebook") and loaded.vocab.codebook and meta["codebook"] != loaded.vocab.codebook:
-        raise InputError(f"{tokens_dir / 'tokens.json'}: codebook {meta['codebook']}, the model's is "
-                         f"{loaded.vocab.codebook}; tokenize with the model's visual_vocab")
-    clip_seconds = float(meta.get("clip_seconds") or float(meta["clip_frames"]) / float(meta["fps"]))
+    info = check_features(features_dir, model_dir, tokens_dir) if features_dir is not None else None
+    clip_seconds = check_model_tokens(loaded, tokens_dir).clip_seconds
     by_split = read_segments(segments, cfg.splits)
     out = prepare_output_dir(out_dir)
-    identity = _identity(run_dir, segments, tokens_dir, features_dir, cfg, loaded)
+    identity = _identity(model_dir, segments, tokens_dir, features_dir, cfg, loaded)
     _claim(out, identity, overwrite)
     cfgmod.save(cfg, out / "config.yaml")
     hidden = loaded.model.config.hidden_size
@@ -167,7 +162,7 @@ def run(run_dir: str | Path, segments: str | Path, tokens: str | Path, out_dir: 
     failed = len(read_failures(out / failures_name())) if (out / failures_name()).exists() else 0
     shutil.rmtree(out / PARTS, ignore_errors=True)
     summary = {**identity, "parts": parts, "dim": width, "splits": counts, "left_out": failed,
-               "clip_seconds": clip_seconds, "extract": {k: info.get(k) for k in FEATURE_IDENTITY} if info else None,
+               "clip_seconds": clip_seconds, "extract": {k: info.get(k) for k in (*IDENTITY_KEYS, "init_seed")} if info else None,
                "complete": True}
     atomic_write_json(out / META_FILE, summary)
     message = (f"{sum(counts.values())} segments embedded ({', '.join(f'{s} {n}' for s, n in counts.items())}), "

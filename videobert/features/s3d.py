@@ -13,7 +13,6 @@ encoder with the same ``submit``/``__call__`` contract (docs/architecture.md).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from videobert.errors import InputError
 from videobert.features.s3d_cpu import for_cpu
 from videobert.features.s3d_init import random_init_s3d
 from videobert.runtime import autocast
-from videobert.store import safe_torch_load
+from videobert.store import file_sha256, safe_torch_load
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +36,6 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 RANDOM_INIT = "random-init"
 MIN_CLIP_FRAMES = 8  # S3D's temporal pooling needs at least 8 frames
 MIN_SIZE = 112
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_s3d_state(path: str | Path) -> dict[str, torch.Tensor]:

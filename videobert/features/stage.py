@@ -25,8 +25,9 @@ from videobert.config import field
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.features.extract import extract_features, resolve_runtime
 from videobert.features.s3d import (
-    FEATURE_DIM, KINETICS_MEAN, KINETICS_STD, MIN_CLIP_FRAMES, MIN_SIZE, MODEL_NAME, RANDOM_INIT, ClipEncoder, build_s3d,
+    FEATURE_DIM, KINETICS_MEAN, KINETICS_STD, MIN_CLIP_FRAMES, MIN_SIZE, MODEL_NAME, ClipEncoder, build_s3d,
 )
+from videobert.features.settings import feature_identity
 from videobert.logs import progress
 from videobert.manifest import read_manifest
 from videobert.media import Decoder, check_cuda_decoder
@@ -42,8 +43,6 @@ from videobert.store import (
 log = logging.getLogger(__name__)
 
 META_FILE = "extract.json"
-# Settings that define what a feature file means; a folder never mixes two of them.
-IDENTITY_KEYS = ("fps", "clip_frames", "size", "model", "weights", "precision")
 
 
 @dataclass
@@ -211,10 +210,8 @@ def extraction_meta(cfg: ExtractConfig, weights: str, device: torch.device, prec
 
 
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:
-    identity = {key: meta.get(key) for key in IDENTITY_KEYS}
-    if meta.get("weights") == RANDOM_INIT:
-        identity["init_seed"] = meta.get("init_seed")
-    return identity
+    """What defines a feature file of this folder: the feature's kind, and the precision it was computed in."""
+    return {**feature_identity(meta), "precision": meta.get("precision")}
 
 
 def claim_features_dir(features_dir: str | Path, meta: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
@@ -321,12 +318,3 @@ def extract_info(features_dir: str | Path) -> dict:
         log.warning("%s: not found; clip timing and the manifest are unknown", path)
         return {}
     return read_json(path, META_FILE)
-
-
-def clip_seconds(info: dict) -> float | None:
-    """Seconds per clip from extract.json (``clip_seconds``, else ``clip_frames / fps``)."""
-    if info.get("clip_seconds"):
-        return float(info["clip_seconds"])
-    if info.get("clip_frames") and info.get("fps"):
-        return float(info["clip_frames"]) / float(info["fps"])
-    return None

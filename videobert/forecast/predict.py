@@ -44,11 +44,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from videobert.corpus.reader import CorpusSplit
+from videobert.corpus.reader import CorpusSplit, corpus_visual_words
 from videobert.errors import ConfigError, InputError
-from videobert.pretrain.data import TokenLayout, build_input
-from videobert.retrieval.gallery import corpus_visual_words
-from videobert.retrieval.inference import LoadedModel, forward_sequences
+from videobert.inference import LoadedModel, forward_sequences
+from videobert.inputs import TokenLayout, build_input
+from videobert.media import contact_sheet
 
 log = logging.getLogger(__name__)
 
@@ -504,24 +504,16 @@ def forecast_strip(context_images: Sequence[np.ndarray | None], forecast_images:
     """One row of tiles ``size`` wide — the context's, a gap with an arrow, the forecast's — each
     image scaled into its tile (grey where it is None), a caption under each, and "context" /
     "forecast" above. Width: (tiles) × size + :func:`strip_gap`."""
-    gap = strip_gap(size)
-    label, caption = 14, 28
-    tiles = list(context_images) + list(forecast_images)
-    captions = list(context_captions) + list(forecast_captions)
-    width = len(tiles) * size + gap
-    sheet = Image.new("RGB", (width, label + size + caption), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
+    gap, label = strip_gap(size), 14
+    rows = [contact_sheet(images, captions, size, columns=len(images), upscale=True) if images else None
+            for images, captions in ((context_images, context_captions), (forecast_images, forecast_captions))]
     split_x = len(context_images) * size
-    for i, (image, text) in enumerate(zip(tiles, captions)):
-        x = i * size + (gap if i >= len(context_images) else 0)
-        if image is None:
-            sheet.paste((200, 200, 200), (x + 1, label, x + size - 1, label + size))
-        else:
-            tile = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
-            scale = (size - 2) / max(tile.width, tile.height)  # up or down; a pixel apart from the next tile
-            tile = tile.resize((max(1, round(tile.width * scale)), max(1, round(tile.height * scale))))
-            sheet.paste(tile, (x + (size - tile.width) // 2, label + (size - tile.height) // 2))
-        draw.multiline_text((x + 3, label + size + 1), text, fill=(0, 0, 0), spacing=2)
+    height = max(row.height for row in rows if row is not None)
+    sheet = Image.new("RGB", (split_x + gap + len(forecast_images) * size, label + height), (255, 255, 255))
+    for row, x in zip(rows, (0, split_x + gap)):
+        if row is not None:
+            sheet.paste(row, (x, label))
+    draw = ImageDraw.Draw(sheet)
     if context_images:
         draw.text((2, 1), "context", fill=(0, 0, 0))
     draw.text((split_x + gap + 2, 1), "forecast", fill=(180, 0, 0))

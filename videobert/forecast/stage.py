@@ -25,10 +25,14 @@ from videobert import logs
 from videobert.config import field
 from videobert.corpus.reader import check_complete
 from videobert.errors import ConfigError, StageError
-from videobert.forecast.predict import forecast_metrics, split_video_ids, split_visual_words
+from videobert.forecast.predict import (
+    VideoForecast, forecast_metrics, forecast_strip, split_video_ids, split_visual_words, video_forecast,
+)
+from videobert.inference import InferenceConfig, LoadedModel, load_model
+from videobert.media import save_jpeg
 from videobert.retrieval.gallery import check_same_vocabulary
-from videobert.retrieval.inference import InferenceConfig, LoadedModel, load_model
 from videobert.store import StageSummary, atomic_write_json, prepare_output_dir
+from videobert.vocab.stage import exemplar_images
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +55,24 @@ class ForecastConfig(InferenceConfig):
             raise ConfigError("strip_size: need >= 16")
 
 
-def run(run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path | None, cfg: ForecastConfig) -> StageSummary:
-    """Measure next-word forecasting of ``run_dir`` on ``corpus_dir``'s split into ``out_dir``
+def run(model_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path | None, cfg: ForecastConfig) -> StageSummary:
+    """Measure next-word forecasting of ``model_dir`` on ``corpus_dir``'s split into ``out_dir``
     (default: ``RUN/forecast-<split>``); ``details`` is ``metrics.json``."""
     began = time.perf_counter()
     cfg.check()
     check_complete(corpus_dir)
-    loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)  # inputs first, then the folder
+    loaded = load_model(model_dir, cfg.device, cfg.precision, cfg.batch_tokens)  # inputs first, then the folder
     check_same_vocabulary(loaded, corpus_dir)
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / f"forecast-{cfg.split}"
+    out = Path(out_dir) if out_dir is not None else Path(model_dir) / f"forecast-{cfg.split}"
     prepare_output_dir(out)
     cfgmod.save(cfg, out / "config.yaml")
-    metrics = evaluate_forecast(run_dir, corpus_dir, cfg, loaded)
+    metrics = evaluate_forecast(model_dir, corpus_dir, cfg, loaded)
     atomic_write_json(out / "metrics.json", metrics)
     return StageSummary("forecast", out, metrics["predictions"], 0, 0, time.perf_counter() - began,
                         "\n".join(format_report(metrics)), metrics)
 
 
-def evaluate_forecast(run_dir: str | Path, corpus_dir: str | Path, cfg: ForecastConfig,
+def evaluate_forecast(model_dir: str | Path, corpus_dir: str | Path, cfg: ForecastConfig,
                       loaded: LoadedModel | None = None) -> dict[str, Any]:
     """The content of ``metrics.json``: next-word forecasting on the split's videos (every clip's
     visual word, from the corpus's TOKENS), the baselines from the train split's. ``loaded``
@@ -78,7 +82,7 @@ def evaluate_forecast(run_dir: str | Path, corpus_dir: str | Path, cfg: Forecast
     cfg.check()
     check_complete(corpus_dir)
     if loaded is None:
-        loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)
+        loaded = load_model(model_dir, cfg.device, cfg.precision, cfg.batch_tokens)
     check_same_vocabulary(loaded, corpus_dir)
     videos = split_video_ids(corpus_dir, cfg.split)
     train = videos if cfg.split == "train" else split_video_ids(corpus_dir, "train")
@@ -90,7 +94,7 @@ def evaluate_forecast(run_dir: str | Path, corpus_dir: str | Path, cfg: Forecast
     if metrics["predictions"] == 0:
         raise StageError(f"{corpus_dir}: no video of the {cfg.split} split has two clips or more to forecast")
     return {
-        "run": str(Path(run_dir).absolute()),
+        "run": str(Path(model_dir).absolute()),
         "corpus": str(Path(corpus_dir).absolute()),
         "split": cfg.split,
         **metrics,
@@ -133,3 +137,50 @@ def _margin(m: dict[str, float | None]) -> str:
     if m["low"] is None:
         return f"{m['difference']:+.3f} (one video: no interval)"
     return f"{m['difference']:+.3f} (95 % interval {m['low']:+.3f} to {m['high']:+.3f})"
+
+
+# ------------------------------------------------------------------------ one video
+def forecast_one_video(model_dir: str | Path, corpus_dir: str | Path, video_id: str, cfg: ForecastConfig,
+                       at: float | None = None, text: str | None = None,
+                       strip: str | Path | None = None) -> VideoForecast:
+    """``cfg.words`` words of ``video_id`` forecast after the clips that end by ``at`` seconds
+    (:func:`videobert.forecast.predict.video_forecast`); with ``strip``, the exemplar of each
+    context and forecast word drawn in a row into that JPEG (grey tiles, with a warning, where the
+    model folder's visual vocabulary has no exemplars)."""
+    cfg.check()
+    check_complete(corpus_dir)
+    loaded = load_model(model_dir, cfg.device, cfg.precision, cfg.batch_tokens)
+    check_same_vocabulary(loaded, corpus_dir)
+    result = video_forecast(loaded, corpus_dir, video_id, cfg.words, cfg.context, at, text)
+    if strip is not None:
+        save_jpeg(_strip(loaded, result, cfg.strip_size), strip)
+    return result
+
+
+def _strip(loaded: LoadedModel, result: VideoForecast, size: int):
+    vocab_dir = loaded.vocab.visual_vocab
+    context_images = exemplar_images(vocab_dir, result.context)
+    forecast_images = exemplar_images(vocab_dir, result.predicted)
+    if all(image is None for image in context_images + forecast_images):
+        log.warning("the model folder's visual vocabulary has no exemplar thumbnails: the strip's tiles are grey")
+    return forecast_strip(context_images, forecast_images, [f"v{w}" for w in result.context],
+                          [f"v{w}\np={p:.2f}" for w, p in zip(result.predicted, result.probabilities)], size)
+
+
+def format_video_forecast(result: VideoForecast) -> list[str]:
+    """A one-video forecast as a table: each forecast word's clip, start, probability and the word
+    that came, then how many match."""
+    cs, at = result.clip_seconds, result.at_clip
+    lines = [f"{result.video_id}: {result.clips} clips of {cs:g} s; forecast after clip {at - 1} ({at * cs:g} s) "
+             f"from the {len(result.context)} words of clips {result.first_clip}-{at - 1}",
+             "context  " + " ".join(str(w) for w in result.context),
+             f"{'clip':>6}{'start s':>9}{'forecast':>10}{'p':>8}{'actual':>8}"]
+    for step, (word, probability) in enumerate(zip(result.predicted, result.probabilities)):
+        actual = result.actual[step] if step < len(result.actual) else None
+        mark = "" if actual is None else ("  =" if actual == word else "  x")
+        lines.append(f"{at + step:>6}{(at + step) * cs:>9.1f}{word:>10}{probability:>8.3f}"
+                     f"{'-' if actual is None else actual:>8}{mark}")
+    hits = sum(a == w for a, w in zip(result.actual, result.predicted))
+    past = len(result.predicted) - len(result.actual)
+    lines.append(f"{hits} of {len(result.actual)} forecast words match the video" + (f" ({past} past its end)" if past > 0 else ""))
+    return lines

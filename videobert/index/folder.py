@@ -116,3 +116,11 @@ def load_index(index_dir: str | Path) -> Index:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "clip_seconds" not in meta:
         raise InputError(f"{path}: not an index of this version (format {meta.get('format') if isinstance(meta, dict) else '?'})")
     return Index(folder, meta)
+
+
+def check_index_codebook(index: Index, codebook: str | None) -> Index:
+    """``index``, refused when it was made with another codebook than ``codebook`` (a model's)."""
+    if codebook is not None and index.codebook is not None and index.codebook != codebook:
+        raise InputError(f"{index.folder}: made with codebook {index.codebook}, but the model's is {codebook}; "
+                         "index the videos with this model")
+    return index

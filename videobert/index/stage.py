@@ -5,7 +5,7 @@ retrieve MODEL "query" --index INDEX``.
 (``index.json``: a folder never mixes the visual words of two codebooks), writes ``config.yaml``,
 owns the failure log (one per writer) and writes ``words/<video_id>.npy`` as videos finish —
 decoded, encoded and tokenized exactly as the model's own videos were
-(:class:`videobert.pipeline.VideoBERTPipeline`). Like extract it resumes (complete files are
+(:class:`videobert.video_tokenizer.VideoTokenizer`). Like extract it resumes (complete files are
 skipped) and shares the videos out among ``--shard I/N`` workers and torchrun ranks.
 """
 
@@ -22,11 +22,12 @@ from videobert import config as cfgmod
 from videobert.config import field
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.index.folder import META_FILE, words_path, write_words
+from videobert.inference import load_model
 from videobert.logs import progress, progress_enabled
 from videobert.manifest import read_manifest
-from videobert.pipeline import VideoBERTPipeline
 from videobert.runtime import LONG_BARRIER, DeviceName, Precision, Shard, combined_shard, dist_env, process_group
 from videobert.store import FailureLog, StageSummary, create_once_json, failures_name, npy_header, prepare_output_dir, read_json
+from videobert.video_tokenizer import VideoTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +60,15 @@ def run(model_dir: str | Path, videos: str | Path, out_dir: str | Path, cfg: Ind
     env = dist_env()
     worker = combined_shard(shard, env)
     entries = read_manifest(videos)
-    pipe = VideoBERTPipeline.from_pretrained(model_dir, s3d_weights=s3d_weights, device=cfg.device, precision=cfg.precision,
-                                             batch_size=cfg.batch_size, workers=cfg.workers)
-    if pipe.codebook is None or pipe.settings is None:
+    videos_of_model = VideoTokenizer(model_dir, load_model(model_dir, cfg.device, cfg.precision), s3d_weights,
+                                     cfg.batch_size, cfg.workers)
+    if not videos_of_model.reads_videos:
         raise InputError(f"{model_dir}: holds no visual vocabulary and feature settings (visual_vocab/, features.json); "
                          "it cannot index videos")
     out = prepare_output_dir(out_dir)
-    meta = {"format": 1, "codebook": pipe.loaded.vocab.codebook, "visual_vocab_size": pipe.loaded.layout.visual_vocab_size,
-            "clip_seconds": pipe.clip_seconds(), "window": cfg.window, "features": pipe.settings,
+    loaded = videos_of_model.loaded
+    meta = {"format": 1, "codebook": loaded.vocab.codebook, "visual_vocab_size": loaded.layout.visual_vocab_size,
+            "clip_seconds": videos_of_model.clip_seconds(), "window": cfg.window, "features": videos_of_model.settings,
             "manifest": str(Path(videos).resolve()), "model": str(Path(model_dir).resolve())}
     with process_group(env.has_rendezvous, "gloo", LONG_BARRIER) as group:
         if env.is_main:
@@ -84,7 +86,7 @@ def run(model_dir: str | Path, videos: str | Path, out_dir: str | Path, cfg: Ind
         failures_file = out / failures_name(worker.index, worker.count)
         with FailureLog(failures_file) as failures:
             bar = progress if env.is_main and progress_enabled() else None
-            for entry, words, error in pipe.iter_visual_words(todo, progress=bar):
+            for entry, words, error in videos_of_model.iter_words(todo, progress=bar):
                 if error is not None:
                     failures.record_error(entry.video_id, error, video=str(entry.video))
                     failed += 1

@@ -5,7 +5,7 @@
 the folder, writes ``config.yaml`` and the joint vocabulary, trains with the
 :class:`~videobert.pretrain.trainer.Trainer`, writes ``log.jsonl`` and TensorBoard curves (rank 0),
 checkpoints every ``save_every`` steps, and at the end the model (``model.safetensors`` +
-``config.json``), the rest of a self-contained model folder (:mod:`videobert.model_folder`: the
+``config.json``), the rest of a self-contained model folder (:mod:`videobert.pretrain.package`: the
 visual vocabulary, feature settings, test index) and ``summary.json``, then the model card. Under ``torchrun`` every rank calls it
 (DistributedDataParallel).
 """
@@ -34,11 +34,10 @@ from videobert.errors import ConfigError, InputError, StageError
 from videobert.logs import progress, progress_enabled
 from videobert.model import ModelConfig, VideoBERT
 from videobert.model_card import write_model_card
-from videobert.model_folder import package, write_test_index
-from videobert.pretrain.checkpoint import list_checkpoints
-from videobert.pretrain.data import (
-    DataConfig, PretrainExamples, StepBatches, TokenLayout, VideoClips, validation_batches,
-)
+from videobert.pretrain.package import package, write_test_index
+from videobert.training import list_checkpoints
+from videobert.inputs import TokenLayout, pad_multiple
+from videobert.pretrain.data import DataConfig, PretrainExamples, StepBatches, VideoClips, validation_batches
 from videobert.pretrain.losses import LOSS_NAMES, LossWeights, validation_metrics
 from videobert.pretrain.trainer import OptimConfig, Trainer
 from videobert.runtime import DeviceName, Precision, dist_env, process_group, resolve_device, resolve_precision
@@ -152,7 +151,7 @@ def run(corpus_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig, vocab_
     random). ``resume`` continues from the latest checkpoint in ``out_dir``.
     """
     began = time.perf_counter()
-    corpus_dir, run_dir = Path(corpus_dir), Path(out_dir)
+    corpus_dir, model_dir = Path(corpus_dir), Path(out_dir)
     env = dist_env()
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
@@ -169,18 +168,18 @@ def run(corpus_dir: str | Path, out_dir: str | Path, cfg: PretrainConfig, vocab_
         else:
             log.warning("no --vocab: visual-word embeddings start random instead of from the codebook centroids")
     centroids = load_centroids(vocab_dir) if vocab_dir is not None else None
-    resume_from, finished = _existing_run(run_dir, cfg, resume)
+    resume_from, finished = _existing_run(model_dir, cfg, resume)
     if finished is not None:
-        log.info("%s: already trained for %d steps; nothing to do", run_dir, cfg.steps)
-        return StageSummary("pretrain", run_dir, 0, cfg.steps, 0, time.perf_counter() - began, _message(finished), finished)
+        log.info("%s: already trained for %d steps; nothing to do", model_dir, cfg.steps)
+        return StageSummary("pretrain", model_dir, 0, cfg.steps, 0, time.perf_counter() - began, _message(finished), finished)
     if env.is_distributed and device.type == "cuda":
         torch.cuda.set_device(device)
     lock = contextlib.nullcontext()
     if env.is_main:  # a second run writing into this folder is refused
-        lock = FolderLock(prepare_output_dir(run_dir) / ".pretrain.lock")
+        lock = FolderLock(prepare_output_dir(model_dir) / ".pretrain.lock")
     with lock, process_group(env.is_distributed, "nccl" if device.type == "cuda" else "gloo"):
-        summary, start_step = _train(corpus_dir, run_dir, cfg, vocab, centroids, vocab_dir, resume_from, device, precision)
-    return StageSummary("pretrain", run_dir, cfg.steps - start_step, start_step, 0, time.perf_counter() - began,
+        summary, start_step = _train(corpus_dir, model_dir, cfg, vocab, centroids, vocab_dir, resume_from, device, precision)
+    return StageSummary("pretrain", model_dir, cfg.steps - start_step, start_step, 0, time.perf_counter() - began,
                         _message(summary), summary)
 
 
@@ -209,14 +208,14 @@ def forecast_clips(corpus_dir: Path, split: CorpusSplit, layout: TokenLayout, re
     return clips
 
 
-def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVocabulary, centroids: np.ndarray | None,
+def _train(corpus_dir: Path, model_dir: Path, cfg: PretrainConfig, vocab: JointVocabulary, centroids: np.ndarray | None,
            vocab_dir: str | Path | None, resume_from: list[Path] | None, device: torch.device,
            precision: str) -> tuple[dict[str, Any], int]:
     env = dist_env()
     if vocab_dir is not None:
         vocab.visual_vocab = str(vocab_dir)
     layout = TokenLayout.from_vocabulary(vocab)
-    kinds, pad_to = cfg.kinds(), 8 if device.type == "cuda" else 1
+    kinds, pad_to = cfg.kinds(), pad_multiple(device)
     train_split, val_split = CorpusSplit(corpus_dir, "train"), CorpusSplit(corpus_dir, "val")
     train_rows, val_rows = None, None
     validation = {"source": "val split", "videos": val_split.videos}
@@ -251,9 +250,9 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
     torch.manual_seed(cfg.seed + 1 + env.rank)  # dropout streams differ by rank
     start_step = _restore(trainer, resume_from) if resume_from else 0
     if env.is_main:
-        prepare_output_dir(run_dir)
-        cfgmod.save(cfg, run_dir / "config.yaml")
-        vocab.save(run_dir)
+        prepare_output_dir(model_dir)
+        cfgmod.save(cfg, model_dir / "config.yaml")
+        vocab.save(model_dir)
 
     batches = StepBatches(train_examples, cfg.batch_size, cfg.grad_accum, cfg.seed, env.rank, env.world_size)
     workers = cfg.num_workers if cfg.num_workers is not None else (4 if device.type == "cuda" else 0)
@@ -278,7 +277,7 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
                  cfg.preset if cfg.init == "scratch" else cfg.init, sum(p.numel() for p in model.parameters()) / 1e6,
                  len(train_examples), len(val_examples or []), device, precision, env.world_size, start_step, cfg.steps)
 
-    curves = _Curves(run_dir, env.is_main, start_step)
+    curves = _Curves(model_dir, env.is_main, start_step)
     bar = progress(total=cfg.steps, initial=start_step, desc="pretrain", unit="step",
                    disable=not (env.is_main and progress_enabled()))
     val_metrics: dict[str, float] = {}
@@ -300,7 +299,7 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
                 curves.record(step, "val", val_metrics)
                 log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.3f}" for k, v in val_metrics.items()))
             if (cfg.save_every and step % cfg.save_every == 0) or last:
-                trainer.save(run_dir, step, batches.position(step), cfg.keep_checkpoints)
+                trainer.save(model_dir, step, batches.position(step), cfg.keep_checkpoints)
     finally:
         bar.close()
         curves.close()
@@ -322,15 +321,15 @@ def _train(corpus_dir: Path, run_dir: Path, cfg: PretrainConfig, vocab: JointVoc
         "chance": {"text_acc": 1 / layout.text_vocab_size, "video_acc": 1 / layout.visual_vocab_size, "align_acc": 0.5},
         "corpus": _corpus_record(corpus_dir),
     }
-    if env.is_main:  # the model folder, whole (videobert.model_folder), then its completion record and card
-        model.save_pretrained(run_dir)
-        record = package(run_dir, Path(vocab_dir) if vocab_dir is not None else None)
+    if env.is_main:  # the model folder, whole (videobert.pretrain.package), then its completion record and card
+        model.save_pretrained(model_dir)
+        record = package(model_dir, Path(vocab_dir) if vocab_dir is not None else None)
         if record["codebook"] is not None:
             vocab.visual_vocab, vocab.codebook = record["visual_vocab"], record["codebook"]
-        vocab.save(run_dir)
-        summary["test_index_segments"] = write_test_index(run_dir, corpus_dir, vocab.codebook, layout.visual_vocab_size)
-        atomic_write_json(run_dir / "summary.json", summary)
-        write_model_card(run_dir)
+        vocab.save(model_dir)
+        summary["test_index_segments"] = write_test_index(model_dir, corpus_dir, vocab.codebook, layout.visual_vocab_size)
+        atomic_write_json(model_dir / "summary.json", summary)
+        write_model_card(model_dir)
     if env.is_distributed:
         torch.distributed.barrier()
     return summary, start_step
@@ -372,20 +371,20 @@ def _identity(item):
     return item
 
 
-def _existing_run(run_dir: Path, cfg: PretrainConfig, resume: bool) -> tuple[list[Path] | None, dict | None]:
+def _existing_run(model_dir: Path, cfg: PretrainConfig, resume: bool) -> tuple[list[Path] | None, dict | None]:
     """(the checkpoints to resume from, newest first, or the summary of a run already finished); refuses to
     overwrite a run without ``resume`` and to resume one whose settings differ in anything but
     speed (:func:`videobert.config.settings`)."""
-    checkpoints = list_checkpoints(run_dir)
-    finished = run_dir / "summary.json"
+    checkpoints = list_checkpoints(model_dir)
+    finished = model_dir / "summary.json"
     if not resume:
         if finished.exists():
-            raise ConfigError(f"{run_dir} already holds a trained model; choose another folder")
+            raise ConfigError(f"{model_dir} already holds a trained model; choose another folder")
         if checkpoints:
-            raise ConfigError(f"{run_dir} holds checkpoints (last: step {checkpoints[-1][0]}); "
+            raise ConfigError(f"{model_dir} holds checkpoints (last: step {checkpoints[-1][0]}); "
                               "pass --resume to continue that run or choose another folder")
         return None, None
-    saved_path = run_dir / "config.yaml"
+    saved_path = model_dir / "config.yaml"
     if saved_path.exists():
         saved, current = cfgmod.read_yaml(saved_path), cfgmod.settings(cfg)
         changed = sorted(k for k in current if saved.get(k) != current[k])
@@ -399,10 +398,10 @@ def _existing_run(run_dir: Path, cfg: PretrainConfig, resume: bool) -> tuple[lis
         except InputError as exc:
             log.warning("%s; resuming from the checkpoints instead", exc)
             summary = {}
-        if isinstance(summary, dict) and summary.get("steps") == cfg.steps and (run_dir / "model.safetensors").exists():
+        if isinstance(summary, dict) and summary.get("steps") == cfg.steps and (model_dir / "model.safetensors").exists():
             return None, summary
     if not checkpoints:
-        log.info("%s: no checkpoint to resume from; starting at step 0", run_dir)
+        log.info("%s: no checkpoint to resume from; starting at step 0", model_dir)
         return None, None
     return [path for _, path in reversed(checkpoints)], None
 
@@ -410,11 +409,11 @@ def _existing_run(run_dir: Path, cfg: PretrainConfig, resume: bool) -> tuple[lis
 class _Curves:
     """log.jsonl and TensorBoard (rank 0 only); a resumed run continues the curve from its checkpoint."""
 
-    def __init__(self, run_dir: Path, is_main: bool, start_step: int):
+    def __init__(self, model_dir: Path, is_main: bool, start_step: int):
         self.is_main = is_main
         if not is_main:
             return
-        log_path = run_dir / "log.jsonl"
+        log_path = model_dir / "log.jsonl"
         kept = []
         if log_path.exists():
             kept = [json.dumps(row) for row in _readable_log_rows(log_path) if row["step"] <= start_step]
@@ -422,7 +421,7 @@ class _Curves:
         self._log = open(log_path, "a", encoding="utf-8")
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+        self.writer = SummaryWriter(str(model_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
 
     def record(self, step: int, split: str, metrics: dict[str, float]) -> None:
         if not self.is_main:

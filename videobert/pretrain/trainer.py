@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from videobert.config import field
 from videobert.errors import ConfigError, InputError
 from videobert.model import VideoBERT
-from videobert.pretrain.checkpoint import load_training_state, rng_state, save_checkpoint, set_rng_state
+from videobert.training import load_training_state, rng_state, save_checkpoint, set_rng_state, warmup_linear_decay
 from videobert.pretrain.data import to_device
 from videobert.pretrain.losses import LossWeights, pretraining_losses
 from videobert.runtime import autocast, dist_env
@@ -60,13 +60,6 @@ def make_optimizer(model: VideoBERT, cfg: OptimConfig, device: torch.device) -> 
     # loop's results bit for bit with a fraction of its Python overhead
     speed = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-6, **speed)
-
-
-def warmup_linear_decay(step: int, warmup: int, total: int) -> float:
-    """Learning-rate factor: 0 → 1 over ``warmup`` steps, then linearly to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 def parameter_digest(model: VideoBERT) -> str:
@@ -120,7 +113,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return sums
 
-    def save(self, run_dir: Path, step: int, data_position: dict[str, int], keep: int) -> None:
+    def save(self, model_dir: Path, step: int, data_position: dict[str, int], keep: int) -> None:
         """Checkpoint ``step``, keeping the ``keep`` most recent (collective under torchrun: every
         rank's RNG states go in)."""
         states: list = [rng_state()]
@@ -137,7 +130,7 @@ class Trainer:
                 "rng": states,
                 "world_size": self.env.world_size,
             }
-            save_checkpoint(run_dir, step, self.model, state, keep)
+            save_checkpoint(model_dir, step, self.model, state, keep)
         if self.env.is_distributed:
             torch.distributed.barrier()
 

@@ -1,6 +1,6 @@
-"""Pictures of results: filmstrips of retrieved segments, contact sheets of hits, visual-word
-exemplars. Images are uint8 RGB arrays [H, W, 3] (or PIL images for sheets); sheets are
-:func:`videobert.media.contact_sheet`."""
+"""Pictures of results: filmstrips of retrieved segments and contact sheets of hits. Images are
+uint8 RGB arrays [H, W, 3] (or PIL images for sheets); sheets are :func:`videobert.media.contact_sheet`;
+a visual word's exemplar is :func:`videobert.vocab.stage.exemplar_images`."""
 
 from __future__ import annotations
 
@@ -13,17 +13,10 @@ from PIL import Image
 from pytorchvideo.data.encoded_video import EncodedVideo
 
 from videobert.errors import InputError
-from videobert.manifest import read_manifest
 from videobert.media import contact_sheet, grab_frame
-from videobert.retrieval.gallery import Hit, manifest_path
-from videobert.vocab.stage import exemplar_path
+from videobert.retrieval.gallery import Hit
 
 log = logging.getLogger(__name__)
-
-
-def video_paths(corpus_dir: str | Path) -> dict[str, Path]:
-    """``{video_id: video file}`` from the manifest the corpus was built from."""
-    return {entry.video_id: entry.video for entry in read_manifest(manifest_path(corpus_dir))}
 
 
 def filmstrip(path: str | Path, start: float, end: float, frames: int = 6) -> np.ndarray:
@@ -42,18 +35,6 @@ def filmstrip(path: str | Path, start: float, end: float, frames: int = 6) -> np
         raise InputError(f"{path}: no frame in {start:.2f}-{end:.2f} s")
     picks = np.linspace(0, clip.shape[1] - 1, frames).round().astype(int)
     return clip[:, picks].permute(1, 2, 3, 0).clamp(0, 255).byte().numpy()
-
-
-def exemplar_images(vocab_dir: str | Path | None, words: Sequence[int]) -> list[np.ndarray | None]:
-    """Each word's exemplar thumbnail (uint8 [S, S, 3]), None where the vocabulary has none."""
-    images: list[np.ndarray | None] = []
-    for word in words:
-        path = exemplar_path(vocab_dir, int(word)) if vocab_dir is not None else None
-        if path is not None and path.is_file():
-            images.append(np.asarray(Image.open(path).convert("RGB")))
-        else:
-            images.append(None)
-    return images
 
 
 def hits_sheet(hits: Sequence[Hit], paths: dict[str, Path], size: int = 160) -> Image.Image:

@@ -24,8 +24,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from videobert.pretrain.data import build_input
-from videobert.retrieval.inference import LoadedModel, forward_sequences
+from videobert.inputs import build_input
+from videobert.inference import LoadedModel, forward_sequences
 from videobert.retrieval.pairs import pair_batches, unique_contents
 from videobert.runtime import ProcessGroup
 

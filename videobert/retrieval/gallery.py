@@ -9,24 +9,26 @@ words, text or not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 import logging
 from collections import Counter
-from typing import Any, Callable, Iterable, Literal, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
 from videobert.config import field
-from videobert.corpus.reader import CorpusSplit, corpus_summary, load_corpus
-from videobert.errors import ConfigError, InputError
-from videobert.manifest import SPLITS
-from videobert.retrieval.inference import InferenceConfig, LoadedModel
+from videobert.corpus.reader import CorpusSplit, corpus_summary, corpus_visual_words, load_corpus
+from videobert.errors import ConfigError, InputError, StageError
+from videobert.index.folder import check_index_codebook, load_index
+from videobert.inference import InferenceConfig, LoadedModel, load_model
+from videobert.manifest import LABELS_FILE, SPLITS, read_manifest
+from videobert.model_folder import TEST_INDEX
 from videobert.retrieval.scoring import align_probability, score_pairs
 from videobert.retrieval.two_stage import first_stage_candidates
-from videobert.store import read_json, read_jsonl
 from videobert.retrieval.zeroshot import read_label_rows, segment_words
-from videobert.vocab.stage import load_tokens, tokens_meta
+from videobert.store import read_json, read_jsonl
+from videobert.vocab.stage import TokensInfo, load_tokens, read_tokens_info
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,20 @@ class RetrieveConfig(InferenceConfig):
         InferenceConfig.check(self)
         if self.top_k < 1 or self.two_stage < 0 or self.sheet_size < 16:
             raise ConfigError("top_k: need >= 1; two_stage: need >= 0; sheet_size: need >= 16")
+
+
+def check_model_tokens(loaded: LoadedModel, tokens_dir: str | Path) -> TokensInfo:
+    """A TOKENS folder's ``tokens.json``, which must record the model's visual vocabulary (its size
+    and, where both record it, its codebook)."""
+    info = read_tokens_info(tokens_dir)
+    where = Path(tokens_dir) / "tokens.json"
+    if info.vocab_size != loaded.layout.visual_vocab_size:
+        raise InputError(f"{where}: {info.vocab_size} visual words, the model has "
+                         f"{loaded.layout.visual_vocab_size}; tokenize with the model's vocabulary")
+    if info.codebook and loaded.vocab.codebook and info.codebook != loaded.vocab.codebook:
+        raise InputError(f"{where}: codebook {info.codebook}, the model's is {loaded.vocab.codebook}; tokenize "
+                         "with the model's visual_vocab")
+    return info
 
 
 def check_same_vocabulary(loaded: LoadedModel, corpus_dir: str | Path) -> None:
@@ -84,20 +100,10 @@ def manifest_path(corpus_dir: str | Path) -> Path:
 def default_labels(corpus_dir: str | Path) -> Path | None:
     """``labels.jsonl`` beside the corpus's manifest (where ``videobert synth`` writes it), if any."""
     try:
-        candidate = manifest_path(corpus_dir).parent / "labels.jsonl"
+        candidate = manifest_path(corpus_dir).parent / LABELS_FILE
     except InputError:
         return None
     return candidate if candidate.is_file() else None
-
-
-def corpus_visual_words(corpus_dir: str | Path, video_ids: Iterable[str] | None = None) -> tuple[dict[str, np.ndarray], float]:
-    """Every clip's visual word per video (the TOKENS folder the corpus was built from; only of
-    ``video_ids`` when given) and the clip length in seconds."""
-    summary = corpus_summary(corpus_dir)
-    tokens = (summary.get("inputs") or {}).get("tokens")
-    if not tokens:
-        raise InputError(f"{Path(corpus_dir) / 'summary.json'}: records no tokens folder (rebuild the corpus)")
-    return load_tokens(tokens, video_ids), float(summary["clip_seconds"])
 
 
 def search(
@@ -195,14 +201,7 @@ def segments_gallery(loaded: LoadedModel, segments_path: str | Path, tokens_dir:
     malformed row is an error (:func:`read_segments`)."""
     segments_path = Path(segments_path)
     rows = read_segments(segments_path, [split])[split]
-    meta = tokens_meta(tokens_dir)
-    if int(meta.get("vocab_size", -1)) != loaded.layout.visual_vocab_size:
-        raise InputError(f"{Path(tokens_dir) / 'tokens.json'}: {meta.get('vocab_size')} visual words, the model has "
-                         f"{loaded.layout.visual_vocab_size}; tokenize with the model's vocabulary")
-    if meta.get("codebook") and loaded.vocab.codebook and meta["codebook"] != loaded.vocab.codebook:
-        raise InputError(f"{Path(tokens_dir) / 'tokens.json'}: codebook {meta['codebook']}, the model's is "
-                         f"{loaded.vocab.codebook}; tokenize with the model's visual_vocab")
-    clip_seconds = float(meta.get("clip_seconds") or float(meta["clip_frames"]) / float(meta["fps"]))
+    clip_seconds = check_model_tokens(loaded, tokens_dir).clip_seconds
     videos = {r["video_id"] for r in rows}
     tokens = load_tokens(tokens_dir, videos)
     texts, words, groups, left_out = [], [], [], Counter()
@@ -253,3 +252,48 @@ def retrieve(
             segments[i]["text"])
         for rank, (i, score) in enumerate(found, start=1)
     ]
+
+
+@dataclass
+class SearchResult:
+    """What ``videobert retrieve`` found: the hits, how many segments were searched and where, and
+    the video file of each video id (read only when asked for)."""
+
+    hits: list[Hit]
+    searched: int
+    where: str
+    video_paths: Callable[[], dict[str, Path]]
+
+
+def search_collection(model_dir: str | Path, query: str, cfg: RetrieveConfig, index: str | Path | None = None,
+                      corpus: str | Path | None = None) -> SearchResult:
+    """The ``cfg.top_k`` segments best matching ``query`` among those of ``corpus``'s ``cfg.split``,
+    of ``index`` (``videobert index``), or by default of the model folder's own ``test_index``."""
+    loaded = load_model(model_dir, cfg.device, cfg.precision, cfg.batch_tokens)
+    if corpus is not None:
+        check_same_vocabulary(loaded, corpus)
+        segments = gallery_segments(corpus, cfg.split)
+        where = f"the {cfg.split} split of {corpus}"
+        paths = lambda: video_paths(corpus)  # noqa: E731 - read only when asked for
+    else:
+        found = index if index is not None else Path(model_dir) / TEST_INDEX
+        if index is None and not Path(found).is_dir():
+            raise InputError(f"{model_dir}: carries no test_index; give an index (videobert index) or a corpus")
+        opened = check_index_codebook(load_index(found), loaded.vocab.codebook)
+        segments, where, paths = opened.segments(), str(opened.folder), opened.video_paths
+    if not segments:
+        raise StageError(f"{where}: no segment with visual words")
+    return SearchResult(retrieve(loaded, query, segments, cfg.top_k, cfg.two_stage), len(segments), where, paths)
+
+
+def video_paths(corpus_dir: str | Path) -> dict[str, Path]:
+    """``{video_id: video file}`` from the manifest the corpus was built from."""
+    return {entry.video_id: entry.video for entry in read_manifest(manifest_path(corpus_dir))}
+
+
+def format_hits(hits: Sequence[Hit]) -> list[str]:
+    """A table of hits: rank, video, start, end, alignment probability, sentence."""
+    lines = [f"{'rank':>4}  {'video_id':<24}{'start':>8}{'end':>8}{'score':>8}  sentence"]
+    lines += [f"{hit.rank:>4}  {hit.video_id:<24}{hit.start:>8.2f}{hit.end:>8.2f}{hit.score:>8.4f}  {hit.text}"
+              for hit in hits]
+    return lines

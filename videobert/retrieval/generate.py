@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from videobert.errors import ConfigError, InputError
-from videobert.retrieval.inference import LoadedModel, forward_sequences, masked_video_input
+from videobert.inference import LoadedModel, forward_sequences
+from videobert.inputs import masked_video_input
 
 
 @torch.no_grad()

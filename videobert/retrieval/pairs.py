@@ -95,7 +95,7 @@ def pair_batches(text_lengths: np.ndarray, video_lengths: np.ndarray, max_len: i
                  active_texts: np.ndarray | None = None, active_videos: np.ndarray | None = None
                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The batches (unique text indices, unique video indices; int64 [B] each) of the wanted pairs
-    (module docstring), cut as :func:`videobert.retrieval.inference.length_batches` cuts the
+    (module docstring), cut as :func:`videobert.inference.length_batches` cuts the
     sorted list of all of them. ``text_lengths``/``video_lengths`` are the token counts of the
     unique texts and videos (non-decreasing, as :func:`unique_contents` numbers them)."""
     texts: list[np.ndarray] = []
@@ -126,9 +126,3 @@ def pair_batches(text_lengths: np.ndarray, video_lengths: np.ndarray, max_len: i
             position += take
     if rows:
         yield emit()
-
-
-def pair_count(text_lengths: np.ndarray, video_lengths: np.ndarray, max_len: int,
-               active_texts: np.ndarray | None = None, active_videos: np.ndarray | None = None) -> int:
-    """How many pairs :func:`pair_batches` yields in all."""
-    return sum(t.size for _, t, _ in _wanted_pairs(text_lengths, video_lengths, max_len, active_texts, active_videos))

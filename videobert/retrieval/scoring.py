@@ -1,7 +1,7 @@
 """Scoring text-video pairs with the [CLS] alignment head: pair scores and alignment accuracy.
 
 **Scores.** A (text, video) pair is laid out as in training, ``[CLS] text [>] video [SEP]``
-(:func:`videobert.pretrain.data.build_input`), and scored by the alignment head. Rankings use the
+(:func:`videobert.inputs.build_input`), and scored by the alignment head. Rankings use the
 logit; the alignment probability is its sigmoid (same order, but it saturates to exactly 1.0 in
 float32 beyond a logit of ~17, which would create ties that are not in the model).
 
@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from videobert.errors import InputError
-from videobert.pretrain.data import build_input
-from videobert.retrieval.inference import LoadedModel, forward_sequences, length_batches
+from videobert.inputs import build_input
+from videobert.inference import LoadedModel, forward_sequences, length_batches
 from videobert.retrieval.pairs import unique_contents
 
 log = logging.getLogger(__name__)

@@ -29,19 +29,20 @@ import numpy as np
 
 from videobert import config as cfgmod
 from videobert import logs
+from videobert.benchmarks.published import comparison
 from videobert.config import field
 from videobert.corpus.reader import check_complete
 from videobert.errors import ConfigError, StageError
-from videobert.benchmarks.published import comparison
+from videobert.inference import InferenceConfig, LoadedModel, load_model
+from videobert.manifest import LABELS_FILE, ZERO_SHOT_FILE, spec_beside
 from videobert.model_card import record_evaluation
 from videobert.model_folder import read_feature_settings
 from videobert.retrieval.exhaustive import exhaustive_counts
 from videobert.retrieval.gallery import check_same_vocabulary, corpus_gallery, default_labels, segments_gallery
-from videobert.retrieval.inference import InferenceConfig, LoadedModel, load_model
 from videobert.retrieval.metrics import RECALL_AT, chance_metrics, metrics_from_counts
 from videobert.retrieval.scoring import align_accuracy
 from videobert.retrieval.two_stage import two_stage_search
-from videobert.retrieval.zeroshot import labelled_segments, load_spec, zero_shot
+from videobert.retrieval.zeroshot import labelled_segments, load_spec, read_label_rows, zero_shot
 from videobert.runtime import LONG_BARRIER, ProcessGroup, dist_env, process_group
 from videobert.store import StageSummary, atomic_write_json, prepare_output_dir, read_json
 
@@ -79,36 +80,42 @@ class EvaluateConfig(InferenceConfig):
             raise ConfigError("exhaustive_limit: need >= 2; sample_queries: need >= 1")
 
 
-def run(run_dir: str | Path, corpus_dir: str | Path | None, out_dir: str | Path | None, cfg: EvaluateConfig,
+def run(model_dir: str | Path, corpus_dir: str | Path | None, out_dir: str | Path | None, cfg: EvaluateConfig,
         labels: str | Path | None = None, zero_shot_spec: str | Path | None = None, segments: str | Path | None = None,
         tokens: str | Path | None = None) -> StageSummary:
-    """Evaluate ``run_dir`` on ``corpus_dir``'s split — or on annotated ``segments`` with their
+    """Evaluate ``model_dir`` on ``corpus_dir``'s split — or on annotated ``segments`` with their
     visual words in ``tokens`` — into ``out_dir`` (default: ``RUN/eval-<split>``); ``details`` is
     ``metrics.json``. Zero-shot classification needs both ``labels`` (default: ``labels.jsonl``
     beside the corpus's manifest, as ``videobert synth`` writes it, or beside ``segments``, as
-    ``videobert prepare`` writes it) and ``zero_shot_spec`` (default with ``segments``:
-    ``zeroshot.yaml`` beside them). Under torchrun every rank scores its share of the pairs and
-    rank 0 writes the folder."""
+    ``videobert prepare`` writes it) and ``zero_shot_spec`` (default: ``zeroshot.yaml`` beside the
+    labels, where both write it). Under torchrun every rank scores its share of the pairs and rank
+    0 writes the folder."""
     began = time.perf_counter()
     env = dist_env()
-    if segments is not None:
-        beside = Path(segments).parent
-        if labels is None and (beside / "labels.jsonl").is_file():
-            labels = beside / "labels.jsonl"
-        if zero_shot_spec is None and (beside / "zeroshot.yaml").is_file():
-            zero_shot_spec = beside / "zeroshot.yaml"
+    given = labels
+    if labels is None and segments is not None and (Path(segments).parent / LABELS_FILE).is_file():
+        labels = Path(segments).parent / LABELS_FILE
     if labels is None and corpus_dir is not None:
         labels = default_labels(corpus_dir)
-        if labels is not None:
-            log.info("zero-shot labels: %s", labels)
-        else:
-            log.info("no labels (--labels): zero-shot classification is skipped")
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / f"eval-{cfg.split}"
+    if labels is not None and zero_shot_spec is None:
+        zero_shot_spec = spec_beside(labels)
+    if given is not None and zero_shot_spec is None:
+        read_label_rows(given)  # a missing or malformed file is its own error
+        raise ConfigError(f"--labels {given}: needs the zero-shot spec that classifies it (--zero-shot SPEC, or a "
+                          f"{ZERO_SHOT_FILE} beside it)")
+    if labels is None:
+        log.info("no labels (--labels): zero-shot classification is skipped")
+    elif zero_shot_spec is None:
+        log.warning("%s: no zero-shot spec (--zero-shot SPEC, or %s beside the labels): zero-shot classification is "
+                    "skipped", labels, ZERO_SHOT_FILE)
+    else:
+        log.info("zero-shot labels %s, spec %s", labels, zero_shot_spec)
+    out = Path(out_dir) if out_dir is not None else Path(model_dir) / f"eval-{cfg.split}"
     if env.is_main:
         prepare_output_dir(out)
         cfgmod.save(cfg, out / "config.yaml")
     with process_group(env.has_rendezvous, "gloo", LONG_BARRIER) as group:
-        metrics = evaluate(run_dir, corpus_dir, cfg, labels=labels, zero_shot_spec=zero_shot_spec, segments=segments,
+        metrics = evaluate(model_dir, corpus_dir, cfg, labels=labels, zero_shot_spec=zero_shot_spec, segments=segments,
                            tokens=tokens,
                            progress=lambda batches, total=None: logs.progress(
                                batches, total=total, desc="scoring pairs", unit="batch",
@@ -116,7 +123,7 @@ def run(run_dir: str | Path, corpus_dir: str | Path | None, out_dir: str | Path 
                            group=group)
     if env.is_main:
         atomic_write_json(out / "metrics.json", metrics)
-        record_evaluation(run_dir, metrics)  # the model card's model-index
+        record_evaluation(model_dir, metrics)  # the model card's model-index
     return StageSummary("evaluate", out, metrics["gallery"], 0, 0, time.perf_counter() - began,
                         format_report(metrics), metrics)
 
@@ -134,7 +141,7 @@ def _with_chance(metrics: dict[str, float], n: int) -> dict[str, float]:
 
 
 def evaluate(
-    run_dir: str | Path,
+    model_dir: str | Path,
     corpus_dir: str | Path | None,
     cfg: EvaluateConfig,
     labels: str | Path | None = None,
@@ -146,7 +153,7 @@ def evaluate(
     tokens: str | Path | None = None,
 ) -> dict[str, Any]:
     """Retrieval both ways, alignment accuracy and (with ``labels`` and a spec) zero-shot
-    classification of ``run_dir`` on ``corpus_dir``'s split — or, with ``segments`` and
+    classification of ``model_dir`` on ``corpus_dir``'s split — or, with ``segments`` and
     ``tokens``, on the annotated segments of that split (a benchmark's ``segments.jsonl``, their
     visual words from TOKENS). Returns the content of ``metrics.json``.
 
@@ -161,7 +168,7 @@ def evaluate(
     if corpus_dir is not None:
         check_complete(corpus_dir)
     if loaded is None:
-        loaded = load_model(run_dir, cfg.device, cfg.precision, cfg.batch_tokens)
+        loaded = load_model(model_dir, cfg.device, cfg.precision, cfg.batch_tokens)
     labels = labels if zero_shot_spec is not None else None  # read before the long scoring: errors come first
     specs = load_spec(zero_shot_spec) if labels is not None else None
     if corpus_dir is not None:
@@ -177,7 +184,7 @@ def evaluate(
         raise StageError(f"{where}: the {cfg.split} split has {n} text-video segments; retrieval needs 2 or more")
     queries, how = _queries(n, cfg)
     metrics: dict[str, Any] = {
-        "run": str(Path(run_dir).absolute()),
+        "run": str(Path(model_dir).absolute()),
         **({"corpus": str(Path(corpus_dir).absolute())} if corpus_dir is not None else gallery.source),
         "split": cfg.split,
         "gallery": n,
@@ -240,7 +247,7 @@ def evaluate(
         metrics["zero_shot_labels"] = str(Path(labels).absolute())
         metrics["zero_shot_spec"] = str(Path(zero_shot_spec).absolute())
         seconds["zero_shot"] = time.perf_counter() - start
-    metrics["features"] = read_feature_settings(Path(run_dir))
+    metrics["features"] = read_feature_settings(Path(model_dir))
     seconds["total"] = time.perf_counter() - began
     metrics["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     return metrics

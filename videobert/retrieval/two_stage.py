@@ -25,7 +25,8 @@ import numpy as np
 import scipy.sparse
 
 from videobert.errors import ConfigError
-from videobert.retrieval.inference import LoadedModel, forward_sequences, masked_video_input
+from videobert.inference import LoadedModel, forward_sequences
+from videobert.inputs import masked_video_input
 from videobert.retrieval.scoring import score_pairs
 
 BLOCK_SCORES = 16 << 20  # first-stage similarities held at a time (64 MiB of float32)

@@ -32,8 +32,8 @@ import torch
 from videobert.config import read_yaml, unknown_key_error
 from videobert.corpus.align import overlapping_clips
 from videobert.errors import ConfigError, InputError
-from videobert.pretrain.data import build_input
-from videobert.retrieval.inference import LoadedModel, forward_sequences
+from videobert.inputs import build_input
+from videobert.inference import LoadedModel, forward_sequences
 from videobert.store import read_jsonl
 
 log = logging.getLogger(__name__)

@@ -217,6 +217,20 @@ def plan_corpus(cfg: SceneConfig) -> list[VideoPlan]:
     return plans
 
 
+def zero_shot_spec() -> dict:
+    """The corpus's zero-shot spec (:mod:`videobert.retrieval.zeroshot`): the narrations read "now
+    the red circle moves left", "okay so the blue square gets bigger", so the template's first
+    [MASK] is the colour, the second the shape, the fourth the action word."""
+    return {
+        "template": "now the [MASK] [MASK] [MASK] [MASK]",
+        "attributes": {
+            "colour": {"slot": 1, "classes": {colour: [colour] for colour in COLOURS}},
+            "shape": {"slot": 2, "classes": {shape: [shape] for shape in SHAPES}},
+            "action": {"slot": 4, "classes": {action: [ACTION_WORDS[action]] for action in ACTIONS}},
+        },
+    }
+
+
 def label_rows(plan: VideoPlan) -> list[dict]:
     return [
         {

@@ -1,30 +1,34 @@
 """The synth stage: a deterministic synthetic narrated "how-to" corpus in OUT — ``videos/``,
-``transcripts/``, ``manifest.jsonl`` (with train/val/test splits), ``labels.jsonl`` and
-``segments.jsonl`` (the narrated segments as annotations, the benchmarks' format).
+``transcripts/``, ``manifest.jsonl`` (with train/val/test splits), ``labels.jsonl`` with the
+zero-shot spec that classifies them (``zeroshot.yaml``), and ``segments.jsonl`` (the narrated
+segments as annotations, the benchmarks' format).
 
 ``run`` creates the folder, writes ``config.yaml``, the transcripts, the videos (in worker
-processes) and last the manifest and labels, so a folder with a manifest is complete.
+processes), the segments, labels and spec, and last the manifest, so a folder with a manifest is
+complete.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import yaml
+
 from videobert import config as cfgmod
 from videobert.config import field
 from videobert.errors import ConfigError, StageError
 from videobert.logs import progress
-from videobert.manifest import VideoEntry, write_manifest
+from videobert.manifest import LABELS_FILE, ZERO_SHOT_FILE, VideoEntry, write_manifest
+from videobert.runtime import cpu_cores
 from videobert.store import StageSummary, atomic_write_text, jsonl_text, prepare_output_dir
 from videobert.synthetic.render import espeak_exe, write_video
-from videobert.synthetic.scenes import SceneConfig, label_rows, plan_corpus
+from videobert.synthetic.scenes import SceneConfig, label_rows, plan_corpus, zero_shot_spec
 from videobert.text.transcripts import write_webvtt
 
 log = logging.getLogger(__name__)
@@ -57,7 +61,7 @@ def run(out_dir: str | Path, cfg: SynthConfig) -> StageSummary:
         write_webvtt(transcript_path(out, plan.video_id), cues)
 
     paths = [video_path(out, plan.video_id) for plan in plans]
-    workers = cfg.workers or os.cpu_count() or 1
+    workers = cfg.workers or cpu_cores()
     finished: Iterator = (write_video(plan, cfg, path, cfg.audio) for plan, path in zip(plans, paths))
     pool = None
     if workers > 1 and len(plans) > 1:
@@ -73,9 +77,8 @@ def run(out_dir: str | Path, cfg: SynthConfig) -> StageSummary:
     entries = [VideoEntry(plan.video_id, path, transcript_path(out, plan.video_id), plan.split)
                for plan, path in zip(plans, paths)]
     atomic_write_text(out / "segments.jsonl", jsonl_text(segment_rows(plans)))
+    write_labels(out, plans)
     write_manifest(out / "manifest.jsonl", entries)
-    rows = [row for plan in plans for row in label_rows(plan)]
-    atomic_write_text(out / "labels.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     seconds = time.perf_counter() - began
     video_seconds = sum(p.duration for p in plans)
     segments = sum(len(p.segments) for p in plans)
@@ -83,6 +86,15 @@ def run(out_dir: str | Path, cfg: SynthConfig) -> StageSummary:
     details = {"manifest": str(out / "manifest.jsonl"), "videos": len(plans), "seconds_of_video": video_seconds,
                "segments": segments}
     return StageSummary("synth", out, len(plans), 0, 0, seconds, message, details)
+
+
+def write_labels(out_dir: Path, plans) -> None:
+    """``labels.jsonl`` (every segment's colour, shape and action) and beside it ``zeroshot.yaml``,
+    the spec that classifies them (:func:`videobert.synthetic.scenes.zero_shot_spec`)."""
+    rows = [row for plan in plans for row in label_rows(plan)]
+    atomic_write_text(out_dir / LABELS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(out_dir / ZERO_SHOT_FILE, "# zero-shot classification of labels.jsonl beside it (videobert evaluate)\n"
+                      + yaml.safe_dump(zero_shot_spec(), sort_keys=False))
 
 
 def segment_rows(plans) -> list[dict]:

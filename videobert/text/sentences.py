@@ -16,19 +16,35 @@ can add it first.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from videobert.errors import InputError
+from videobert.config import field
+from videobert.errors import ConfigError, InputError
 from videobert.runtime import resolve_device
 from videobert.text.transcripts import Cue, Word
 
 DEFAULT_PAUSE = 0.7  # seconds of silence between two words that end a sentence
 DEFAULT_MAX_WORDS = 40
+
+
+@dataclass
+class SentenceConfig:
+    """How timed words become sentences (a section of the asr and corpus configs)."""
+
+    pause: float = field(DEFAULT_PAUSE, help="a silence of at least this many seconds between timed words ends a sentence")
+    max_words: int = field(DEFAULT_MAX_WORDS, help="longest sentence in words (longer runs are cut evenly)")
+
+    def check(self) -> None:
+        if self.pause <= 0:
+            raise ConfigError("pause: must be positive")
+        if self.max_words < 1:
+            raise ConfigError("max_words: must be at least 1")
+
 
 SENTENCE_END = (".", "?", "!", "…", "。", "？", "！")
 ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "vs.", "etc.", "e.g.", "i.e.", "approx."})

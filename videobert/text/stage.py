@@ -11,7 +11,6 @@ the corpus stage reads as "no speech"; any other failure stays a failure.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,36 +21,31 @@ from videobert.errors import ConfigError, InputError, StageError
 from videobert.logs import progress
 from videobert.manifest import read_manifest
 from videobert.media import SAMPLE_RATE
-from videobert.runtime import Shard, combined_shard
+from videobert.runtime import Shard, combined_shard, cpu_cores
 from videobert.store import FailureLog, StageSummary, atomic_write_json, failures_name, library_versions, prepare_output_dir, read_failures
 from videobert.text.asr import RecognizerConfig, check_backend, transcribe_videos, whisper_package
-from videobert.text.sentences import DEFAULT_MAX_WORDS, DEFAULT_PAUSE
+from videobert.text.sentences import SentenceConfig
 from videobert.text.transcripts import read_transcript, write_webvtt
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class AsrConfig(RecognizerConfig):
-    """Configuration of ``videobert asr``: the recogniser, then how words become sentences."""
+class AsrConfig(RecognizerConfig, SentenceConfig):
+    """Configuration of ``videobert asr``: the recogniser, how words become sentences, and processes."""
 
-    pause: float = field(DEFAULT_PAUSE, help="a silence of at least this many seconds between words ends a sentence")
-    max_words: int = field(DEFAULT_MAX_WORDS, help="longest sentence in words (longer runs are cut evenly)")
     workers: int = field(0, speed_only=True, help="parallel processes (0: one per CPU core for pocketsphinx, 1 for whisper)")
 
     def check(self) -> None:
         RecognizerConfig.check(self)
-        if self.pause <= 0:
-            raise ConfigError("pause: must be positive")
-        if self.max_words < 1:
-            raise ConfigError("max_words: must be at least 1")
+        SentenceConfig.check(self)
         if self.workers < 0:
             raise ConfigError("workers: must be 0 (automatic) or more")
 
     def worker_count(self) -> int:
         if self.workers:
             return self.workers
-        return (os.cpu_count() or 1) if self.backend == "pocketsphinx" else 1
+        return cpu_cores() if self.backend == "pocketsphinx" else 1
 
 
 def run(manifest: str | Path, out_dir: str | Path, cfg: AsrConfig, shard: Shard = Shard(),

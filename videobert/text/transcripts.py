@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from videobert.errors import InputError
-from videobert.store import atomic_write_text, parse_jsonl, read_bytes
+from videobert.store import atomic_write_text, parse_json, parse_jsonl, read_bytes
 
 FORMATS = ("vtt", "srt", "json", "jsonl")
 Format = Literal["vtt", "srt", "json", "jsonl"]
@@ -391,12 +391,7 @@ def _object_cue(where: str, item: object) -> _Located | None:
 
 
 def _parse_json(path: Path, text: str) -> list[_Located]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply") from None
+    data = parse_json(text, path)
     if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
         data = next(iter(data.values()))  # HowTo100M's {video_id: {...}}
     if isinstance(data, list):

@@ -4,7 +4,6 @@ its vocabulary. The vocab stage writes them (``VOCAB/exemplars/<word>.jpg``, ``V
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -14,6 +13,7 @@ from PIL import Image
 
 from videobert.errors import InputError
 from videobert.media import contact_sheet, grab_frame
+from videobert.runtime import cpu_cores
 
 SHEET_COLUMNS = 8
 
@@ -77,7 +77,7 @@ def grab_exemplars(
         except InputError as exc:
             return None, exc
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers or cpu_cores()) as pool:
         results = pool.map(grab, entries)
         if progress is not None:
             results = progress(results, total=len(entries), desc="exemplars", unit="word")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 
 from videobert.errors import ConfigError
+from videobert.runtime import cpu_cores
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def hierarchical_kmeans(
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, dim = x.shape
     xt = torch.from_numpy(x)
-    workers = workers or os.cpu_count() or 1
+    workers = workers or cpu_cores()
     gpu_resources = faiss.StandardGpuResources() if gpu else None
     too_few = max(k, k * min_points_per_centroid)
     centroids = [x.mean(axis=0, dtype=np.float64).astype(np.float32)[None] if n else np.zeros((1, dim), np.float32)]

@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +31,8 @@ from videobert import config as cfgmod
 from videobert.config import field
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.features.s3d import FEATURE_DIM
-from videobert.features.stage import clip_count, clip_seconds, extract_info, feature_path, list_videos, load_features
+from videobert.features.settings import clip_seconds
+from videobert.features.stage import clip_count, extract_info, feature_path, list_videos, load_features
 from videobert.logs import progress
 from videobert.manifest import read_manifest
 from videobert.media import save_jpeg
@@ -367,6 +368,18 @@ def exemplar_path(vocab_dir: str | Path, word: int) -> Path:
     return Path(vocab_dir) / "exemplars" / f"{int(word)}.jpg"
 
 
+def exemplar_images(vocab_dir: str | Path | None, words: Sequence[int]) -> list[np.ndarray | None]:
+    """Each word's exemplar thumbnail (uint8 [S, S, 3]), None where the vocabulary has none."""
+    images: list[np.ndarray | None] = []
+    for word in words:
+        path = exemplar_path(vocab_dir, int(word)) if vocab_dir is not None else None
+        if path is not None and path.is_file():
+            images.append(np.asarray(Image.open(path).convert("RGB")))
+        else:
+            images.append(None)
+    return images
+
+
 def read_exemplars(path: Path, vocab_size: int) -> list[dict]:
     """``exemplars.json`` as written by the vocab stage; an entry that is not what it wrote (a word
     that is not an id of the vocabulary, a video id that is not a string, ...) raises
@@ -539,3 +552,46 @@ def tokens_meta(tokens_dir: str | Path) -> dict:
     if not path.exists():
         raise InputError(f"{path}: not found (run 'videobert tokenize')", "missing")
     return read_json(path, "tokens.json")
+
+
+@dataclass(frozen=True)
+class TokensInfo:
+    """What ``tokens.json`` says about a TOKENS folder."""
+
+    folder: Path
+    vocab: str | None
+    vocab_size: int
+    clip_seconds: float
+    codebook: str | None = None
+
+
+def read_tokens_info(tokens_dir: str | Path) -> TokensInfo:
+    """``tokens.json`` of a TOKENS folder, checked: the vocabulary size and clip length it records."""
+    tokens_dir = Path(tokens_dir)
+    meta = tokens_meta(tokens_dir)
+    where = tokens_dir / "tokens.json"
+    try:
+        vocab_size = int(meta["vocab_size"])
+    except KeyError as exc:
+        raise InputError(f"{where}: lacks {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: malformed ({exc})") from None
+    seconds = clip_seconds(meta)
+    if vocab_size < 1 or seconds is None:
+        raise InputError(f"{where}: vocab_size must be positive and clip_seconds (or clip_frames / fps) a number > 0")
+    vocab, codebook = meta.get("vocab"), meta.get("codebook")
+    return TokensInfo(tokens_dir, str(vocab) if vocab is not None else None, vocab_size, seconds,
+                      str(codebook) if codebook else None)
+
+
+def video_tokens(info: TokensInfo, video_id: str) -> np.ndarray:
+    """The visual words (int64 ``[n_clips]``) of one video; raises :class:`InputError` with the reason."""
+    path = token_path(info.folder, video_id)
+    if not path.exists():
+        raise InputError(f"no visual words in {info.folder} (tokenize failed or did not include this video)", "missing")
+    words = load_npy(path, "visual words")
+    if words.ndim != 1 or not np.issubdtype(words.dtype, np.integer):
+        raise InputError(f"visual words {path} are not a 1-d integer array (shape {list(words.shape)}, {words.dtype})")
+    if words.size and (words.min() < 0 or words.max() >= info.vocab_size):
+        raise InputError(f"visual words {path} fall outside 0 … {info.vocab_size - 1}")
+    return words.astype(np.int64)

@@ -1,6 +1,13 @@
-"""A trained model ready to score: loading a RUN folder, and running sequences through it in
-length-sorted batches cut by a token budget (padding only to the longest member; bf16 autocast on
-GPU)."""
+"""A trained model ready to use: a model folder loaded for inference (the network in eval mode,
+its joint vocabulary, its visual vocabulary's codebook, checked), and running sequences through it
+in length-sorted batches cut by a token budget (padding only to the longest member; bf16 autocast
+on GPU).
+
+Three loaders read a model folder, each on top of the one before: the network alone
+(:meth:`videobert.model.VideoBERT.from_pretrained`), the model ready for inference
+(:func:`load_model`, here), and the user's object that also turns video files into visual words
+(:meth:`videobert.VideoBERTPipeline.from_pretrained`).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +21,11 @@ import torch
 from videobert.config import field, read_yaml
 from videobert.corpus.joint_vocab import JointVocabulary
 from videobert.errors import ConfigError, InputError
+from videobert.inputs import TokenLayout, collate_inputs, pad_multiple
 from videobert.model import VideoBERT
 from videobert.model_folder import check_visual_vocab
-from videobert.pretrain.data import TokenLayout, build_input, collate_inputs
 from videobert.runtime import DeviceName, Precision, autocast, resolve_device, resolve_precision
+from videobert.vocab.codebook import Codebook
 
 
 @dataclass
@@ -37,7 +45,8 @@ class InferenceConfig:
 @dataclass
 class LoadedModel:
     """A trained VideoBERT in eval mode with what scoring needs: its vocabulary, the id layout,
-    device and precision, the longest sequence it was trained on and the batch token budget."""
+    device and precision, the longest sequence it was trained on, the batch token budget and the
+    codebook of its visual vocabulary (None for a model folder without one)."""
 
     model: VideoBERT
     vocab: JointVocabulary
@@ -46,6 +55,7 @@ class LoadedModel:
     precision: str
     max_len: int
     batch_tokens: int
+    codebook: Codebook | None = None
 
 
 def default_batch_tokens(device: torch.device) -> int:
@@ -54,22 +64,25 @@ def default_batch_tokens(device: torch.device) -> int:
 
 
 def load_model(
-    run_dir: str | Path, device: str = "auto", precision: str = "auto", batch_tokens: int = 0
+    model_dir: str | Path, device: str = "auto", precision: str = "auto", batch_tokens: int = 0
 ) -> LoadedModel:
-    """The model, joint vocabulary and training ``max_len`` of a pretrain RUN folder."""
-    run_dir = Path(run_dir)
+    """The model, joint vocabulary and training ``max_len`` of a model folder (``videobert
+    pretrain``'s output), on ``device`` in eval mode."""
+    model_dir = Path(model_dir)
     torch_device = resolve_device(device)
     resolved = resolve_precision(precision, torch_device)
-    vocab = JointVocabulary.load(run_dir)
-    check_visual_vocab(run_dir, vocab.codebook)  # a model folder's copied codebook must be the one it was trained with
-    model = VideoBERT.from_pretrained(run_dir, torch_device)
+    vocab = JointVocabulary.load(model_dir)
+    # a model folder's copied codebook must be the one it was trained with
+    codebook = check_visual_vocab(model_dir, vocab.codebook, device=torch_device.type)
+    model = VideoBERT.from_pretrained(model_dir, torch_device)
     if model.config.vocab_size != vocab.size:
-        raise InputError(f"{run_dir}: the model has {model.config.vocab_size} ids but vocabulary.json {vocab.size}")
+        raise InputError(f"{model_dir}: the model has {model.config.vocab_size} ids but vocabulary.json {vocab.size}")
     max_len = model.config.max_positions
-    if (run_dir / "config.yaml").exists():
-        max_len = int(read_yaml(run_dir / "config.yaml").get("max_len", max_len))
+    if (model_dir / "config.yaml").exists():
+        max_len = int(read_yaml(model_dir / "config.yaml").get("max_len", max_len))
     return LoadedModel(model, vocab, TokenLayout.from_vocabulary(vocab), torch_device, resolved,
-                       min(max_len, model.config.max_positions), batch_tokens or default_batch_tokens(torch_device))
+                       min(max_len, model.config.max_positions), batch_tokens or default_batch_tokens(torch_device), codebook)
+
 
 def length_batches(lengths: np.ndarray, batch_tokens: int) -> Iterator[np.ndarray]:
     """Indices into ``lengths`` in batches of similar length whose padded size (rows × longest)
@@ -108,9 +121,8 @@ def forward_sequences(
     align = np.empty(len(sequences), np.float32)
     masked: list[np.ndarray] = [np.empty((0, layout.size), np.float32)] * len(sequences)
     visual = np.zeros((len(sequences), layout.visual_vocab_size), np.float32) if visual_mean else None
-    pad_to = 8 if loaded.device.type == "cuda" else 1
     for rows in length_batches(lengths, loaded.batch_tokens):
-        batch = collate_inputs([sequences[r] for r in rows], layout.pad_id, pad_to)
+        batch = collate_inputs([sequences[r] for r in rows], layout.pad_id, pad_multiple(loaded.device))
         width = batch["input_ids"].shape[1]
         flat, counts = [], []
         for i, r in enumerate(rows):
@@ -137,12 +149,3 @@ def forward_sequences(
         for r, piece in zip(rows, np.split(logits, np.cumsum(counts)[:-1])):
             masked[r] = piece
     return align, visual if visual_mean else masked
-
-
-def masked_video_input(layout: TokenLayout, text: Sequence[int], span: int, max_len: int) -> dict[str, np.ndarray]:
-    """``[CLS] text [>] [MASK]×span [SEP]`` with the video-side token types (the masks stand for
-    visual words)."""
-    sequence = build_input(layout, text, np.zeros(span, np.int64), max_len)
-    ids = sequence["input_ids"]
-    ids[np.flatnonzero(ids >= layout.visual_offset)] = layout.mask_id
-    return sequence

@@ -9,13 +9,17 @@
     pipe.filmstrip(hits[0])
 
 Everything comes from the folder (:mod:`videobert.model_folder`): the network and tokenizer, the
-visual vocabulary's codebook, and the feature settings its visual words assume. A video is given
-as a path (decoded at the recorded fps and size, S3D features in the recorded precision, then the
-codebook — the same computation as ``videobert extract`` + ``videobert tokenize``), as features
-already extracted (float ``[n_clips, 1024]``), or as visual words (int ``[n_clips]``). S3D is
-built on first use: from the weights file given as ``s3d_weights`` (its sha256 must be the one
-the features were made with), or, for a model trained on randomly initialised features, from the
-same seeded initialisation.
+visual vocabulary's codebook, and the feature settings its visual words assume. It is the third of
+three loaders, each on top of the one before: the network (:meth:`videobert.model.VideoBERT.from_pretrained`),
+the model ready for inference (:func:`videobert.inference.load_model`), and this object, which
+adds video files (:class:`videobert.video_tokenizer.VideoTokenizer`) and the model's own index.
+
+A video is given as a path (decoded at the recorded fps and size, S3D features in the recorded
+precision, then the codebook — the same computation as ``videobert extract`` + ``videobert
+tokenize``), as features already extracted (float ``[n_clips, 1024]``), or as visual words (int
+``[n_clips]``). S3D is built on first use: from the weights file given as ``s3d_weights`` (its
+sha256 must be the one the features were made with), or, for a model trained on randomly
+initialised features, from the same seeded initialisation.
 """
 
 from __future__ import annotations
@@ -31,19 +35,19 @@ from videobert.config import read_yaml
 from videobert.corpus.align import overlapping_clips
 from videobert.embed.features import PAPER_TEMPLATE, embedding_input, mean_clip_features, template_ids, videobert_features
 from videobert.errors import ConfigError, InputError
-from videobert.features.extract import extract_features, resolve_runtime
-from videobert.features.s3d import FEATURE_DIM, RANDOM_INIT, ClipEncoder, build_s3d
+from videobert.features.s3d import RANDOM_INIT
 from videobert.forecast.predict import forecast
-from videobert.index.folder import Index, load_index
-from videobert.manifest import VideoEntry, safe_id_from_stem
-from videobert.model_folder import TEST_INDEX, check_s3d_weights, check_visual_vocab, read_feature_settings
-from videobert.retrieval.display import exemplar_images, filmstrip
+from videobert.index.folder import Index, check_index_codebook, load_index
+from videobert.inference import LoadedModel, forward_sequences, load_model
+from videobert.manifest import VideoEntry
+from videobert.model_folder import TEST_INDEX
+from videobert.retrieval.display import filmstrip
 from videobert.retrieval.gallery import Hit, retrieve
 from videobert.retrieval.generate import text_to_video
-from videobert.retrieval.inference import LoadedModel, forward_sequences, load_model
 from videobert.retrieval.scoring import align_probability, score_matrix
 from videobert.retrieval.zeroshot import AttributeSpec, candidate_ids, class_scores, template_input
-from videobert.runtime import resolve_precision
+from videobert.video_tokenizer import VideoTokenizer
+from videobert.vocab.stage import exemplar_images
 
 log = logging.getLogger(__name__)
 
@@ -53,101 +57,46 @@ Video = Union[str, Path, np.ndarray, Sequence[int]]
 class VideoBERTPipeline:
     """A loaded model folder (module docstring). Build it with :meth:`from_pretrained`."""
 
-    def __init__(self, folder: Path, loaded: LoadedModel, codebook, settings: dict | None, s3d_weights: Path | None,
-                 batch_size: int | None = None, workers: int | None = None):
-        self.folder, self.loaded, self.codebook, self.settings = folder, loaded, codebook, settings
-        self.s3d_weights, self.batch_size, self.workers = s3d_weights, batch_size, workers
-        self._encoder = None
+    def __init__(self, model_dir: Path, loaded: LoadedModel, videos: VideoTokenizer):
+        self.model_dir, self.loaded, self.videos = model_dir, loaded, videos
         self._own_index: Index | None = None
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, s3d_weights: str | Path | None = None, device: str = "auto",
+    def from_pretrained(cls, model_dir: str | Path, s3d_weights: str | Path | None = None, device: str = "auto",
                         precision: str = "auto", batch_tokens: int = 0, batch_size: int | None = None,
                         workers: int | None = None) -> "VideoBERTPipeline":
         """Load a model folder written by ``videobert pretrain``. ``s3d_weights``: the S3D state dict
         its features were extracted with (checked against ``features.json``); ``batch_size`` and
         ``workers``: clips per S3D call and decoding processes (extract's defaults)."""
-        folder = Path(folder)
-        loaded = load_model(folder, device, precision, batch_tokens)
-        codebook = check_visual_vocab(folder, loaded.vocab.codebook, device=loaded.device.type)
-        settings = read_feature_settings(folder)
-        weights = Path(s3d_weights).expanduser() if s3d_weights is not None else None
-        if weights is not None:
-            if settings is None:
-                raise InputError(f"{folder}: records no feature settings (features.json), so no S3D weights can be checked")
-            check_s3d_weights(folder, settings, weights)
-        return cls(folder, loaded, codebook, settings, weights, batch_size, workers)
+        model_dir = Path(model_dir)
+        loaded = load_model(model_dir, device, precision, batch_tokens)
+        return cls(model_dir, loaded, VideoTokenizer(model_dir, loaded, s3d_weights, batch_size, workers))
+
+    @property
+    def codebook(self):
+        """The codebook of the model's visual vocabulary (None for a folder without one)."""
+        return self.loaded.codebook
+
+    @property
+    def settings(self) -> dict | None:
+        """The feature settings the model's visual words assume (``features.json``)."""
+        return self.videos.settings
 
     # ------------------------------------------------------------------ videos to visual words
-    def _s3d(self) -> ClipEncoder:
-        if self._encoder is None:
-            if self.settings is None or self.codebook is None:
-                raise InputError(f"{self.folder}: holds no visual vocabulary and feature settings (visual_vocab/, "
-                                 "features.json); give visual words or features instead of video files")
-            check_s3d_weights(self.folder, self.settings, self.s3d_weights)
-            model, made_from = build_s3d(self.s3d_weights, int(self.settings.get("init_seed", 0)))
-            expected = self.settings.get("weights")
-            if expected is not None and made_from != expected:
-                raise InputError(f"{self.folder / 'features.json'}: features of {expected}, but S3D was built from {made_from}")
-            device = self.loaded.device
-            precision = resolve_precision(self.settings.get("precision", "auto"), device)
-            self._encoder = ClipEncoder(model, device, precision)
-        return self._encoder
-
-    def iter_visual_words(self, entries: Sequence[VideoEntry], progress=None) -> Iterator[tuple[VideoEntry, np.ndarray | None, InputError | None]]:
+    def iter_visual_words(self, entries: Sequence[VideoEntry], progress=None
+                          ) -> Iterator[tuple[VideoEntry, np.ndarray | None, InputError | None]]:
         """(entry, visual words int32 [n_clips] or None, the error that stopped it) for every video
         file, as each finishes (decoding in worker processes beside S3D, as extract does)."""
-        encoder = self._s3d()
-        settings = self.settings
-        for key in ("fps", "clip_frames", "size"):
-            if key not in settings:
-                raise InputError(f"{self.folder / 'features.json'}: lacks {key!r}, so videos cannot be decoded as the model's were")
-        runtime = resolve_runtime(encoder.device, encoder.precision, self.batch_size, self.workers)
-        for video in extract_features(list(entries), encoder, runtime, int(settings["fps"]), int(settings["clip_frames"]),
-                                      int(settings["size"]), settings.get("decoder", "cpu") if encoder.device.type == "cuda"
-                                      else "cpu", progress=progress):
-            if video.error is not None:
-                yield video.entry, None, video.error
-            else:
-                yield video.entry, self.codebook.tokenize(video.features), None
+        return self.videos.iter_words(entries, progress)
 
     def features(self, video: str | Path) -> np.ndarray:
         """float16 [n_clips, 1024]: the S3D features of a video file, as ``videobert extract`` makes them."""
-        entry = _entry(video)
-        encoder = self._s3d()
-        runtime = resolve_runtime(encoder.device, encoder.precision, self.batch_size, self.workers)
-        settings = self.settings
-        for result in extract_features([entry], encoder, runtime, int(settings["fps"]), int(settings["clip_frames"]),
-                                       int(settings["size"])):
-            if result.error is not None:
-                raise result.error
-            return result.features
-        raise InputError(f"{video}: no features")
+        return self.videos.features(video)
 
     def visual_words(self, video: Video) -> np.ndarray:
         """int [n_clips]: the visual word of every clip of ``video`` — a path (decoded and encoded as
         the model's videos were), features float [n_clips, 1024], or visual words (checked)."""
-        if isinstance(video, (str, Path)):
-            (_, words, error), = self.iter_visual_words([_entry(video)])
-            if error is not None:
-                raise error
-            return words
-        array = np.asarray(video)
-        size = self.loaded.layout.visual_vocab_size
-        if array.ndim == 2 and array.dtype.kind == "f":
-            if array.shape[1] != FEATURE_DIM:
-                raise InputError(f"features of shape {list(array.shape)}: expected [n_clips, {FEATURE_DIM}]")
-            if self.codebook is None:
-                raise InputError(f"{self.folder}: holds no visual vocabulary (visual_vocab/) to tokenize features with")
-            if not np.isfinite(array).all():
-                raise InputError("features contain NaN or infinity", "non_finite")
-            return self.codebook.tokenize(array)
-        if array.ndim == 1 and (array.dtype.kind in "iu" or array.size == 0):
-            if array.size and (array.min() < 0 or array.max() >= size):
-                raise InputError(f"visual words fall outside 0 … {size - 1}")
-            return array.astype(np.int64)
-        raise InputError(f"a video is a file path, features [n_clips, {FEATURE_DIM}] or visual words [n_clips]; "
-                         f"got an array of shape {list(array.shape)} ({array.dtype})")
+        return self.videos.words(video)
 
     # ------------------------------------------------------------------ answers
     def score(self, texts: str | Sequence[str], videos: Video | Sequence[Video]) -> np.ndarray:
@@ -271,15 +220,11 @@ class VideoBERTPipeline:
             found = load_index(index)
         else:
             if self._own_index is None:
-                if not (self.folder / TEST_INDEX).is_dir():
-                    raise InputError(f"{self.folder}: carries no test_index; give an index (videobert index) or videos")
-                self._own_index = load_index(self.folder / TEST_INDEX)
+                if not (self.model_dir / TEST_INDEX).is_dir():
+                    raise InputError(f"{self.model_dir}: carries no test_index; give an index (videobert index) or videos")
+                self._own_index = load_index(self.model_dir / TEST_INDEX)
             found = self._own_index
-        ours = self.loaded.vocab.codebook
-        if ours is not None and found.codebook is not None and found.codebook != ours:
-            raise InputError(f"{found.folder}: made with codebook {found.codebook}, but the model's is {ours}; "
-                             "index the videos with this model")
-        return found
+        return check_index_codebook(found, self.loaded.vocab.codebook)
 
     def _segments(self, index) -> list[dict]:
         if isinstance(index, (list, tuple)):
@@ -294,12 +239,7 @@ class VideoBERTPipeline:
 
     def clip_seconds(self) -> float:
         """Seconds per clip of the model's visual words."""
-        settings = self.settings or {}
-        if settings.get("clip_seconds"):
-            return float(settings["clip_seconds"])
-        if settings.get("clip_frames") and settings.get("fps"):
-            return float(settings["clip_frames"]) / float(settings["fps"])
-        return 1.5
+        return self.videos.clip_seconds()
 
 
 def _is_one_video(videos) -> bool:
@@ -308,11 +248,6 @@ def _is_one_video(videos) -> bool:
     if isinstance(videos, np.ndarray):
         return videos.ndim in (1, 2) and videos.dtype.kind != "O"
     return bool(videos) and isinstance(videos[0], (int, np.integer))
-
-
-def _entry(video: str | Path) -> VideoEntry:
-    path = Path(video).expanduser()
-    return VideoEntry(safe_id_from_stem(path.stem), path)
 
 
 __all__ = ["RANDOM_INIT", "VideoBERTPipeline"]

@@ -1,4 +1,6 @@
-"""Training checkpoints that resume bit for bit and never execute code from a file.
+"""What every training loop shares (pretraining, captioning): the learning-rate
+schedule, seeded batches by step, and checkpoints that resume bit for bit and never execute code
+from a file.
 
 A checkpoint is a folder ``RUN/checkpoints/step-NNNNNNNN/`` with
 
@@ -63,13 +65,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+def checkpoint_dir(train_dir: str | Path, step: int) -> Path:
+    return Path(train_dir) / "checkpoints" / f"step-{step:08d}"
 
 
-def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+def list_checkpoints(train_dir: str | Path) -> list[tuple[int, Path]]:
     """Complete checkpoints of a run, oldest first."""
-    folder = Path(run_dir) / "checkpoints"
+    folder = Path(train_dir) / "checkpoints"
     found = []
     for path in folder.glob("step-*") if folder.is_dir() else []:
         match = _STEP_DIR.match(path.name)
@@ -78,9 +80,9 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_checkpoint(run_dir: str | Path, step: int, model, training_state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(train_dir: str | Path, step: int, model, training_state: dict[str, Any], keep: int) -> Path:
     """Write checkpoint ``step`` atomically and keep only the ``keep`` most recent ones."""
-    final = checkpoint_dir(run_dir, step)
+    final = checkpoint_dir(train_dir, step)
     tmp = temp_path_for(final)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -98,7 +100,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model, training_state: dict[
         shutil.rmtree(final)
     os.replace(tmp, final)
     fsync_folder(final.parent)
-    for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+    for _, old in list_checkpoints(train_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     for stale in final.parent.glob(".step-*.tmp.*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -113,3 +115,22 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def warmup_linear_decay(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: 0 → 1 over ``warmup`` steps, then linearly to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def batch_rows(step: int, batch_size: int, count: int, seed: int) -> np.ndarray:
+    """Row indices of step ``step``'s batch of ``batch_size`` among ``count`` rows: the steps read
+    one seeded permutation of the rows per epoch (epoch e: ``default_rng([seed, e])``), one after
+    the other, so that a batch is a pure function of (seed, step) — a resumed run reads the same."""
+    positions = np.arange(step * batch_size, (step + 1) * batch_size)
+    epochs, offsets = np.divmod(positions, count)
+    rows = np.empty(batch_size, np.int64)
+    for epoch in np.unique(epochs):
+        order = np.random.default_rng([seed, int(epoch)]).permutation(count)
+        where = epochs == epoch
+        rows[where] = order[offsets[where]]
+    return rows
