@@ -20,11 +20,12 @@ STAGES: dict[str, tuple[str, str]] = {
     "asr": ("pipelines.asr", "transcribe speech (pocketsphinx or whisper) into WebVTT with word timings"),
     "corpus": ("pipelines.corpus", "align transcript sentences with visual words into train/val/test examples"),
     "pretrain": ("pipelines.pretrain", "train VideoBERT: masked text, masked visual words, text-video alignment"),
+    "distil": ("pipelines.distil", "a dual encoder for fast search, distilled from a model (MODEL/dual, MODEL/test_index)"),
     "evaluate": ("pipelines.evaluate", "retrieval R@k, alignment accuracy and zero-shot classification of a run"),
     "embed": ("pipelines.embed", "VideoBERT features of annotated segments (the paper's template), with their mean S3D feature"),
     "caption": ("pipelines.caption", "train, evaluate and run a captioner on segment features (COCO caption metrics)"),
     "forecast": ("pipelines.forecast", "predict the next visual words of a video; next-word accuracy beside unigram, bigram and repeat"),
-    "index": ("pipelines.index", "visual words of any videos with a model folder's settings, for search (resumable, sharded)"),
+    "index": ("pipelines.index", "segments of any videos, searchable with a model (faiss; grows by adding videos; resumable, sharded)"),
     "retrieve": ("pipelines.retrieve", "search a model's test segments, an index or a corpus with a sentence"),
     "prune": ("pipelines.prune", "delete the earlier outputs a run folder keeps in RUN/.previous"),
 }

@@ -1,9 +1,11 @@
 """``videobert retrieve MODEL "query" [--index INDEX | --corpus CORPUS]``: the segments that best match a sentence.
 
 Search video segments with a sentence: those of an index (videobert index), of a corpus's split,
-or by default the model folder's own test segments. Every segment is scored with the [CLS]
-alignment head (or only the first stage's best K with --two-stage K), and the best are printed
-as rank, video_id, start, end, alignment probability.
+or by default the model folder's own test segments. Two stages: the model's dual encoder (videobert
+distil) finds the K nearest segments (--two-stage K; by default the K chosen on the val split), the
+[CLS] alignment head re-ranks them; --exhaustive scores every segment with the alignment head
+instead. The best are printed as rank, video_id, start, end, alignment probability, first-stage
+similarity and sentence.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from pipelines.common import add_config_arguments, command, new_parser, note, resolve_config
 from videobert.media import save_jpeg
 from videobert.retrieval.display import hits_sheet
-from videobert.retrieval.gallery import RetrieveConfig, format_hits, search_collection
+from videobert.search import RetrieveConfig, format_hits, search_collection
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> None:
     note("%d segments of %s searched for %r", found.searched, found.where, args.query)
     print("\n".join(format_hits(found.hits)))
     if args.sheet is not None:
-        save_jpeg(hits_sheet(found.hits, found.video_paths(), cfg.sheet_size), args.sheet)
+        save_jpeg(hits_sheet(found.hits, found.video_path, cfg.sheet_size), args.sheet)
         print(f"contact sheet: {args.sheet}")
 
 

@@ -94,6 +94,7 @@ PORTABLE_RUN = {
     "tokenize": {"device": "cpu"},
     "pretrain": {"preset": "tiny", "steps": 40, "batch_size": 8, "max_len": 64, "device": "cpu", "eval_every": 0,
                  "save_every": 0, "log_every": 20, "lr": 1.0e-3, "warmup": 5},
+    "distil": {"steps": 30, "batch_size": 8, "warmup": 5, "device": "cpu", "save_every": 0, "log_every": 0},
     "evaluate": {"device": "cpu"},
 }
 

@@ -148,10 +148,11 @@ def planted_features(synth_corpus: Path, videos: int, seed: int, out: Path, sign
 
 def make_demo_run(synth_corpus: Path, out: Path) -> dict[str, Path]:
     """A small run over the rendered ``synth_corpus`` fixture (6 videos, seed 1) made by the
-    stage commands — vocab (with exemplar frames), tokenize, corpus, pretrain — from planted
+    stage commands — vocab (with exemplar frames), tokenize, corpus, pretrain, distil — from planted
     features (:func:`planted_features`). Returns the folders by name; ``labels`` is the
     fixture's ``labels.jsonl``, beside its manifest."""
     from pipelines import corpus as corpus_stage
+    from pipelines import distil as distil_stage
     from pipelines import pretrain as pretrain_stage
     from pipelines import tokenize as tokenize_stage
     from pipelines import vocab as vocab_stage
@@ -165,4 +166,6 @@ def make_demo_run(synth_corpus: Path, out: Path) -> dict[str, Path]:
     assert pretrain_stage.main([str(corpus), "-o", str(run), "--vocab", str(vocab), "--preset", "tiny", "--steps", "30",
                                 "--batch-size", "16", "--lr", "2e-3", "--warmup", "3", "--eval-every", "0",
                                 "--save-every", "0", "--device", "cpu", "-q"]) == 0
+    assert distil_stage.main([str(run), "--corpus", str(corpus), "--steps", "20", "--batch-size", "8", "--warmup", "2",
+                              "--save-every", "0", "--device", "cpu", "-q"]) == 0
     return {"run": run, "corpus": corpus, "labels": synth_corpus / "labels.jsonl", "vocab": vocab}

@@ -219,15 +219,16 @@ def test_evaluate_on_segments_equals_the_score_matrix_of_the_same_gallery(portab
         for s in segments))
     tokens = tmp_path / "tokens"
     tokens.mkdir()
-    for video_id in index.video_ids():
-        np.save(tokens / f"{video_id}.npy", index.words(video_id).astype(np.int32))
+    video_words = {video_id: portable_model["tokens"][video_id] for video_id in index.video_ids()}
+    for video_id, words in video_words.items():
+        np.save(tokens / f"{video_id}.npy", words.astype(np.int32))
     (tokens / "tokens.json").write_text(json.dumps({"vocab_size": pipe.loaded.layout.visual_vocab_size, "fps": 10,
                                                     "clip_frames": 15, "clip_seconds": 1.5}))
     out = tmp_path / "eval"
     assert run_cli("evaluate", model, "--segments", data / "segments.jsonl", "--tokens", tokens, "-o", out,
                    "--device", "cpu").returncode == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    words = [index.words(s["video_id"])[list(overlapping_clips(s["start"], s["end"], len(index.words(s["video_id"])), 1.5))]
+    words = [video_words[s["video_id"]][list(overlapping_clips(s["start"], s["end"], len(video_words[s["video_id"]]), 1.5))]
              for s in segments]
     scores = np.array([[pipe.score(s["text"], w)[0, 0] for w in words] for s in segments])
     for direction, matrix in (("t2v", scores), ("v2t", scores.T)):

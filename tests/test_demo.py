@@ -26,9 +26,10 @@ SMALL = [
     # and without the demo's forecasting sequences and weight decay, which this narrow model was not
     # tuned with (with them its mean rank fell to 35.9 of 73); the full demo trains with them
     "--set", "pretrain.forecast_prob=0", "--set", "pretrain.weight_decay=0.01",
-    "--set", "caption.steps=100",
+    "--set", "caption.steps=100", "--set", "distil.steps=100",
 ]
-STAGES = ["synth", "extract", "vocab", "tokenize", "corpus", "pretrain", "evaluate", "embed", "caption", "forecast"]
+STAGES = ["synth", "extract", "vocab", "tokenize", "corpus", "pretrain", "distil", "evaluate", "embed", "caption",
+          "forecast"]
 
 
 def statuses(stdout: str) -> dict[str, str]:
@@ -119,7 +120,7 @@ def test_rerun_skips_every_stage_and_a_vocab_change_reruns_what_follows(demo):
     changed = run_cli("demo", "--out", out, *SMALL, "--set", "vocab.k=6", "--set", "pretrain.steps=500", timeout=900)
     assert changed.returncode == 0, changed.stderr[-3000:]
     expected = {"synth": "skipped", "extract": "skipped", "asr": "off",
-                **{s: "ran" for s in ("vocab", "tokenize", "corpus", "pretrain", "evaluate", "embed", "caption",
+                **{s: "ran" for s in ("vocab", "tokenize", "corpus", "pretrain", "distil", "evaluate", "embed", "caption",
                                       "forecast")}}
     assert statuses(changed.stdout) == expected
     assert json.loads((out / "vocab" / "vocab.json").read_text())["k"] == 6

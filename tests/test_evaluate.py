@@ -35,9 +35,11 @@ def test_evaluate_prints_each_figure_beside_chance_and_writes_metrics_json(eval_
         assert set(attribute) >= {"top1", "top5", "chance_top1", "prior_top1"}
     two_stage = metrics["two_stage"]
     assert two_stage["k"] == 3 and set(two_stage["recall_cost"]) == {"t2v", "v2t"}
+    assert two_stage["chance_first_stage_recall"] == 3 / n and set(two_stage["dual"]) == {"t2v", "v2t"}
 
     table = result.stdout
-    for line in ("text → video", "video → text", "chance", "alignment accuracy", "zero-shot", "colour"):
+    for line in ("text → video", "video → text", "two-stage K=3 t→v", "dual encoder t→v", "chance", "alignment accuracy",
+                 "zero-shot", "colour"):
         assert line in table
     chance_row = next(line for line in table.splitlines() if line.startswith("chance"))
     assert f"{1 / n:.3f}" in chance_row and f"{(n + 1) / 2:.1f}" in chance_row
@@ -74,7 +76,7 @@ def test_evaluate_two_stage_alone_reports_its_own_ranking(eval_demo_run, tmp_pat
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--no-exhaustive"], 2, "two-stage"),
+    (["--no-exhaustive", "--two-stage", "0"], 2, "two-stage"),
     (["--split", "nope"], 2, "invalid choice"),
     (["--set", "tie=average"], 2, "did you mean 'ties'"),
 ])
@@ -130,6 +132,8 @@ def test_retrieve_prints_ranked_hits_and_writes_a_contact_sheet(eval_demo_run, t
 
 def test_retrieve_an_unknown_query_is_a_usage_error(eval_demo_run, capsys):
     code = retrieve_stage.main([str(eval_demo_run["run"]), "   ", "--corpus", str(eval_demo_run["corpus"]), "-q"])
+    assert code == 2 and "the query is empty" in capsys.readouterr().err
+    code = retrieve_stage.main([str(eval_demo_run["run"]), "🙂 ☃", "--corpus", str(eval_demo_run["corpus"]), "-q"])
     assert code == 2 and "no WordPiece" in capsys.readouterr().err
 
 

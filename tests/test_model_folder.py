@@ -13,7 +13,9 @@ import yaml
 
 from tests.conftest import run_cli
 from videobert.errors import InputError
+from videobert.index import open_index
 from videobert.retrieval.metrics import retrieval_metrics
+
 
 def test_the_copied_folder_alone_gives_the_pipelines_visual_words_and_evaluate_s_scores(portable_model):
     from videobert import VideoBERTPipeline
@@ -51,13 +53,16 @@ def test_index_and_retrieve_search_a_new_folder_of_videos(portable_model, tmp_pa
         shutil.copy(entry.video, videos / f"clip_{entry.video_id}.mp4")
     (videos / "broken.mp4").write_bytes(b"not a video")
     index = tmp_path / "index"
-    result = run_cli("index", portable_model["copy"], videos, "-o", index, "--device", "cpu")
+    result = run_cli("index", portable_model["copy"], videos, "-o", index, "--device", "cpu", "--window", "4")
     assert result.returncode == 0, result.stderr
-    assert "3 videos indexed" in result.stdout and "1 failed" in result.stdout
-    for entry in portable_model["manifest"][:3]:
-        np.testing.assert_array_equal(np.load(index / "words" / f"clip_{entry.video_id}.npy"), portable_model["tokens"][entry.video_id])
-    again = run_cli("index", portable_model["copy"], videos, "-o", index, "--device", "cpu")
-    assert "(3 already done)" in again.stdout
+    assert "3 videos added" in result.stdout and "1 failed" in result.stdout
+    opened = open_index(index)
+    for entry in portable_model["manifest"][:3]:  # each video's windows of 4 clips hold its visual words, in order
+        words = [s["video_ids"] for s in opened.segments() if s["video_id"] == f"clip_{entry.video_id}"]
+        np.testing.assert_array_equal(np.concatenate(words), portable_model["tokens"][entry.video_id])
+        assert all(len(w) == 4 for w in words[:-1])
+    again = run_cli("index", portable_model["copy"], videos, "-o", index, "--device", "cpu", "--window", "4")
+    assert "0 videos added" in again.stdout and "3 already there" in again.stdout
     found = run_cli("retrieve", portable_model["copy"], "now the red circle moves left", "--index", index, "--top-k", "2",
                     "--device", "cpu", "--sheet", tmp_path / "hits.jpg")
     assert found.returncode == 0, found.stderr

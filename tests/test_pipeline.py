@@ -88,7 +88,7 @@ def test_the_downstream_stages_run_after_evaluate_when_asked_and_follow_their_in
     assert recorder.stages() == ["caption"]
     runner, recorder = make(tmp_path, "pretrain.steps=11", "caption.steps=6", text=sections)
     runner.run()
-    assert recorder.stages() == ["pretrain", "evaluate", "embed", "caption", "forecast"]
+    assert recorder.stages() == ["pretrain", "distil", "evaluate", "embed", "caption", "forecast"]
     run = tmp_path / "run"
     inputs = make(tmp_path, text=sections)[0].call("embed").inputs
     assert inputs["segments"] == run / "synth" / "segments.jsonl" and inputs["tokens"] == run / "tokens"
@@ -101,7 +101,7 @@ def test_changing_the_vocab_config_reruns_vocab_and_what_follows(tmp_path):
     (tmp_path / "run" / "vocab" / "old.txt").write_text("k=4")
     runner, recorder = make(tmp_path, "vocab.k=6")
     runner.run()
-    assert recorder.stages() == ["vocab", "tokenize", "corpus", "pretrain", "evaluate"]
+    assert recorder.stages() == ["vocab", "tokenize", "corpus", "pretrain", "distil", "evaluate"]
     # The changed stage's old outputs were moved aside, not mixed with the new ones nor deleted.
     assert sorted(p.name for p in (tmp_path / "run" / "vocab").iterdir()) == ["done"]
     kept = sorted((tmp_path / "run" / ".previous").iterdir())
@@ -117,7 +117,7 @@ def test_force_reruns_a_stage_and_the_ones_after_it(tmp_path):
     make(tmp_path)[0].run()
     runner, recorder = make(tmp_path)
     runner.run(force=["corpus"])
-    assert recorder.stages() == ["corpus", "pretrain", "evaluate"]
+    assert recorder.stages() == ["corpus", "pretrain", "distil", "evaluate"]
 
 
 def test_a_failed_stage_stops_the_run_and_resumes_when_rerun(tmp_path):
@@ -133,7 +133,7 @@ def test_a_failed_stage_stops_the_run_and_resumes_when_rerun(tmp_path):
     runner, recorder = make(tmp_path)
     runner.run()
     calls = recorder.calls
-    assert [stage for stage, _ in calls] == ["pretrain", "evaluate"]
+    assert [stage for stage, _ in calls] == ["pretrain", "distil", "evaluate"]
     assert "--resume" in calls[0][1]  # same settings: continue from the last checkpoint
     assert (tmp_path / "run" / "model" / "checkpoints").is_dir()
 
@@ -242,10 +242,10 @@ def test_a_changed_transcript_reruns_the_corpus_and_what_follows(tmp_path):
         Runner(cfg, run_dir, recorder).run()
         return recorder.stages()
 
-    assert run() == ["extract", "vocab", "tokenize", "corpus", "pretrain", "evaluate"]
+    assert run() == ["extract", "vocab", "tokenize", "corpus", "pretrain", "distil", "evaluate"]
     assert run() == []
     (tmp_path / "subs" / "v1.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nhello there\n")
-    assert run() == ["corpus", "pretrain", "evaluate"]
+    assert run() == ["corpus", "pretrain", "distil", "evaluate"]
 
 
 def test_labels_of_ones_own_need_their_zero_shot_spec_and_evaluate_gets_it(tmp_path):

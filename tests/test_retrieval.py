@@ -16,7 +16,7 @@ from videobert.retrieval.metrics import chance_metrics, metrics_from_counts, ret
 from videobert.retrieval.exhaustive import exhaustive_counts
 from videobert.retrieval.metrics import true_match_counts
 from videobert.retrieval.scoring import align_accuracy, score_matrix, score_pairs
-from videobert.retrieval.two_stage import predicted_visual_words, two_stage_search, visual_word_histograms
+from videobert.retrieval.two_stage import DualFirstStage, two_stage_ladder
 from videobert.retrieval.stage import EvaluateConfig, evaluate
 from videobert.retrieval.zeroshot import class_scores, load_spec, top_k_accuracy
 from videobert.synthetic import ACTION_WORDS, ACTIONS, ATTRIBUTES, COLOURS
@@ -139,19 +139,33 @@ def test_scoring_is_permutation_consistent():
     assert np.array_equal(argsort_ranks(scores), argsort_ranks(gallery_only[:, np.argsort(perm)]))
 
 
+def random_first_stage(texts, videos, seed: int = 0, dim: int = 8) -> DualFirstStage:
+    """Unit vectors for a gallery's texts and videos, equal contents getting equal vectors (so that
+    duplicates tie in the first stage as they do with a real dual encoder)."""
+    rng = np.random.default_rng(seed)
+
+    def vectors(items):
+        table = {}
+        out = np.stack([table.setdefault(tuple(item), rng.normal(size=dim)) for item in items]).astype(np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    return DualFirstStage(vectors(texts), vectors(videos))
+
+
 def test_two_stage_with_k_covering_the_gallery_equals_exhaustive():
     texts, videos = random_gallery(10, seed=2)
     loaded = random_model()
     scores = score_matrix(loaded, texts, videos)
-    result = two_stage_search(loaded, texts, videos, k=10)
+    ladder = two_stage_ladder(loaded, texts, videos, [10, 1], random_first_stage(texts, videos))
+    result = ladder.by_k[10]
     assert result.first_stage_recall == {"t2v": 1.0, "v2t": 1.0}
     for direction, matrix in (("t2v", scores), ("v2t", scores.T)):
         assert metrics_from_counts(*getattr(result, direction)) == retrieval_metrics(matrix)
-    narrow = two_stage_search(loaded, texts, videos, k=1)
+    narrow = ladder.by_k[1]
     assert narrow.pairs_scored == 20
     assert metrics_from_counts(*narrow.t2v)["r1"] <= narrow.first_stage_recall["t2v"]
     with pytest.raises(ConfigError):
-        two_stage_search(loaded, texts, videos, k=0)
+        two_stage_ladder(loaded, texts, videos, [0], random_first_stage(texts, videos))
 
 
 def explicit_two_stage_ranks(first: np.ndarray, cross: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,17 +191,21 @@ def test_two_stage_ranks_equal_the_ranking_built_by_hand(k, monkeypatch):
     texts[7] = texts[2]  # a tie in both stages
     loaded = random_model()
     cross = score_matrix(loaded, texts, videos)
-    span = two_stage.masked_span(videos)
-    first = (visual_word_histograms(videos, VISUAL_VOCAB) @ predicted_visual_words(loaded, texts, span).T).T
+    stage = random_first_stage(texts, videos, seed=5)
+    first = stage.block(0, 12).T  # [texts, videos], the products the search itself computes
     monkeypatch.setattr(two_stage, "BLOCK_SCORES", 12 * 5)  # blocks of 5 texts: the running top K across blocks
-    result = two_stage_search(loaded, texts, videos, k=k)
+    ladder = two_stage_ladder(loaded, texts, videos, [k], stage)
+    result = ladder.by_k[k]
     for counts, first_scores, cross_scores in ((result.t2v, first, cross), (result.v2t, first.T, cross.T)):
         best, worst = explicit_two_stage_ranks(np.asarray(first_scores, np.float32), cross_scores, k)
         greater, equal = counts
         np.testing.assert_array_equal(greater + 1, best)
         np.testing.assert_array_equal(greater + equal, worst)
+    # the first stage alone: the dual encoder's own ranking of every true item
+    for direction, matrix in (("t2v", first), ("v2t", first.T)):
+        assert metrics_from_counts(*ladder.first_stage[direction]) == retrieval_metrics(matrix)
     sample = np.array([1, 4, 9])
-    part = two_stage_search(loaded, texts, videos, k=k, queries=sample)
+    part = two_stage_ladder(loaded, texts, videos, [k], stage, queries=sample).by_k[k]
     np.testing.assert_array_equal(part.t2v[0], result.t2v[0][sample])
     np.testing.assert_array_equal(part.v2t[1], result.v2t[1][sample])
 
@@ -325,9 +343,12 @@ def test_zero_shot_spec_errors_name_the_problem(tmp_path, text, message):
 def learnt(tmp_path_factory):
     from tests.eval_data import make_learnable_corpus, train_tiny
 
+    from videobert.distil import DistilConfig, run as distil
+
     folder = tmp_path_factory.mktemp("learnt")
     corpus = make_learnable_corpus(folder / "data", videos=96, seed=3)
     run = train_tiny(corpus, folder / "run")
+    distil(run, corpus, DistilConfig(steps=150, batch_size=16, warmup=15, device="cpu", save_every=0))
     return {"run": run, "corpus": corpus, "labels": folder / "data" / "labels.jsonl"}
 
 
@@ -362,10 +383,13 @@ def test_retrieval_and_alignment_beat_chance(learnt_metrics):
         assert result["median_rank"] < result["chance_median_rank"] / 2
     assert m["align_accuracy"] > 0.7 and m["align"]["chance"] == 0.5
     two_stage = m["two_stage"]
+    assert two_stage["chance_first_stage_recall"] == 10 / n
     for direction in ("t2v", "v2t"):
         assert two_stage["first_stage_recall"][direction] > 10 / n + 0.2  # the first stage beats a random shortlist
         cost = two_stage["recall_cost"][direction]
         assert cost["r10"] == pytest.approx(m[direction]["r10"] - two_stage[direction]["r10"])
+        dual = two_stage["dual"][direction]  # the distilled dual encoder alone, beside chance
+        assert dual["r5"] > dual["chance_r5"] + 0.15 and dual["chance_r5"] == 5 / n
     assert two_stage["pairs_scored"] == 2 * 10 * n < n * n
 
 

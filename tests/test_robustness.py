@@ -398,15 +398,20 @@ def test_gpus_zero_runs_every_stage_on_the_cpu(tmp_path):
 
 # ------------------------------------------------------------------------------------ queries
 def test_a_query_of_unknown_words_is_refused_and_top_k_0_too(eval_demo_run):
-    from videobert.retrieval.gallery import gallery_segments, retrieve
+    from videobert.dual import load_dual
     from videobert.inference import load_model
+    from videobert.retrieval.gallery import gallery_segments
+    from videobert.search import Searcher, segments_index
 
     loaded = load_model(eval_demo_run["run"], "cpu")
-    segments = gallery_segments(eval_demo_run["corpus"], "test")
+    dual = load_dual(eval_demo_run["run"], loaded)
+    searcher = Searcher(loaded, dual, segments_index(dual, loaded, gallery_segments(eval_demo_run["corpus"], "test")))
     with pytest.raises(ConfigError, match=r"has no WordPiece the model knows .every piece is \[UNK\]"):
-        retrieve(loaded, "🙂 ☃", segments)
+        searcher.search("🙂 ☃")
     with pytest.raises(ConfigError, match="top_k: need a whole number >= 1"):
-        retrieve(loaded, "the red circle", segments, top_k=0)
+        searcher.search("the red circle", top_k=0)
+    with pytest.raises(ConfigError, match="the query is empty"):
+        searcher.search("   ")
 
 
 # -------------------------------------------------------------------------------------- videos

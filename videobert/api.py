@@ -37,15 +37,15 @@ from videobert.embed.features import PAPER_TEMPLATE, embedding_input, mean_clip_
 from videobert.errors import ConfigError, InputError
 from videobert.features.s3d import RANDOM_INIT
 from videobert.forecast.predict import forecast
-from videobert.index.folder import Index, check_index_codebook, load_index
+from videobert.dual import load_dual
+from videobert.index.folder import SearchIndex
 from videobert.inference import LoadedModel, forward_sequences, load_model
 from videobert.manifest import VideoEntry
-from videobert.model_folder import TEST_INDEX
 from videobert.retrieval.display import filmstrip
-from videobert.retrieval.gallery import Hit, retrieve
 from videobert.retrieval.generate import text_to_video
 from videobert.retrieval.scoring import align_probability, score_matrix
 from videobert.retrieval.zeroshot import AttributeSpec, candidate_ids, class_scores, template_input
+from videobert.search import Hit, Searcher, model_index, segments_index
 from videobert.video_tokenizer import VideoTokenizer
 from videobert.vocab.stage import exemplar_images
 
@@ -59,7 +59,8 @@ class VideoBERTPipeline:
 
     def __init__(self, model_dir: Path, loaded: LoadedModel, videos: VideoTokenizer):
         self.model_dir, self.loaded, self.videos = model_dir, loaded, videos
-        self._own_index: Index | None = None
+        self.dual = load_dual(model_dir, loaded)
+        self._searchers: dict[str | None, Searcher] = {}
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, s3d_weights: str | Path | None = None, device: str = "auto",
@@ -111,15 +112,14 @@ class VideoBERTPipeline:
             raise InputError(f"video {empty[0]} has no clip to score")
         return align_probability(score_matrix(self.loaded, ids, words))
 
-    def search(self, query: str, index: str | Path | Index | Sequence[Video] | None = None, top_k: int = 5,
-               two_stage: int = 0) -> list[Hit]:
-        """The ``top_k`` segments best matching ``query``: of an INDEX folder (``videobert index``),
-        of videos given as a list (each searched whole), or by default of the model's own test
-        segments (``test_index``)."""
-        segments = self._segments(index)
-        if not segments:
-            raise InputError("the index has no segment with visual words to search")
-        return retrieve(self.loaded, query, segments, top_k, two_stage)
+    def search(self, query: str, index: str | Path | SearchIndex | Sequence[Video] | None = None, top_k: int = 5,
+               two_stage: int | None = None, exhaustive: bool = False) -> list[Hit]:
+        """The ``top_k`` segments best matching ``query``: of an INDEX folder (``videobert index``,
+        opened once and kept), of videos given as a list (each searched whole), or by default of the
+        model's own test segments (``test_index``). Two stages (:mod:`videobert.search`): the dual
+        encoder's ``two_stage`` nearest (default: the K chosen on val), re-ranked by the model;
+        ``exhaustive``: every segment scored by the model."""
+        return self._searcher(index).search(query, top_k, two_stage, exhaustive or self.dual is None)
 
     def zero_shot(self, video: Video, template: str, candidates: Sequence[str] | dict[str, Sequence[str]],
                   slot: int = 1) -> dict[str, float]:
@@ -195,11 +195,10 @@ class VideoBERTPipeline:
         """Each visual word's exemplar thumbnail (uint8 [S, S, 3]; None where there is none)."""
         return exemplar_images(self.loaded.vocab.visual_vocab, words)
 
-    def filmstrip(self, hit: Hit, index: str | Path | Index | None = None, frames: int = 6) -> np.ndarray:
-        """``frames`` frames across a hit's span, uint8 [frames, H, W, 3] (its video is found through
-        the index's manifest)."""
-        found = self.open_index(index) if not isinstance(index, (list, tuple)) else None
-        path = (found.video_paths() if found is not None else {}).get(hit.video_id)
+    def filmstrip(self, hit: Hit, index: str | Path | SearchIndex | None = None, frames: int = 6) -> np.ndarray:
+        """``frames`` frames across a hit's span, uint8 [frames, H, W, 3] (its video is the file the
+        index was made from)."""
+        path = self.open_index(index).video_path(hit.video_id)
         if path is None:
             raise InputError(f"{hit.video_id}: the index names no video file for it")
         return filmstrip(path, hit.start, hit.end, frames)
@@ -211,31 +210,28 @@ class VideoBERTPipeline:
             raise ConfigError(f"the text {text!r} has no WordPiece the model knows")
         return ids
 
-    def open_index(self, index: str | Path | Index | None = None) -> Index:
-        """An index to search: a folder of ``videobert index``, an :class:`Index`, or by default the
-        model's own ``test_index``; one made with another codebook is refused."""
-        if isinstance(index, Index):
-            found = index
-        elif index is not None:
-            found = load_index(index)
-        else:
-            if self._own_index is None:
-                if not (self.model_dir / TEST_INDEX).is_dir():
-                    raise InputError(f"{self.model_dir}: carries no test_index; give an index (videobert index) or videos")
-                self._own_index = load_index(self.model_dir / TEST_INDEX)
-            found = self._own_index
-        return check_index_codebook(found, self.loaded.vocab.codebook)
+    def open_index(self, index: str | Path | SearchIndex | None = None) -> SearchIndex:
+        """An index to search: a folder of ``videobert index``, a :class:`SearchIndex`, or by default
+        the model's own ``test_index`` — opened once and kept; one made with another model is refused."""
+        return self._searcher(index).index
 
-    def _segments(self, index) -> list[dict]:
+    def _searcher(self, index) -> Searcher:
         if isinstance(index, (list, tuple)):
-            out = []
+            segments = []
             for number, video in enumerate(index):
                 words = self.visual_words(video)
                 name = str(video) if isinstance(video, (str, Path)) else f"video {number}"
-                out.append({"video_id": name, "start": 0.0, "end": len(words) * self.clip_seconds(), "text": "",
-                            "video_ids": words.tolist()})
-            return [s for s in out if s["video_ids"]]
-        return self.open_index(index).segments()
+                if len(words):
+                    segments.append({"video_id": name, "start": 0.0, "end": len(words) * self.clip_seconds(), "text": "",
+                                     "video_ids": words})
+            paths = {str(v): Path(v) for v in index if isinstance(v, (str, Path))}
+            return Searcher(self.loaded, self.dual, segments_index(self.dual, self.loaded, segments, paths))
+        if isinstance(index, SearchIndex):
+            return Searcher(self.loaded, self.dual, index)
+        key = str(Path(index).resolve()) if index is not None else None
+        if key not in self._searchers:
+            self._searchers[key] = Searcher(self.loaded, self.dual, model_index(self.model_dir, index))
+        return self._searchers[key]
 
     def clip_seconds(self) -> float:
         """Seconds per clip of the model's visual words."""

@@ -4,8 +4,9 @@ YAML front matter (``library_name``, ``tags``, ``datasets`` when the corpus name
 ``model-index`` with the evaluation metrics once ``videobert evaluate`` has run), then the
 training data, the settings, where the visual words' features come from, how to use the folder,
 intended use and limitations. A model whose features came from a randomly initialised S3D says
-so first. Pretrain writes the card; evaluate records its metrics in ``evaluation.json`` and
-writes it again.
+so first. Pretrain writes the card; distil writes it again with the search section (the dual
+encoder's figures on the val split, ``dual/dual.json``); evaluate records its metrics in
+``evaluation.json`` and writes it again.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def write_model_card(model_dir: str | Path) -> Path:
     features = _read(model_dir / "features.json")
     vocabulary = _read(model_dir / "vocabulary.json")
     evaluations = _read(model_dir / EVALUATION_FILE)
+    dual = _read(model_dir / "dual" / "dual.json")
     corpus = summary.get("corpus") or {}
     name = model_dir.absolute().name
     front: dict[str, Any] = {
@@ -159,6 +161,18 @@ def write_model_card(model_dir: str | Path) -> Path:
                   f"- visual vocabulary: `visual_vocab/codebook.npz`, codebook hash `{vocabulary.get('codebook')}`"]
     else:
         lines += ["- not recorded"]
+    if dual.get("dual"):
+        chosen = (dual.get("two_stage") or {}).get(str(dual.get("k"))) or {}
+        lines += ["", "## Search", "",
+                  f"Two-stage search: a dual encoder distilled from this model (`dual/`) gives every segment a vector; "
+                  f"a query's first stage keeps the K = {dual.get('k')} nearest (chosen on the {dual.get('split')} split: "
+                  f"{dual.get('k_rule', '')}), and this model re-ranks them.", "",
+                  f"| {dual.get('split')} split, gallery of {dual.get('gallery')} | t→v R@1 | R@5 | R@10 |",
+                  "| --- | --- | --- | --- |"]
+        rows = [("dual encoder alone", dual["dual"]["t2v"]), (f"two-stage, K = {dual.get('k')}", chosen.get("t2v") or {}),
+                ("cross-encoder, every segment", (dual.get("exhaustive") or {}).get("t2v") or {}),
+                ("chance", {f"r{k}": dual["dual"]["t2v"].get(f"chance_r{k}", 0) for k in (1, 5, 10)})]
+        lines += [f"| {name} | {m.get('r1', 0):.3f} | {m.get('r5', 0):.3f} | {m.get('r10', 0):.3f} |" for name, m in rows]
     if evaluations:
         lines += ["", "## Evaluation", "", "| corpus / split | gallery | t→v R@1 | R@5 | R@10 | chance R@5 | alignment |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]

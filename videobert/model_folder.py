@@ -7,7 +7,9 @@
     visual_vocab/vocab.json     its summary; exemplars.json and exemplars/<word>.jpg when it has them
     features.json               the features those words assume: backbone, S3D weights sha256,
                                 fps, clip frames, size, precision, pixel normalisation
-    test_index/                 the corpus's test segments as a search index (videobert index's format)
+    dual/                       the dual encoder of search (videobert distil, :mod:`videobert.dual`)
+    test_index/                 the corpus's test segments as a search index (videobert index's format;
+                                written by videobert distil)
     README.md                   the model card (videobert.model_card)
 
 ``vocabulary.json`` names the visual vocabulary by the relative path ``visual_vocab`` and records

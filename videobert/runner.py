@@ -10,7 +10,7 @@ stage's own config dataclass::
 
 Relative paths in the file are relative to the file's folder. Stages write into
 ``RUN/<folder>`` (``synth``, ``features``, ``vocab``, ``tokens``, ``transcripts``, ``corpus``,
-``model``, ``eval`` and, when their sections are given, ``embed``, ``caption``, ``forecast``) and the runner records, in ``RUN/pipeline.json``, a hash of what each stage
+``model``, ``model/dual``, ``eval`` and, when their sections are given, ``embed``, ``caption``, ``forecast``) and the runner records, in ``RUN/pipeline.json``, a hash of what each stage
 was run with: its settings (less the fields that only change speed, :func:`videobert.config.settings`)
 and the hashes of the stages it reads. A stage whose hash is unchanged and that finished is
 skipped; a changed stage reruns, and so does every stage after it, because their hashes include
@@ -46,6 +46,8 @@ from videobert.caption import stage as caption_stage
 from videobert.caption.stage import CaptionSuiteConfig
 from videobert.corpus import stage as corpus_stage
 from videobert.corpus.stage import CorpusConfig
+from videobert.distil import stage as distil_stage
+from videobert.distil.stage import DistilConfig
 from videobert.embed import stage as embed_stage
 from videobert.embed.stage import EmbedConfig
 from videobert.errors import ConfigError, StageError, VideoBertError
@@ -91,6 +93,8 @@ class RunConfig:
     asr: Optional[AsrConfig] = field(None, help="speech recognition for videos without a transcript (off when absent)")
     corpus: CorpusConfig = field(default_factory=CorpusConfig, help="corpus stage")
     pretrain: PretrainConfig = field(default_factory=PretrainConfig, help="pretrain stage")
+    distil: Optional[DistilConfig] = field(default_factory=DistilConfig, help="distil stage: the dual encoder of fast "
+                                                                              "search and the model's test_index (null: off)")
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, help="evaluate stage")
     embed: Optional[EmbedConfig] = field(None, help="VideoBERT features of the segments (off when absent)")
     caption: Optional[CaptionSuiteConfig] = field(None, help="captioners on the embedded segments (off when absent; "
@@ -157,7 +161,8 @@ STAGES = (
     Stage("asr", "transcripts", ("synth",), text_stage.run),
     Stage("corpus", "corpus", ("synth", "tokenize", "asr"), corpus_stage.run, torchrun=True),
     Stage("pretrain", "model", ("corpus", "vocab"), pretrain_stage.run, torchrun=True),
-    Stage("evaluate", "eval", ("pretrain", "corpus"), retrieval_stage.run, torchrun=True),
+    Stage("distil", "model/dual", ("pretrain", "corpus"), distil_stage.run, torchrun=True),
+    Stage("evaluate", "eval", ("pretrain", "corpus", "distil"), retrieval_stage.run, torchrun=True),
     Stage("embed", "embed", ("pretrain", "tokenize", "extract"), embed_stage.run, torchrun=True),
     Stage("caption", "caption", ("embed",), caption_stage.run_suite),
     Stage("forecast", "forecast", ("pretrain", "corpus"), forecast_stage.run),
@@ -309,6 +314,9 @@ class Runner:
         elif name == "pretrain":
             # checkpoints are left only when resuming with the same settings
             inputs, options = {"corpus_dir": f("corpus")}, {"vocab_dir": f("vocab"), "resume": (f("pretrain") / "checkpoints").is_dir()}
+        elif name == "distil":
+            inputs = {"model_dir": f("pretrain"), "corpus_dir": f("corpus")}
+            options = {"resume": (f("distil") / "checkpoints").is_dir()}
         elif name == "evaluate":
             inputs = {"model_dir": f("pretrain"), "corpus_dir": f("corpus")}
             options = {"labels": self.labels, "zero_shot_spec": self.zero_shot_spec}

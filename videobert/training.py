@@ -1,4 +1,4 @@
-"""What every training loop shares (pretraining, captioning): the learning-rate
+"""What every training loop shares (pretraining, captioning, distillation): the learning-rate
 schedule, seeded batches by step, and checkpoints that resume bit for bit and never execute code
 from a file.
 

@@ -1,9 +1,11 @@
-"""Indexes of videos for search (the index stage): every clip's visual word, made with a model
-folder's own settings, searched with ``videobert retrieve MODEL "query" --index INDEX``.
+"""Indexes of video segments for search (the index stage): segments of any videos with their
+visual words and their dual-encoder vectors, made with a model folder's own settings, one folder
+that grows, searched with ``videobert retrieve MODEL "query" --index INDEX``.
 
-``folder`` (the INDEX folder: writing and :func:`load_index`), ``stage`` (``run``).
+``folder`` (the INDEX folder: parts, writing them, :func:`open_index`), ``stage`` (``run``: adding
+videos, ``run_remove``: taking them out).
 """
 
-from videobert.index.folder import Index, load_index
+from videobert.index.folder import SearchIndex, open_index
 
-__all__ = ["Index", "load_index"]
+__all__ = ["SearchIndex", "open_index"]

@@ -1,126 +1,474 @@
-"""The INDEX folder: the visual words of a set of videos, searched with a sentence.
+"""The INDEX folder: segments of any videos, searched with a sentence — one folder that grows.
 
 ::
 
-    INDEX/index.json          format, codebook (hash), visual_vocab_size, clip_seconds, window,
-                              features (the settings the words were made with), manifest
-    INDEX/words/<video_id>.npy int32 [n_clips]: each clip's visual word
-    INDEX/segments.jsonl      optional: the segments to rank ({video_id, start, end, sentence});
-                              without it each video is cut into runs of ``window`` clips
-    INDEX/failures*.jsonl, INDEX/config.yaml
+    INDEX/index.json              format 2; what the vectors and words were made with: the model's
+                                  codebook and visual vocabulary size, its dual encoder (weights
+                                  sha256, dim), clip_seconds, window, feature settings; the kind of
+                                  vector index (flat: exact inner product; ivf: inverted lists,
+                                  nlist, nprobe) and the trained empty IVF's sha256
+    INDEX/ivf.faiss               ivf only: the trained, empty index every part's lists go into
+    INDEX/parts/part-NNNNNN/      one per batch of added videos, written whole, then renamed into place:
+        part.json                 rows, videos, dim, and the dual encoder its vectors come from
+        segments/                 a columnar table (memory-mapped when read), one row a segment:
+                                  video (int32: row of videos/), start, end (float64 seconds),
+                                  sentence (UTF-8), words (int32 visual words 0 … V-1)
+        videos/                   id and path (UTF-8) of each video of the part
+        vectors.npy | vectors.faiss   the segments' video-tower vectors: float32 [rows, dim] (flat),
+                                  or the part's inverted lists (ivf; local ids 0 … rows-1)
+    INDEX/removed.npy             int64: rows removed (global numbers, ascending); absent when none
+    INDEX/config.yaml, INDEX/failures*.jsonl
 
-``videobert index`` writes one for any videos; a model folder carries one of its corpus's test
-segments (``test_index``). The first-stage vectors of two-stage search are the words' histograms,
-computed from the words when searching.
+A segment's global row is its part's offset (the rows of the parts before it) plus its row in the
+part. Opening an index (:func:`open_index`) checks every part against ``index.json`` and itself —
+another model's vectors, a truncated vector file or a table whose rows disagree with its vectors
+are refused naming the file — and assembles the searchable faiss index from the parts in order: the
+same index, bit for bit, as one built from every vector at once.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import faiss
 import numpy as np
 
-from videobert.corpus.align import overlapping_clips, video_only_segments
+from videobert.corpus.columns import Table, TableBuilder, write_table
 from videobert.errors import InputError
-from videobert.manifest import read_manifest
-from videobert.store import atomic_save_npy, atomic_write_json, atomic_write_text, jsonl_text, load_npy, read_json, read_jsonl
+from videobert.store import (
+    atomic_save_npy, atomic_write_bytes, atomic_write_json, load_npy, npy_header, read_bytes, read_json,
+    fsync_folder, temp_path_for, write_synced,
+)
 
-FORMAT = 1
+log = logging.getLogger(__name__)
+
+FORMAT = 2
 META_FILE = "index.json"
-SEGMENTS_FILE = "segments.jsonl"
-WORDS = "words"
-
-
-def words_path(index_dir: str | Path, video_id: str) -> Path:
-    return Path(index_dir) / WORDS / f"{video_id}.npy"
-
-
-def write_words(index_dir: str | Path, video_id: str, words: np.ndarray) -> None:
-    atomic_save_npy(words_path(index_dir, video_id), np.asarray(words, dtype=np.int32))
-
-
-def write_segments(index_dir: str | Path, segments: list[dict[str, Any]]) -> None:
-    atomic_write_text(Path(index_dir) / SEGMENTS_FILE, jsonl_text(segments))
-
-
-def write_meta(index_dir: str | Path, meta: dict[str, Any]) -> None:
-    atomic_write_json(Path(index_dir) / META_FILE, {"format": FORMAT, **meta})
+PARTS = "parts"
+PART_FILE = "part.json"
+REMOVED_FILE = "removed.npy"
+IVF_FILE = "ivf.faiss"
+FLAT_LIMIT = 250_000  # segments an exact index searches within the first stage's time (d 128, 2-core CPU)
+IVF_FILE_LIMIT = 4 << 30  # bytes a faiss file of this folder may hold (a 1 M × 256 IVF-Flat is 1 GiB)
+_PART_NAME = re.compile(r"^part-(\d{6})$")
 
 
 @dataclass
-class Index:
-    """A read INDEX folder (module docstring)."""
+class NewPart:
+    """Segments to add, with their videos and vectors (one part of an index, before it is written)."""
 
-    folder: Path
-    meta: dict[str, Any]
+    video_ids: list[str]
+    video_paths: list[str]
+    video: np.ndarray  # int32 [n]: row of video_ids
+    start: np.ndarray  # float64 [n]
+    end: np.ndarray  # float64 [n]
+    sentences: list[str]
+    words: list[np.ndarray]  # int32 [clips] each
+    vectors: np.ndarray  # float32 [n, dim], unit length
 
+    def __len__(self) -> int:
+        return int(self.video.size)
+
+
+def ivf_lists(rows: int) -> int:
+    """nlist of an IVF index of ``rows`` vectors: about 4·√rows, a power of two (1 024 … 65 536)."""
+    return int(min(65_536, max(1_024, 2 ** round(np.log2(4 * np.sqrt(max(rows, 1)))))))
+
+
+def train_ivf(sample: np.ndarray, nlist: int) -> faiss.Index:
+    """An empty IVF-Flat inner-product index whose coarse quantiser is trained on ``sample``
+    float32 [m, dim] (faiss's seeded k-means: the same sample gives the same bytes)."""
+    index = faiss.index_factory(sample.shape[1], f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+    index.train(np.ascontiguousarray(sample, np.float32))
+    return index
+
+
+def part_dir(index_dir: str | Path, number: int) -> Path:
+    return Path(index_dir) / PARTS / f"part-{number:06d}"
+
+
+def part_numbers(index_dir: str | Path) -> list[int]:
+    """The numbers of the complete parts (temporaries of killed writers have other names), ascending."""
+    folder = Path(index_dir) / PARTS
+    found = [_PART_NAME.match(p.name) for p in folder.iterdir()] if folder.is_dir() else []
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_part(index_dir: str | Path, number: int, part: NewPart, dual: str, template: faiss.Index | None) -> Path:
+    """Write ``part`` as part ``number`` of the index (module docstring), whole under a temporary
+    name, then renamed into place. ``dual``: the dual encoder's identity its vectors come from;
+    ``template``: the trained empty IVF (None: a flat index, vectors as ``vectors.npy``)."""
+    target = part_dir(index_dir, number)
+    tmp = temp_path_for(target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write_table(tmp / "segments", _segment_rows(part).arrays())
+        videos = TableBuilder({}, {"id": "uint8", "path": "uint8"})
+        for video_id, path in zip(part.video_ids, part.video_paths):
+            videos.add(id=video_id, path=path)
+        write_table(tmp / "videos", videos.arrays())
+        vectors = np.ascontiguousarray(part.vectors, np.float32)
+        if template is None:
+            data = _npy_bytes(vectors)
+            write_synced(tmp / "vectors.npy", data)
+        else:
+            data = _ivf_part(template, vectors)
+            write_synced(tmp / "vectors.faiss", data)
+        write_synced(tmp / PART_FILE, json.dumps({"rows": len(part), "videos": len(part.video_ids),
+                                                 "dim": int(vectors.shape[1]), "dual": dual}) + "\n")
+        tmp.rename(target)
+        fsync_folder(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _segment_rows(part: NewPart) -> TableBuilder:
+    rows = TableBuilder({"video": "int32", "start": "float64", "end": "float64"}, {"sentence": "uint8", "words": "int32"})
+    for i in range(len(part)):
+        rows.add(video=int(part.video[i]), start=float(part.start[i]), end=float(part.end[i]),
+                 sentence=part.sentences[i], words=part.words[i])
+    return rows
+
+
+def _ivf_part(template: faiss.Index, vectors: np.ndarray) -> bytes:
+    index = faiss.clone_index(template)
+    index.add_with_ids(vectors, np.arange(vectors.shape[0], dtype=np.int64))
+    return faiss.serialize_index(index).tobytes()
+
+
+@dataclass
+class _Part:
+    folder: Path | None
+    offset: int
+    rows: int
+    segments: Table
+    video_ids: list[str]
+    video_paths: list[str]
+
+
+class SearchIndex:
+    """An index opened for search (module docstring): the segments of its parts, memory-mapped,
+    the faiss index of their vectors, assembled in part order, and the rows removed. Build one
+    from a folder with :func:`open_index`, or in memory from segments with :meth:`in_memory`."""
+
+    def __init__(self, folder: Path | None, meta: dict[str, Any], parts: list[_Part], vectors: faiss.Index | None,
+                 removed: np.ndarray):
+        self.folder, self.meta, self.parts, self.vectors = folder, meta, parts, vectors
+        self.offsets = np.array([p.offset for p in parts] + [sum(p.rows for p in parts)], np.int64)
+        self.rows = int(self.offsets[-1])
+        self.removed = removed
+        self._selector = None
+        if removed.size:
+            self._selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(removed))
+        self._paths: dict[str, str] = {}
+        for part in parts:
+            self._paths.update(zip(part.video_ids, part.video_paths))
+
+    # ------------------------------------------------------------------ what it holds
     @property
-    def codebook(self) -> str | None:
-        return self.meta.get("codebook")
+    def live_rows(self) -> int:
+        """Segments that can be found (every row but the removed ones)."""
+        return self.rows - int(self.removed.size)
+
+    def live_rows_array(self) -> np.ndarray:
+        """int64: the rows that can be found, ascending."""
+        keep = np.ones(self.rows, bool)
+        keep[self.removed] = False
+        return np.flatnonzero(keep)
+
+    def _locate(self, row: int) -> tuple[_Part, int]:
+        if not 0 <= row < self.rows:
+            raise IndexError(f"row {row} of an index of {self.rows}")
+        number = int(np.searchsorted(self.offsets, row, side="right")) - 1
+        part = self.parts[number]
+        return part, row - part.offset
+
+    def segment(self, row: int) -> dict[str, Any]:
+        """``video_id``, ``start``, ``end``, ``sentence`` of segment ``row``."""
+        part, local = self._locate(row)
+        fixed, ragged = part.segments.fixed, part.segments.ragged
+        return {"video_id": part.video_ids[int(fixed["video"][local])], "start": float(fixed["start"][local]),
+                "end": float(fixed["end"][local]), "sentence": ragged["sentence"].text(local)}
+
+    def words(self, row: int) -> np.ndarray:
+        """int64: the visual words of segment ``row``."""
+        part, local = self._locate(row)
+        return np.asarray(part.segments.ragged["words"][local], np.int64)
 
     def video_ids(self) -> list[str]:
-        return sorted(p.stem for p in (self.folder / WORDS).glob("*.npy") if not p.name.startswith("."))
-
-    def words(self, video_id: str) -> np.ndarray:
-        path = words_path(self.folder, video_id)
-        if not path.is_file():
-            raise InputError(f"{path}: no visual words for video {video_id!r} in this index", "missing")
-        words = load_npy(path, "visual words")
-        if words.ndim != 1 or words.dtype.kind not in "iu":
-            raise InputError(f"{path}: not a 1-d array of visual words")
-        return words.astype(np.int64)
+        """The ids of the videos with a segment that can be found, in index order."""
+        seen: dict[str, None] = {}
+        for part in self.parts:
+            live = np.ones(part.rows, bool)
+            live[self.removed[(self.removed >= part.offset) & (self.removed < part.offset + part.rows)] - part.offset] = False
+            for code in np.unique(np.asarray(part.segments.fixed["video"])[live]):
+                seen.setdefault(part.video_ids[int(code)], None)
+        return list(seen)
 
     def segments(self) -> list[dict[str, Any]]:
-        """The segments searched: ``video_id``, ``start``, ``end``, ``text`` and their
-        ``video_ids`` (visual words), each with at least one clip."""
-        clip_seconds = float(self.meta["clip_seconds"])
-        words = {video_id: self.words(video_id) for video_id in self.video_ids()}
-        segments = []
-        listed = self.folder / SEGMENTS_FILE
-        if listed.is_file():
-            for number, row in read_jsonl(listed, "index segments"):
-                if not isinstance(row, dict) or not all(k in row for k in ("video_id", "start", "end")):
-                    raise InputError(f"{listed}:{number}: a segment needs video_id, start and end")
-                if row["video_id"] not in words:
-                    continue
-                clips = overlapping_clips(float(row["start"]), float(row["end"]), len(words[row["video_id"]]), clip_seconds)
-                if clips:
-                    segments.append({"video_id": row["video_id"], "start": float(row["start"]), "end": float(row["end"]),
-                                     "text": str(row.get("sentence", "")),
-                                     "video_ids": words[row["video_id"]][clips.start : clips.stop].tolist()})
-            return segments
-        window = int(self.meta.get("window") or 16)
-        for video_id, video_words in words.items():
-            for clips in video_only_segments(len(video_words), window):
-                segments.append({"video_id": video_id, "start": clips.start * clip_seconds, "end": clips.stop * clip_seconds,
-                                 "text": "", "video_ids": video_words[clips.start : clips.stop].tolist()})
-        return segments
+        """Every segment that can be found, in index order: ``video_id``, ``start``, ``end``,
+        ``text`` (its sentence) and ``video_ids`` (its visual words) — a list for small indexes
+        (the notebook's); search with :class:`videobert.search.Searcher`."""
+        out = []
+        for row in self.live_rows_array():
+            segment = self.segment(int(row))
+            out.append({"video_id": segment["video_id"], "start": segment["start"], "end": segment["end"],
+                        "text": segment["sentence"], "video_ids": self.words(int(row)).tolist()})
+        return out
 
     def video_paths(self) -> dict[str, Path]:
-        """``{video_id: video file}`` from the manifest the index was made from (empty without one)."""
-        manifest = self.meta.get("manifest")
-        if not manifest or not Path(manifest).exists():
-            return {}
-        return {entry.video_id: entry.video for entry in read_manifest(manifest)}
+        """``{video_id: the file the index was made from}`` of every video it records."""
+        return {video_id: Path(path) for video_id, path in self._paths.items() if path}
+
+    def video_path(self, video_id: str) -> Path | None:
+        """The file the index was made from for ``video_id`` (None for a video it does not hold)."""
+        path = self._paths.get(video_id)
+        return Path(path) if path else None
+
+    # ------------------------------------------------------------------ the first stage
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` rows of largest inner product with each of ``vectors`` float32 [q, dim], best
+        first: (scores float32 [q, k], rows int64 [q, k]; -1 where fewer rows can be found)."""
+        if self.vectors is None:
+            raise InputError(f"{self.folder}: the index holds no vectors to search")
+        vectors = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.vectors.d)
+        k = max(1, min(int(k), self.live_rows))
+        params = None
+        if faiss.try_extract_index_ivf(self.vectors) is not None:
+            params = faiss.SearchParametersIVF(nprobe=int(self.meta.get("nprobe", 64)), sel=self._selector)
+        elif self._selector is not None:
+            params = faiss.SearchParameters(sel=self._selector)
+        threads = faiss.omp_get_max_threads()
+        if vectors.shape[0] == 1:  # one query does not parallelise, and spinning threads slow a busy machine
+            faiss.omp_set_num_threads(1)
+        try:
+            scores, rows = self.vectors.search(vectors, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return scores, rows.astype(np.int64)
+
+    def check_model(self, loaded, dual) -> None:
+        """Refuse an index made with another model: its codebook, visual vocabulary size and dual
+        encoder must be the model's (``loaded``: a LoadedModel; ``dual``: its LoadedDual or None)."""
+        where = (self.folder / META_FILE) if self.folder is not None else "the index"
+        ours = loaded.vocab.codebook
+        if ours is not None and self.meta.get("codebook") is not None and self.meta["codebook"] != ours:
+            raise InputError(f"{where}: made with codebook {self.meta['codebook']}, but the model's is {ours}; "
+                             "index the videos with this model")
+        if int(self.meta.get("visual_vocab_size", -1)) != loaded.layout.visual_vocab_size:
+            raise InputError(f"{where}: visual words of a vocabulary of {self.meta.get('visual_vocab_size')}, the model "
+                             f"has {loaded.layout.visual_vocab_size}; index the videos with this model")
+        if dual is not None and self.vectors is not None and self.meta.get("dual") != dual.identity:
+            raise InputError(f"{where}: vectors of another dual encoder ({self.meta.get('dual')}), the model's is "
+                             f"{dual.identity}; index the videos with this model")
+
+    @classmethod
+    def in_memory(cls, meta: dict[str, Any], part: NewPart | None) -> "SearchIndex":
+        """An index held in memory (a corpus split, a list of videos), one part, flat."""
+        if part is None or not len(part):
+            return cls(None, meta, [], None, np.zeros(0, np.int64))
+        vectors = None
+        if part.vectors is not None and part.vectors.size:
+            vectors = faiss.IndexFlatIP(part.vectors.shape[1])
+            vectors.add(np.ascontiguousarray(part.vectors, np.float32))
+        return cls(None, meta, [_Part(None, 0, len(part), _segment_rows(part).table(), part.video_ids, part.video_paths)],
+                   vectors, np.zeros(0, np.int64))
 
 
-def load_index(index_dir: str | Path) -> Index:
-    """An INDEX folder written by ``videobert index`` (or a model folder's ``test_index``)."""
+def read_meta(index_dir: str | Path) -> dict[str, Any]:
+    """``index.json`` of an index folder, checked: format 2 and its fields' types."""
     folder = Path(index_dir)
     path = folder / META_FILE
     if not path.is_file():
         raise InputError(f"{folder}: not an index folder (no {META_FILE}; make one with 'videobert index')", "missing")
     meta = read_json(path, "index settings")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "clip_seconds" not in meta:
-        raise InputError(f"{path}: not an index of this version (format {meta.get('format') if isinstance(meta, dict) else '?'})")
-    return Index(folder, meta)
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: not an index's settings (a JSON object)")
+    if meta.get("format") != FORMAT:
+        raise InputError(f"{path}: an index of format {meta.get('format')!r}, this version reads format {FORMAT} "
+                         "(index the videos again with 'videobert index')")
+    for key, kind in (("clip_seconds", (int, float)), ("visual_vocab_size", int), ("dim", int), ("kind", str)):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise InputError(f"{path}: {key!r} is missing or not a {kind if isinstance(kind, type) else 'number'}")
+    if not (np.isfinite(meta["clip_seconds"]) and meta["clip_seconds"] > 0):
+        raise InputError(f"{path}: 'clip_seconds' must be a positive number, got {meta['clip_seconds']!r}")
+    if meta["kind"] not in ("flat", "ivf") or not 1 <= meta["dim"] <= 65_536 or meta["visual_vocab_size"] < 1:
+        raise InputError(f"{path}: 'kind' must be flat or ivf, 'dim' 1 … 65536 and 'visual_vocab_size' positive")
+    return meta
 
 
-def check_index_codebook(index: Index, codebook: str | None) -> Index:
-    """``index``, refused when it was made with another codebook than ``codebook`` (a model's)."""
-    if codebook is not None and index.codebook is not None and index.codebook != codebook:
-        raise InputError(f"{index.folder}: made with codebook {index.codebook}, but the model's is {codebook}; "
-                         "index the videos with this model")
+def open_index(index_dir: str | Path) -> SearchIndex:
+    """An index folder opened for search: every part checked against ``index.json`` and itself
+    (one-line :class:`InputError` naming the file), the faiss index assembled in part order."""
+    folder = Path(index_dir)
+    meta = read_meta(folder)
+    dim, kind = int(meta["dim"]), meta["kind"]
+    template = _read_faiss(folder / IVF_FILE, dim) if kind == "ivf" else None
+    vectors = faiss.clone_index(template) if template is not None else faiss.IndexFlatIP(dim)
+    parts, offset = [], 0
+    for number in part_numbers(folder):
+        part = _open_part(part_dir(folder, number), meta, offset)
+        if kind == "flat":
+            path = part.folder / "vectors.npy"
+            shape, dtype = npy_header(path, "segment vectors")
+            if shape != (part.rows, dim) or dtype != np.float32:
+                raise InputError(f"{path}: float32 [{part.rows}, {dim}] vectors expected (the part's rows, the index's "
+                                 f"dim), got {dtype} {list(shape)}")
+            array = np.load(path, mmap_mode="r", allow_pickle=False) if part.rows else np.zeros((0, dim), np.float32)
+            vectors.add(np.ascontiguousarray(array))
+        else:
+            lists = _read_faiss(part.folder / "vectors.faiss", dim)
+            if lists.ntotal != part.rows or faiss.try_extract_index_ivf(lists) is None or \
+                    faiss.extract_index_ivf(lists).nlist != faiss.extract_index_ivf(vectors).nlist:
+                raise InputError(f"{part.folder / 'vectors.faiss'}: inverted lists of {lists.ntotal} vectors, the part has "
+                                 f"{part.rows} rows (or another IVF than {IVF_FILE})")
+            vectors.merge_from(lists, offset)
+        parts.append(part)
+        offset += part.rows
+    removed = np.zeros(0, np.int64)
+    if (folder / REMOVED_FILE).is_file():
+        removed = load_npy(folder / REMOVED_FILE, "removed rows")
+        if removed.ndim != 1 or removed.dtype.kind not in "iu" or (removed.size and (
+                removed.min() < 0 or removed.max() >= offset or np.any(np.diff(removed) <= 0))):
+            raise InputError(f"{folder / REMOVED_FILE}: not ascending row numbers of this index (0 … {offset - 1})")
+        removed = removed.astype(np.int64)
+    return SearchIndex(folder, meta, parts, vectors, removed)
+
+
+def _read_faiss(path: Path, dim: int) -> faiss.Index:
+    data = read_bytes(path, "faiss index", limit=IVF_FILE_LIMIT)
+    try:
+        index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
+    except RuntimeError as exc:
+        raise InputError(f"{path}: unreadable faiss index ({str(exc).splitlines()[0][:200]})") from None
+    if index.d != dim:
+        raise InputError(f"{path}: vectors of {index.d} numbers, the index's are {dim}")
     return index
+
+
+def _open_part(folder: Path, meta: dict[str, Any], offset: int) -> _Part:
+    info = read_json(folder / PART_FILE, "index part")
+    where = folder / PART_FILE
+    if not isinstance(info, dict) or not all(isinstance(info.get(k), int) and not isinstance(info.get(k), bool)
+                                             for k in ("rows", "videos", "dim")):
+        raise InputError(f"{where}: not an index part (rows, videos, dim)")
+    if info["dim"] != meta["dim"] or info.get("dual") != meta.get("dual"):
+        raise InputError(f"{where}: a part of another index (vectors of {info['dim']} numbers from dual encoder "
+                         f"{info.get('dual')}; the index's: {meta['dim']}, {meta.get('dual')})")
+    segments = Table.open(folder / "segments", ["video", "start", "end"], ["sentence", "words"], "index segments")
+    videos = Table.open(folder / "videos", [], ["id", "path"], "index videos")
+    if segments.rows != info["rows"] or videos.rows != info["videos"]:
+        raise InputError(f"{folder / 'segments'}: {segments.rows} segments and {videos.rows} videos, {PART_FILE} says "
+                         f"{info['rows']} and {info['videos']}")
+    video = segments.fixed["video"]
+    words = segments.ragged["words"].values
+    if segments.rows and (video.min() < 0 or video.max() >= videos.rows):
+        raise InputError(f"{folder / 'segments' / 'video.npy'}: video numbers outside 0 … {videos.rows - 1}")
+    if words.size and (words.min() < 0 or words.max() >= int(meta["visual_vocab_size"])):
+        raise InputError(f"{folder / 'segments' / 'words.values.npy'}: visual words outside 0 … "
+                         f"{int(meta['visual_vocab_size']) - 1}")
+    ids = [videos.ragged["id"].text(i) for i in range(videos.rows)]
+    paths = [videos.ragged["path"].text(i) for i in range(videos.rows)]
+    return _Part(folder, offset, segments.rows, segments, ids, paths)
+
+
+# ------------------------------------------------------------------------ growing and shrinking
+def _removed(index_dir: Path) -> np.ndarray:
+    path = index_dir / REMOVED_FILE
+    if not path.is_file():
+        return np.zeros(0, np.int64)
+    return np.asarray(load_npy(path, "removed rows"), np.int64)
+
+
+def held_videos(index_dir: str | Path) -> set[str]:
+    """The ids of the videos that have a segment the index can find."""
+    folder = Path(index_dir)
+    removed = _removed(folder)
+    held: set[str] = set()
+    offset = 0
+    for number in part_numbers(folder):
+        info = read_json(part_dir(folder, number) / PART_FILE, "index part")
+        rows = int(info["rows"])
+        segments = Table.open(part_dir(folder, number) / "segments", ["video"], [], "index segments")
+        videos = Table.open(part_dir(folder, number) / "videos", [], ["id"], "index videos")
+        live = np.ones(rows, bool)
+        mine = removed[(removed >= offset) & (removed < offset + rows)] - offset
+        live[mine] = False
+        for code in np.unique(np.asarray(segments.fixed["video"])[live]):
+            held.add(videos.ragged["id"].text(int(code)))
+        offset += rows
+    return held
+
+
+def remove_videos(index_dir: str | Path, video_ids: Sequence[str]) -> tuple[int, list[str]]:
+    """Mark every segment of ``video_ids`` removed (``removed.npy``, rewritten whole); returns the
+    number of segments newly removed and the ids the index does not hold."""
+    folder = Path(index_dir)
+    wanted = set(video_ids)
+    found: set[str] = set()
+    removed = [_removed(folder)]
+    offset = 0
+    for number in part_numbers(folder):
+        rows = int(read_json(part_dir(folder, number) / PART_FILE, "index part")["rows"])
+        videos = Table.open(part_dir(folder, number) / "videos", [], ["id"], "index videos")
+        codes = [i for i in range(videos.rows) if videos.ragged["id"].text(i) in wanted]
+        if codes:
+            found.update(videos.ragged["id"].text(i) for i in codes)
+            segments = Table.open(part_dir(folder, number) / "segments", ["video"], [], "index segments")
+            removed.append(offset + np.flatnonzero(np.isin(np.asarray(segments.fixed["video"]), codes)))
+        offset += rows
+    before = removed[0].size
+    merged = np.unique(np.concatenate(removed)).astype(np.int64)
+    if merged.size != before:
+        atomic_save_npy(folder / REMOVED_FILE, merged)
+    return int(merged.size - before), sorted(wanted - found)
+
+
+def read_template(index_dir: str | Path) -> faiss.Index:
+    """The trained empty IVF of an index whose vectors are in inverted lists."""
+    meta = read_meta(index_dir)
+    return _read_faiss(Path(index_dir) / IVF_FILE, int(meta["dim"]))
+
+
+def to_ivf(index_dir: str | Path, nprobe: int, sample: int = 200_000, seed: int = 0) -> None:
+    """Move a flat index's vectors into inverted lists: an IVF trained on a seeded sample of them
+    (``ivf.faiss``), each part's lists beside its ``vectors.npy``, then ``index.json`` says ivf,
+    then the ``vectors.npy`` go — killed at any point, the index reads as before or as after."""
+    folder = Path(index_dir)
+    meta = read_meta(folder)
+    if meta["kind"] != "flat":
+        return
+    numbers = part_numbers(folder)
+    arrays = [np.load(part_dir(folder, n) / "vectors.npy", mmap_mode="r", allow_pickle=False) for n in numbers]
+    total = sum(a.shape[0] for a in arrays)
+    nlist = min(ivf_lists(total), max(1, total // 39))
+    rng = np.random.default_rng([seed, 0x1F])
+    picks = np.sort(rng.choice(total, size=min(total, max(sample, 39 * nlist)), replace=False))
+    offsets = np.cumsum([0] + [a.shape[0] for a in arrays])
+    chosen = np.concatenate([np.asarray(arrays[p][picks[(picks >= offsets[p]) & (picks < offsets[p + 1])] - offsets[p]])
+                             for p in range(len(arrays))]) if arrays else np.zeros((0, int(meta["dim"])), np.float32)
+    log.info("%s: %d segments, more than an exact index searches quickly: training an IVF of %d lists on %d of them",
+             folder, total, nlist, chosen.shape[0])
+    template = train_ivf(chosen, nlist)
+    atomic_write_bytes(folder / IVF_FILE, faiss.serialize_index(template).tobytes())
+    for number, array in zip(numbers, arrays):
+        atomic_write_bytes(part_dir(folder, number) / "vectors.faiss", _ivf_part(template, np.ascontiguousarray(array)))
+    atomic_write_json(folder / META_FILE, {**meta, "kind": "ivf", "nlist": nlist, "nprobe": nprobe})
+    for number in numbers:
+        (part_dir(folder, number) / "vectors.npy").unlink(missing_ok=True)

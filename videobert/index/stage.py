@@ -1,12 +1,18 @@
 """The index stage: MODEL + videos -> INDEX (:mod:`videobert.index.folder`), for ``videobert
-retrieve MODEL "query" --index INDEX``.
+retrieve MODEL "query" --index INDEX`` and ``videobert serve``.
 
-``run`` creates the folder, claims it for the model's codebook and feature settings
-(``index.json``: a folder never mixes the visual words of two codebooks), writes ``config.yaml``,
-owns the failure log (one per writer) and writes ``words/<video_id>.npy`` as videos finish —
-decoded, encoded and tokenized exactly as the model's own videos were
-(:class:`videobert.video_tokenizer.VideoTokenizer`). Like extract it resumes (complete files are
-skipped) and shares the videos out among ``--shard I/N`` workers and torchrun ranks.
+``run`` creates the folder or checks that it was made with this model (its codebook, visual
+vocabulary, dual encoder, feature settings and segmenting: a folder never mixes two), writes
+``config.yaml``, owns the failure log (one per writer) and adds the videos it does not hold yet:
+each decoded, encoded and tokenized exactly as the model's own videos were
+(:class:`videobert.video_tokenizer.VideoTokenizer`), cut into segments (the ``--segments`` listed
+for it, else runs of ``window`` clips), each segment's video-tower vector computed
+(:mod:`videobert.dual`), and written as parts of ``videos_per_part`` videos. The videos of an add
+are planned first (``INDEX/adding.json``), so that an add killed halfway and run again writes the
+parts one uninterrupted add writes; ``--shard I/N`` and torchrun ranks share its parts out. Time and
+memory follow the videos added, not the index. When the index outgrows ``flat_limit`` segments (or
+``kind: ivf`` is asked for) its vectors move into an IVF (:func:`videobert.index.folder.to_ivf`).
+``remove`` takes videos out (their rows stop being found; the parts keep their bytes).
 """
 
 from __future__ import annotations
@@ -15,110 +21,247 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
 from videobert import config as cfgmod
 from videobert.config import field
+from videobert.corpus.align import overlapping_clips, video_only_segments
+from videobert.dual import LoadedDual, load_dual, video_vectors
 from videobert.errors import ConfigError, InputError, StageError
-from videobert.index.folder import META_FILE, words_path, write_words
-from videobert.inference import load_model
+from videobert.index.folder import (
+    FLAT_LIMIT, META_FILE, NewPart, held_videos, part_dir, part_numbers, read_meta, read_template, remove_videos, to_ivf,
+    write_part,
+)
+from videobert.inference import LoadedModel, load_model
 from videobert.logs import progress, progress_enabled
-from videobert.manifest import read_manifest
+from videobert.manifest import VideoEntry, read_manifest
+from videobert.retrieval.gallery import read_segments
 from videobert.runtime import LONG_BARRIER, DeviceName, Precision, Shard, combined_shard, dist_env, process_group
-from videobert.store import FailureLog, StageSummary, create_once_json, failures_name, npy_header, prepare_output_dir, read_json
+from videobert.store import (
+    FailureLog, StageSummary, atomic_write_json, create_once_json, failures_name, prepare_output_dir, read_json,
+)
 from videobert.video_tokenizer import VideoTokenizer
 
 log = logging.getLogger(__name__)
+
+PLAN_FILE = "adding.json"
+IDENTITY = ("codebook", "visual_vocab_size", "dual", "dim", "clip_seconds", "window", "features")
 
 
 @dataclass
 class IndexConfig:
     """Configuration of ``videobert index``."""
 
-    device: DeviceName = field("auto", help="where S3D and the codebook run (auto: CUDA when visible)")
-    precision: Precision = field("auto", help="the model's scoring precision (S3D runs in the precision its features "
+    device: DeviceName = field("auto", help="where S3D, the codebook and the dual encoder run (auto: CUDA when visible)")
+    precision: Precision = field("auto", help="the dual encoder's precision (S3D runs in the precision its features "
                                               "were extracted in)")
-    window: int = field(16, help="clips per searched segment (videos are cut into runs of this many clips)")
+    window: int = field(16, help="clips per segment of a video that --segments does not list (runs of this many clips)")
+    kind: Literal["auto", "flat", "ivf"] = field(
+        "auto", help="vector index: flat (exact inner product), ivf (inverted lists), auto: flat up to flat_limit "
+                     "segments, ivf beyond (recorded in index.json)")
+    flat_limit: int = field(FLAT_LIMIT, help="auto: segments above which the vectors move into an IVF")
+    nprobe: int = field(64, help="ivf: inverted lists a query visits (more: closer to exact, slower)")
+    videos_per_part: int = field(256, speed_only=True, help="videos per part: the unit written whole and resumed")
     batch_size: int | None = field(None, speed_only=True, help="clips per S3D call (none: 64 on CUDA, 4 on CPU)")
     workers: int | None = field(None, speed_only=True, help="decoding processes beside S3D (none: extract's default)")
+    batch_tokens: int = field(0, speed_only=True, help="tokens per dual-encoder pass (0: 131072 on GPU, 8192 on CPU)")
 
     def check(self) -> None:
-        if self.window < 1:
-            raise ConfigError("window: need at least 1 clip")
+        if self.window < 1 or self.videos_per_part < 1 or self.nprobe < 1 or self.flat_limit < 1:
+            raise ConfigError("window, videos_per_part, nprobe, flat_limit: need at least 1")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("batch_size: need at least 1")
-        if self.workers is not None and self.workers < 0:
-            raise ConfigError("workers: need 0 or more")
+        if (self.workers is not None and self.workers < 0) or self.batch_tokens < 0:
+            raise ConfigError("workers, batch_tokens: need 0 or more")
+
+
+# ------------------------------------------------------------------------ segments
+def cut_segments(video_id: str, words: np.ndarray, clip_seconds: float, window: int,
+                 listed: Sequence[dict[str, Any]] | None) -> list[tuple[float, float, str, np.ndarray]]:
+    """(start, end, sentence, visual words) of a video's segments: those ``listed`` for it (their
+    clips; a listed segment that covers no clip is left out), else runs of ``window`` clips."""
+    out = []
+    if listed:
+        for row in listed:
+            clips = overlapping_clips(float(row["start"]), float(row["end"]), len(words), clip_seconds)
+            if clips:
+                out.append((float(row["start"]), float(row["end"]), str(row.get("sentence", "")),
+                            words[clips.start : clips.stop]))
+        return out
+    for clips in video_only_segments(len(words), window):
+        out.append((clips.start * clip_seconds, clips.stop * clip_seconds, "", words[clips.start : clips.stop]))
+    return out
+
+
+def make_part(dual: LoadedDual, videos: Sequence[tuple[str, str, np.ndarray]], clip_seconds: float, window: int,
+              listed: dict[str, list[dict[str, Any]]] | None) -> NewPart:
+    """A part of the videos given as (id, path, visual words): their segments and vectors."""
+    ids, paths, video, start, end, sentences, words = [], [], [], [], [], [], []
+    for video_id, path, video_words in videos:
+        segments = cut_segments(video_id, np.asarray(video_words, np.int32), clip_seconds, window,
+                                (listed or {}).get(video_id))
+        ids.append(video_id)
+        paths.append(str(path))
+        for s, e, sentence, w in segments:
+            video.append(len(ids) - 1)
+            start.append(s)
+            end.append(e)
+            sentences.append(sentence)
+            words.append(np.asarray(w, np.int32))
+    vectors = video_vectors(dual.model, dual.loaded, words) if words else np.zeros((0, dual.dim), np.float32)
+    return NewPart(ids, paths, np.array(video, np.int32), np.array(start, np.float64), np.array(end, np.float64),
+                   sentences, words, vectors)
+
+
+def index_meta(loaded: LoadedModel, dual: LoadedDual, clip_seconds: float, window: int,
+               features: dict[str, Any] | None, cfg: IndexConfig) -> dict[str, Any]:
+    """What ``index.json`` records of a model and a segmenting (module docstring of the folder)."""
+    return {"format": 2, "codebook": loaded.vocab.codebook, "visual_vocab_size": loaded.layout.visual_vocab_size,
+            "dual": dual.identity, "dim": dual.dim, "clip_seconds": clip_seconds, "window": window,
+            "features": features, "kind": "ivf" if cfg.kind == "ivf" else "flat", "nprobe": cfg.nprobe}
+
+
+def claim_index_dir(out: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Record ``meta`` as the folder's ``index.json``, or check that the one there was made with the
+    same model and segmenting (a folder never mixes two); returns the recorded one."""
+    create_once_json(out / META_FILE, meta)
+    recorded = read_meta(out)
+    for key in IDENTITY:
+        if recorded.get(key) != meta[key]:
+            raise ConfigError(f"{out} holds segments made with another {key} ({recorded.get(key)!r}, this run "
+                              f"{meta[key]!r}); use another output folder")
+    return recorded
+
+
+def plan_add(out: Path, wanted: Sequence[VideoEntry], videos_per_part: int) -> list[list[VideoEntry]]:
+    """The batches of ``wanted`` (videos the index lacks) that still need a part, each with its part
+    number fixed by ``INDEX/adding.json``: an add planned before (and killed) is finished as planned,
+    so that its parts are those an uninterrupted add writes."""
+    path = out / PLAN_FILE
+    by_id = {e.video_id: e for e in wanted}
+    if path.is_file():
+        plan = read_json(path, "index add plan")
+        if not isinstance(plan, dict) or not isinstance(plan.get("videos"), list) or not isinstance(plan.get("first_part"), int):
+            raise InputError(f"{path}: not an add plan of this index (delete it to start the add afresh)")
+    else:
+        numbers = part_numbers(out)
+        plan = {"videos": [e.video_id for e in wanted], "first_part": (numbers[-1] + 1) if numbers else 0,
+                "videos_per_part": videos_per_part}
+        atomic_write_json(path, plan)
+    ids, size = [str(v) for v in plan["videos"]], int(plan.get("videos_per_part") or videos_per_part)
+    batches = []
+    for b, first in enumerate(range(0, len(ids), size)):
+        number = int(plan["first_part"]) + b
+        if part_dir(out, number).is_dir():
+            continue
+        missing = [v for v in ids[first : first + size] if v not in by_id]
+        if missing:
+            raise ConfigError(f"{path}: an interrupted add of other videos ({missing[0]!r} is not in this manifest); "
+                              "rerun that add, or delete the file to give it up")
+        batches.append((number, [by_id[v] for v in ids[first : first + size]]))
+    return batches
 
 
 def run(model_dir: str | Path, videos: str | Path, out_dir: str | Path, cfg: IndexConfig, shard: Shard = Shard(),
-        s3d_weights: str | Path | None = None) -> StageSummary:
-    """Write the visual words of this worker's share of ``videos`` (a manifest or a folder of
-    videos) that the index lacks; under torchrun every rank calls this."""
+        s3d_weights: str | Path | None = None, segments: str | Path | None = None) -> StageSummary:
+    """Add the videos of ``videos`` (a manifest or a folder) that the index lacks — this worker's
+    share of them — to ``out_dir`` (module docstring). ``segments``: a ``segments.jsonl`` whose rows
+    (``video_id``, ``start``, ``end``, ``sentence``; any split) are the segments of their videos."""
     began = time.perf_counter()
+    cfg.check()
     env = dist_env()
     worker = combined_shard(shard, env)
     entries = read_manifest(videos)
-    videos_of_model = VideoTokenizer(model_dir, load_model(model_dir, cfg.device, cfg.precision), s3d_weights,
-                                     cfg.batch_size, cfg.workers)
-    if not videos_of_model.reads_videos:
+    loaded = load_model(model_dir, cfg.device, cfg.precision, cfg.batch_tokens)
+    dual = load_dual(model_dir, loaded)
+    if dual is None:
+        raise InputError(f"{model_dir}: has no dual encoder (dual/) to index with; run 'videobert distil {model_dir} "
+                         "--corpus CORPUS' first")
+    tokenizer = VideoTokenizer(model_dir, loaded, s3d_weights, cfg.batch_size, cfg.workers)
+    if not tokenizer.reads_videos:
         raise InputError(f"{model_dir}: holds no visual vocabulary and feature settings (visual_vocab/, features.json); "
                          "it cannot index videos")
+    listed = None
+    if segments is not None:
+        listed = {}
+        for split_rows in read_segments(segments, ("train", "val", "test")).values():
+            for row in split_rows:
+                listed.setdefault(row["video_id"], []).append(row)
+    clip_seconds = tokenizer.clip_seconds()
     out = prepare_output_dir(out_dir)
-    loaded = videos_of_model.loaded
-    meta = {"format": 1, "codebook": loaded.vocab.codebook, "visual_vocab_size": loaded.layout.visual_vocab_size,
-            "clip_seconds": videos_of_model.clip_seconds(), "window": cfg.window, "features": videos_of_model.settings,
-            "manifest": str(Path(videos).resolve()), "model": str(Path(model_dir).resolve())}
+    meta = index_meta(loaded, dual, clip_seconds, cfg.window, tokenizer.settings, cfg)
+    failures_file = out / failures_name(worker.index, worker.count)
+    done = failed = rows = skipped = 0
     with process_group(env.has_rendezvous, "gloo", LONG_BARRIER) as group:
         if env.is_main:
             claim_index_dir(out, meta)
             if worker.index == 0:
                 cfgmod.save(cfg, out / "config.yaml")
         group.barrier()
-        if not env.is_main:
-            claim_index_dir(out, meta)
-        mine = worker.take(entries, key=lambda e: e.video_id)
-        todo = [e for e in mine if not _complete(words_path(out, e.video_id))]
-        skipped, done, failed, clips = len(mine) - len(todo), 0, 0, 0
-        if skipped:
-            log.info("%d of %d videos are already indexed; skipping them", skipped, len(mine))
-        failures_file = out / failures_name(worker.index, worker.count)
-        with FailureLog(failures_file) as failures:
-            bar = progress if env.is_main and progress_enabled() else None
-            for entry, words, error in videos_of_model.iter_words(todo, progress=bar):
-                if error is not None:
-                    failures.record_error(entry.video_id, error, video=str(entry.video))
-                    failed += 1
-                    continue
-                write_words(out, entry.video_id, words)
-                done += 1
-                clips += len(words)
+        recorded = claim_index_dir(out, meta)
+        with FailureLog(failures_file) as failure_log:
+            held = held_videos(out)
+            skipped = sum(e.video_id in held for e in entries)
+            attempted: set[str] = set()
+            while True:  # an interrupted add's plan first, then what the manifest adds beside it
+                resuming = (out / PLAN_FILE).is_file()
+                wanted = [e for e in entries if e.video_id not in held and e.video_id not in attempted]
+                if not wanted and not resuming:
+                    break
+                if env.is_main:
+                    plan_add(out, wanted, cfg.videos_per_part)
+                group.barrier()
+                batches = plan_add(out, wanted, cfg.videos_per_part)
+                attempted.update(e.video_id for _, batch in batches for e in batch)
+                template = read_template(out) if read_meta(out)["kind"] == "ivf" else None
+                mine = worker.take(batches, key=lambda batch: batch[0])
+                bar = progress(total=sum(len(b) for _, b in mine), desc="index", unit="video",
+                               disable=not (env.is_main and progress_enabled()))
+                for number, batch in mine:
+                    found = []
+                    for entry, words, error in tokenizer.iter_words(batch):
+                        bar.update(1)
+                        if error is not None:
+                            failure_log.record_error(entry.video_id, error, video=str(entry.video))
+                            failed += 1
+                        else:
+                            found.append((entry.video_id, str(entry.video), words))
+                    part = make_part(dual, found, clip_seconds, cfg.window, listed)
+                    write_part(out, number, part, dual.identity, template)
+                    done += len(found)
+                    rows += len(part)
+                bar.close()
+                group.barrier()
+                if env.is_main:
+                    (out / PLAN_FILE).unlink(missing_ok=True)
+                group.barrier()
+                held = held_videos(out)
+                if not resuming:
+                    break
+        if env.is_main:
+            total = sum(int(read_json(part_dir(out, n) / "part.json", "index part")["rows"]) for n in part_numbers(out))
+            if recorded["kind"] == "flat" and (cfg.kind == "ivf" or (cfg.kind == "auto" and total > cfg.flat_limit)):
+                to_ivf(out, cfg.nprobe)
         group.barrier()
-        done, skipped, failed, clips = (int(v) for v in group.sum([done, skipped, failed, clips]))
+        done, failed, rows = (int(v) for v in group.sum([done, failed, rows]))
     seconds = time.perf_counter() - began
-    message = (f"index: {done + skipped} videos indexed ({skipped} already done), {failed} failed (see "
-               f"{failures_file.name}), {clips} clips in {seconds:.1f} s")
-    if mine and not done and not skipped:
+    message = (f"index: {done} videos added ({rows} segments), {skipped} already there, {failed} failed (see "
+               f"{failures_file.name}) in {seconds:.1f} s")
+    if entries and not done and not skipped:
         raise StageError(f"no video could be indexed ({failed} failed; reasons in {failures_file})")
-    return StageSummary("index", out, done, skipped, failed, seconds, message, {"clips": clips})
+    return StageSummary("index", out, done, skipped, failed, seconds, message, {"segments": rows})
 
 
-def claim_index_dir(out: Path, meta: dict) -> None:
-    """Record ``meta`` as the folder's ``index.json``, or check that the one there has the same
-    codebook, window and feature settings (a folder never mixes two)."""
-    path = out / META_FILE
-    create_once_json(path, meta)
-    recorded = read_json(path, "index settings")
-    for key in ("codebook", "window", "features", "clip_seconds"):
-        if recorded.get(key) != meta[key]:
-            raise ConfigError(f"{out} holds visual words made with another {key} ({recorded.get(key)!r}, this run "
-                              f"{meta[key]!r}); use another output folder")
-
-
-def _complete(path: Path) -> bool:
-    try:
-        shape, dtype = npy_header(path, "visual words")
-    except InputError:
-        return False
-    return len(shape) == 1 and shape[0] > 0 and np.dtype(dtype).kind in "iu"
+def run_remove(out_dir: str | Path, video_ids: Sequence[str]) -> StageSummary:
+    """Take the videos ``video_ids`` out of the index ``out_dir``: their segments stop being found."""
+    began = time.perf_counter()
+    out = Path(out_dir)
+    read_meta(out)
+    removed, unknown = remove_videos(out, video_ids)
+    if unknown:
+        log.warning("%s: %d of the videos to remove are not in the index (%s)", out, len(unknown), ", ".join(unknown[:3]))
+    message = f"index: {len(video_ids) - len(unknown)} videos removed ({removed} segments) in {time.perf_counter() - began:.1f} s"
+    return StageSummary("index", out, len(video_ids) - len(unknown), 0, 0, time.perf_counter() - began, message,
+                        {"segments_removed": removed, "unknown": unknown})

@@ -1,6 +1,7 @@
 """The model folder made whole after pretraining (:mod:`videobert.model_folder` says what it
-holds): the visual vocabulary copied in, the feature settings its visual words assume, and the
-corpus's test segments as a search index, so that the folder can be used wherever it is copied.
+holds): the visual vocabulary copied in and the feature settings its visual words assume, so that
+the folder can be used wherever it is copied. (Its search index of the corpus's test segments is
+written by the distil stage, which makes the dual encoder that index needs.)
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from videobert.corpus.reader import CorpusSplit, corpus_summary, corpus_tokens_dir
-from videobert.index.folder import write_meta, write_segments, write_words
-from videobert.model_folder import FEATURES_FILE, TEST_INDEX, VISUAL_VOCAB
+from videobert.model_folder import FEATURES_FILE, VISUAL_VOCAB
 from videobert.store import atomic_write_json, read_json, temp_path_for
 from videobert.vocab.codebook import Codebook
-from videobert.vocab.stage import load_tokens
 
 log = logging.getLogger(__name__)
 
@@ -84,39 +82,3 @@ def package(model_dir: Path, vocab_dir: Path | None) -> dict[str, Any]:
     else:
         log.warning("%s: the vocabulary records no extraction settings; features.json is not written", vocab_dir)
     return record
-
-
-def write_test_index(model_dir: Path, corpus_dir: Path, codebook: str | None, visual_vocab_size: int) -> int:
-    """``MODEL/test_index``: the corpus's test videos (their visual words, from the TOKENS folder
-    the corpus was built from) and test segments, so that the model folder can search its own test
-    videos with nothing else; returns the number of segments (0: none written)."""
-    split = CorpusSplit(corpus_dir, "test")
-    summary = corpus_summary(corpus_dir)
-    inputs = summary.get("inputs") or {}
-    if not len(split):
-        return 0
-    tokens = corpus_tokens_dir(corpus_dir)
-    if tokens is None:
-        log.warning("%s: the corpus's TOKENS folder is gone; the model folder gets no test_index", corpus_dir)
-        return 0
-    words = load_tokens(tokens, split.video_names())
-    rows = split.rows_with(video=True)
-    segments = []
-    for row in rows:
-        start, end = split.times(int(row))
-        segments.append({"video_id": split.video_id(int(row)), "start": start, "end": end, "sentence": split.text(int(row))})
-    target = model_dir / TEST_INDEX
-    tmp = temp_path_for(target)
-    tmp.mkdir()
-    try:
-        for video_id, video_words in words.items():
-            write_words(tmp, video_id, video_words)
-        write_segments(tmp, segments)
-        write_meta(tmp, {"codebook": codebook, "visual_vocab_size": visual_vocab_size,
-                         "clip_seconds": float(summary["clip_seconds"]), "window": 16, "manifest": inputs.get("manifest"),
-                         "source": "the test split of " + str(Path(corpus_dir).absolute())})
-        _replace_folder(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return len(segments)

@@ -6,7 +6,7 @@ the folder, writes ``config.yaml`` and the joint vocabulary, trains with the
 :class:`~videobert.pretrain.trainer.Trainer`, writes ``log.jsonl`` and TensorBoard curves (rank 0),
 checkpoints every ``save_every`` steps, and at the end the model (``model.safetensors`` +
 ``config.json``), the rest of a self-contained model folder (:mod:`videobert.pretrain.package`: the
-visual vocabulary, feature settings, test index) and ``summary.json``, then the model card. Under ``torchrun`` every rank calls it
+visual vocabulary, feature settings) and ``summary.json``, then the model card. Under ``torchrun`` every rank calls it
 (DistributedDataParallel).
 """
 
@@ -34,7 +34,7 @@ from videobert.errors import ConfigError, InputError, StageError
 from videobert.logs import progress, progress_enabled
 from videobert.model import ModelConfig, VideoBERT
 from videobert.model_card import write_model_card
-from videobert.pretrain.package import package, write_test_index
+from videobert.pretrain.package import package
 from videobert.training import list_checkpoints
 from videobert.inputs import TokenLayout, pad_multiple
 from videobert.pretrain.data import DataConfig, PretrainExamples, StepBatches, VideoClips, validation_batches
@@ -327,7 +327,6 @@ def _train(corpus_dir: Path, model_dir: Path, cfg: PretrainConfig, vocab: JointV
         if record["codebook"] is not None:
             vocab.visual_vocab, vocab.codebook = record["visual_vocab"], record["codebook"]
         vocab.save(model_dir)
-        summary["test_index_segments"] = write_test_index(model_dir, corpus_dir, vocab.codebook, layout.visual_vocab_size)
         atomic_write_json(model_dir / "summary.json", summary)
         write_model_card(model_dir)
     if env.is_distributed:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -14,7 +14,7 @@ from pytorchvideo.data.encoded_video import EncodedVideo
 
 from videobert.errors import InputError
 from videobert.media import contact_sheet, grab_frame
-from videobert.retrieval.gallery import Hit
+from videobert.search import Hit
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,16 @@ def filmstrip(path: str | Path, start: float, end: float, frames: int = 6) -> np
     return clip[:, picks].permute(1, 2, 3, 0).clamp(0, 255).byte().numpy()
 
 
-def hits_sheet(hits: Sequence[Hit], paths: dict[str, Path], size: int = 160) -> Image.Image:
-    """Contact sheet of retrieval hits: the middle frame of each, captioned with rank, video, span
-    and score. A hit whose video cannot be read gets a grey tile (logged)."""
+def hits_sheet(hits: Sequence[Hit], video_path: Callable[[str], Path | None], size: int = 160) -> Image.Image:
+    """Contact sheet of retrieval hits: the middle frame of each (its file from ``video_path(id)``),
+    captioned with rank, video, span and score. A hit whose video cannot be read gets a grey tile
+    (logged)."""
     images: list[np.ndarray | None] = []
     for hit in hits:
-        path = paths.get(hit.video_id)
+        path = video_path(hit.video_id)
         try:
             if path is None:
-                raise InputError(f"{hit.video_id}: not in the corpus manifest")
+                raise InputError(f"{hit.video_id}: no video file is recorded for it")
             images.append(grab_frame(path, (hit.start + hit.end) / 2))
         except InputError as exc:
             log.warning("contact sheet: %s", exc)

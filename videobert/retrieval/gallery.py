@@ -1,10 +1,9 @@
-"""A corpus as a retrieval gallery: its segments, the videos and labels it was built from, and
-searching it with a sentence (``videobert retrieve``).
+"""A corpus as a retrieval gallery: its segments, and the videos and labels it was built from.
 
 The retrieval gallery of a split is its text-video examples (sentences with their clips): query
 i is example i's sentence and its true match example i's visual words, so the score matrix is
-square; video-only examples are not queries. Searching a split ranks every segment with visual
-words, text or not.
+square; video-only examples are not queries. Searching a split (:mod:`videobert.search`) ranks
+every segment with visual words, text or not.
 """
 
 from __future__ import annotations
@@ -13,39 +12,19 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from videobert.config import field
 from videobert.corpus.reader import CorpusSplit, corpus_summary, corpus_visual_words, load_corpus
-from videobert.errors import ConfigError, InputError, StageError
-from videobert.index.folder import check_index_codebook, load_index
-from videobert.inference import InferenceConfig, LoadedModel, load_model
+from videobert.errors import InputError
+from videobert.inference import LoadedModel
 from videobert.manifest import LABELS_FILE, SPLITS, read_manifest
-from videobert.model_folder import TEST_INDEX
-from videobert.retrieval.scoring import align_probability, score_pairs
-from videobert.retrieval.two_stage import first_stage_candidates
 from videobert.retrieval.zeroshot import read_label_rows, segment_words
 from videobert.store import read_json, read_jsonl
 from videobert.vocab.stage import TokensInfo, load_tokens, read_tokens_info
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RetrieveConfig(InferenceConfig):
-    """Configuration of ``videobert retrieve``: where the model runs, then what is searched and shown."""
-
-    split: Literal["train", "val", "test", "all"] = field("test", help="corpus split to search (all: every split)")
-    top_k: int = field(5, help="hits to show")
-    two_stage: int = field(0, help="score only the first stage's K best segments with the cross-encoder (0: all)")
-    sheet_size: int = field(160, help="side of each frame of the contact sheet, pixels")
-
-    def check(self) -> None:
-        InferenceConfig.check(self)
-        if self.top_k < 1 or self.two_stage < 0 or self.sheet_size < 16:
-            raise ConfigError("top_k: need >= 1; two_stage: need >= 0; sheet_size: need >= 16")
 
 
 def check_model_tokens(loaded: LoadedModel, tokens_dir: str | Path) -> TokensInfo:
@@ -104,38 +83,6 @@ def default_labels(corpus_dir: str | Path) -> Path | None:
     except InputError:
         return None
     return candidate if candidate.is_file() else None
-
-
-def search(
-    loaded: LoadedModel,
-    query: str,
-    videos: Sequence[Sequence[int]],
-    top_k: int = 5,
-    two_stage: int = 0,
-    progress: Callable | None = None,
-) -> list[tuple[int, float]]:
-    """The ``top_k`` gallery videos for a text query, best first: (gallery index, alignment
-    probability). With ``two_stage`` K > 0 only the first stage's K best are scored by the
-    cross-encoder. Equal scores keep gallery order."""
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise ConfigError(f"top_k: need a whole number >= 1, got {top_k!r}")
-    text = loaded.vocab.encode_text(query)
-    unknown = sum(1 for i in text if i == loaded.vocab.unk_id)
-    if not text or unknown == len(text):
-        why = " (every piece is [UNK]): its ranking would not depend on it" if text else ""
-        raise ConfigError(f"the query {query!r} has no WordPiece the model knows{why}")
-    if unknown:
-        log.warning("%d of the %d word pieces of the query %r are unknown to the model ([UNK])", unknown, len(text), query)
-    if not videos:
-        raise InputError("the gallery is empty")
-    candidates = np.arange(len(videos))
-    if two_stage:
-        candidates = first_stage_candidates(loaded, text, videos, max(two_stage, top_k))
-    pairs = np.stack([np.zeros_like(candidates), candidates], axis=1)
-    logits = score_pairs(loaded, [text], videos, pairs, progress)
-    order = np.lexsort((candidates, -logits))[:top_k]
-    probabilities = align_probability(logits[order])
-    return [(int(candidates[o]), float(p)) for o, p in zip(order, probabilities)]
 
 
 @dataclass
@@ -230,70 +177,6 @@ def segments_gallery(loaded: LoadedModel, segments_path: str | Path, tokens_dir:
     return Gallery(texts, words, np.array(groups, dtype=np.int64), source, labelled)
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved segment: 1-based rank, where it is, its alignment probability and its sentence."""
-
-    rank: int
-    video_id: str
-    start: float
-    end: float
-    score: float
-    text: str
-
-
-def retrieve(
-    loaded: LoadedModel, query: str, segments: Sequence[dict[str, Any]], top_k: int = 5, two_stage: int = 0
-) -> list[Hit]:
-    """The ``top_k`` segments (corpus examples with visual words) that best match ``query``."""
-    found = search(loaded, query, [s["video_ids"] for s in segments], top_k, two_stage)
-    return [
-        Hit(rank, segments[i]["video_id"], float(segments[i]["start"]), float(segments[i]["end"]), score,
-            segments[i]["text"])
-        for rank, (i, score) in enumerate(found, start=1)
-    ]
-
-
-@dataclass
-class SearchResult:
-    """What ``videobert retrieve`` found: the hits, how many segments were searched and where, and
-    the video file of each video id (read only when asked for)."""
-
-    hits: list[Hit]
-    searched: int
-    where: str
-    video_paths: Callable[[], dict[str, Path]]
-
-
-def search_collection(model_dir: str | Path, query: str, cfg: RetrieveConfig, index: str | Path | None = None,
-                      corpus: str | Path | None = None) -> SearchResult:
-    """The ``cfg.top_k`` segments best matching ``query`` among those of ``corpus``'s ``cfg.split``,
-    of ``index`` (``videobert index``), or by default of the model folder's own ``test_index``."""
-    loaded = load_model(model_dir, cfg.device, cfg.precision, cfg.batch_tokens)
-    if corpus is not None:
-        check_same_vocabulary(loaded, corpus)
-        segments = gallery_segments(corpus, cfg.split)
-        where = f"the {cfg.split} split of {corpus}"
-        paths = lambda: video_paths(corpus)  # noqa: E731 - read only when asked for
-    else:
-        found = index if index is not None else Path(model_dir) / TEST_INDEX
-        if index is None and not Path(found).is_dir():
-            raise InputError(f"{model_dir}: carries no test_index; give an index (videobert index) or a corpus")
-        opened = check_index_codebook(load_index(found), loaded.vocab.codebook)
-        segments, where, paths = opened.segments(), str(opened.folder), opened.video_paths
-    if not segments:
-        raise StageError(f"{where}: no segment with visual words")
-    return SearchResult(retrieve(loaded, query, segments, cfg.top_k, cfg.two_stage), len(segments), where, paths)
-
-
 def video_paths(corpus_dir: str | Path) -> dict[str, Path]:
     """``{video_id: video file}`` from the manifest the corpus was built from."""
     return {entry.video_id: entry.video for entry in read_manifest(manifest_path(corpus_dir))}
-
-
-def format_hits(hits: Sequence[Hit]) -> list[str]:
-    """A table of hits: rank, video, start, end, alignment probability, sentence."""
-    lines = [f"{'rank':>4}  {'video_id':<24}{'start':>8}{'end':>8}{'score':>8}  sentence"]
-    lines += [f"{hit.rank:>4}  {hit.video_id:<24}{hit.start:>8.2f}{hit.end:>8.2f}{hit.score:>8.4f}  {hit.text}"
-              for hit in hits]
-    return lines

@@ -10,8 +10,10 @@ the metrics (see :mod:`videobert.retrieval.gallery` for the gallery):
 * ``align_accuracy`` (and ``align`` with its parts), chance 0.5;
 * ``zero_shot``: per attribute ``top1``, ``top5``, ``chance_top1``, ``chance_top5``,
   ``prior_top1``, ``prior_top5`` (:mod:`videobert.retrieval.zeroshot`);
-* ``two_stage`` when asked: the two-stage metrics, the first stage's recall of the true item
-  within K, and the recall cost against exhaustive scoring;
+* ``two_stage`` when the model has a dual encoder (``MODEL/dual``, videobert distil): the two-stage
+  metrics (its first stage keeps K candidates, the cross-encoder re-ranks them), the first stage's
+  recall of the true item within K beside chance, the dual encoder's own ``dual`` ``t2v``/``v2t``
+  metrics beside chance, and the recall cost against exhaustive scoring;
 * ``queries``: how many queries were ranked and how they were chosen — every one, or above
   ``exhaustive_limit`` gallery items a seeded sample, each against the whole gallery (the
   metrics then estimate the gallery's from those queries).
@@ -33,6 +35,7 @@ from videobert.benchmarks.published import comparison
 from videobert.config import field
 from videobert.corpus.reader import check_complete
 from videobert.errors import ConfigError, StageError
+from videobert.dual import load_dual, text_vectors, video_vectors
 from videobert.inference import InferenceConfig, LoadedModel, load_model
 from videobert.manifest import LABELS_FILE, ZERO_SHOT_FILE, spec_beside
 from videobert.model_card import record_evaluation
@@ -41,7 +44,7 @@ from videobert.retrieval.exhaustive import exhaustive_counts
 from videobert.retrieval.gallery import check_same_vocabulary, corpus_gallery, default_labels, segments_gallery
 from videobert.retrieval.metrics import RECALL_AT, chance_metrics, metrics_from_counts
 from videobert.retrieval.scoring import align_accuracy
-from videobert.retrieval.two_stage import two_stage_search
+from videobert.retrieval.two_stage import DualFirstStage, two_stage_ladder
 from videobert.retrieval.zeroshot import labelled_segments, load_spec, read_label_rows, zero_shot
 from videobert.runtime import LONG_BARRIER, ProcessGroup, dist_env, process_group
 from videobert.store import StageSummary, atomic_write_json, prepare_output_dir, read_json
@@ -57,7 +60,9 @@ class EvaluateConfig(InferenceConfig):
     split: Literal["train", "val", "test"] = field("test", help="corpus split whose text-video examples are the gallery")
     ties: Literal["average", "pessimistic"] = field(
         "average", help="tied scores: the true item's expected rank under random tie-breaking, or last among its ties")
-    two_stage: int = field(0, help="also rank two-stage: a first stage keeps K candidates per query for the cross-encoder (0: off)")
+    two_stage: int | None = field(None, help="also rank two-stage: the first stage (the model's dual encoder, videobert "
+                                             "distil) keeps K candidates per query for the cross-encoder (none: the K "
+                                             "chosen on val when the model has a dual encoder, else off; 0: off)")
     exhaustive: bool | None = field(
         None, help="rank queries against the whole gallery with the cross-encoder: --exhaustive every query whatever "
                    "the gallery's size, --no-exhaustive none (the two-stage ranking only, with --two-stage K); unset: "
@@ -70,10 +75,10 @@ class EvaluateConfig(InferenceConfig):
 
     def check(self) -> None:
         InferenceConfig.check(self)
-        if self.two_stage < 0 or self.max_queries < 0:
+        if (self.two_stage is not None and self.two_stage < 0) or self.max_queries < 0:
             raise ConfigError("two_stage, max_queries: need >= 0")
-        if self.exhaustive is False and not self.two_stage:
-            raise ConfigError("exhaustive: false needs --two-stage K (otherwise nothing ranks the gallery)")
+        if self.exhaustive is False and self.two_stage == 0:
+            raise ConfigError("exhaustive: false needs the two-stage ranking (otherwise nothing ranks the gallery)")
         if self.max_queries == 1:
             raise ConfigError("max_queries: need at least 2 (or 0 for all)")
         if self.exhaustive_limit < 2 or self.sample_queries < 1:
@@ -207,16 +212,27 @@ def evaluate(
         q = int(queries.size)
         metrics["pairs_scored"] = n * n if q == n else 2 * q * n - q * q  # gallery pairs ranked
         metrics["unique_pairs_scored"] = counts.pairs_scored  # forward passes (equal contents scored once)
-    if cfg.two_stage:
+    dual = load_dual(model_dir, loaded) if cfg.two_stage != 0 else None
+    if cfg.two_stage and dual is None:
+        raise ConfigError(f"--two-stage {cfg.two_stage}: {model_dir} has no dual encoder (run videobert distil)")
+    if dual is None and cfg.exhaustive is False:
+        raise ConfigError(f"exhaustive: false needs the two-stage ranking, and {model_dir} has no dual encoder")
+    if dual is not None:
         start = time.perf_counter()
-        result = two_stage_search(loaded, texts, videos, cfg.two_stage, queries)
+        k = int(cfg.two_stage or dual.info.get("k") or 16)
+        first = DualFirstStage(text_vectors(dual.model, loaded, texts), video_vectors(dual.model, loaded, videos))
+        ladder = two_stage_ladder(loaded, texts, videos, [k], first, queries)
+        result = ladder.by_k[k]
         seconds["two_stage"] = time.perf_counter() - start
         two_stage = {
-            "k": cfg.two_stage,
-            "first_stage": "predicted visual words · visual-word histogram",
+            "k": k,
+            "k_chosen_on": None if cfg.two_stage else dual.info.get("split"),
+            "first_stage": "dual encoder (MODEL/dual)",
             "t2v": _with_chance(metrics_from_counts(*result.t2v, cfg.ties), n),
             "v2t": _with_chance(metrics_from_counts(*result.v2t, cfg.ties), n),
             "first_stage_recall": result.first_stage_recall,
+            "chance_first_stage_recall": min(k, n) / n,
+            "dual": {d: _with_chance(metrics_from_counts(*ladder.first_stage[d], cfg.ties), n) for d in ("t2v", "v2t")},
             "pairs_scored": result.pairs_scored,
         }
         if cfg.exhaustive is not False:
@@ -287,12 +303,17 @@ def format_report(metrics: dict[str, Any]) -> str:
     if two_stage is not None:
         lines.append(row(f"two-stage K={two_stage['k']} t→v", two_stage["t2v"]))
         lines.append(row(f"two-stage K={two_stage['k']} v→t", two_stage["v2t"]))
+        if "dual" in two_stage:
+            lines.append(row("dual encoder t→v", two_stage["dual"]["t2v"]))
+            lines.append(row("dual encoder v→t", two_stage["dual"]["v2t"]))
     lines.append(row("chance", metrics["t2v"], "chance_"))
     if two_stage:
         recall = two_stage["first_stage_recall"]
+        chance = two_stage.get("chance_first_stage_recall")
         lines.append(f"two-stage: the first stage keeps the true item in its {two_stage['k']} candidates for "
-                     f"{recall['t2v']:.1%} (t→v) / {recall['v2t']:.1%} (v→t) of queries; "
-                     f"{two_stage['pairs_scored']} pairs scored instead of {n * n}")
+                     f"{recall['t2v']:.1%} (t→v) / {recall['v2t']:.1%} (v→t) of queries"
+                     + (f" (chance {chance:.1%})" if chance is not None else "")
+                     + f"; {two_stage['pairs_scored']} pairs scored instead of {n * n}")
     align = metrics["align"]
     lines += ["", f"alignment accuracy {align['accuracy']:.3f} (chance {align['chance']:.3f}) on {align['pairs']} pairs, "
                   f"half aligned: aligned {align['positive_accuracy']:.3f}, misaligned {align['negative_accuracy']:.3f}"]
