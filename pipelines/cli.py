@@ -27,6 +27,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "forecast": ("pipelines.forecast", "predict the next visual words of a video; next-word accuracy beside unigram, bigram and repeat"),
     "index": ("pipelines.index", "segments of any videos, searchable with a model (faiss; grows by adding videos; resumable, sharded)"),
     "retrieve": ("pipelines.retrieve", "search a model's test segments, an index or a corpus with a sentence"),
+    "serve": ("pipelines.serve", "search in a browser: hit cards with filmstrips, the matched seconds played, a JSON API"),
     "prune": ("pipelines.prune", "delete the earlier outputs a run folder keeps in RUN/.previous"),
 }
 

@@ -15,7 +15,6 @@ from videobert.forecast.stage import format_report as format_forecast
 from videobert.retrieval.stage import format_report
 from videobert.store import read_json
 
-
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "retrieval.ipynb"
 
@@ -24,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(
         "videobert demo",
         "Generate the synthetic narrated-video corpus and run every stage on it on the CPU — decode,\n"
-        "S3D features, visual words, text, pretraining, evaluation, segment features, captioning and\n"
-        "forecasting — with pipelines/configs/demo.yaml (about 7 minutes on 2 cores with AVX-512 BF16,\n"
+        "S3D features, visual words, text, pretraining, the dual encoder of search, evaluation, segment\n"
+        "features, captioning and forecasting — with pipelines/configs/demo.yaml (about 7 minutes on 2 cores with AVX-512 BF16,\n"
         "13-16 on 2 AVX2-only cores). Prints the held-out metrics beside chance and their baselines, and\n"
         "the commands to query the trained model. Rerunning skips the stages that are done.",
     )
@@ -43,7 +42,9 @@ def next_steps(run_dir: Path) -> list[str]:
     model = shlex.quote(str(run_dir / "model"))
     notebook = shlex.quote(str(NOTEBOOK)) if NOTEBOOK.exists() else "notebooks/retrieval.ipynb"
     return [
-        "Search the held-out videos with a sentence (the model folder carries them; copy it anywhere):",
+        "Search the held-out videos in a browser, and watch the seconds that matched (then open http://127.0.0.1:8000/):",
+        f"  videobert serve {model}",
+        "Or on the command line (the model folder carries them; copy it anywhere):",
         f"  videobert retrieve {model} \"now the red circle moves left\" --top-k 5 "
         f"--sheet {shlex.quote(str(run_dir / 'hits.jpg'))}",
         "In Python: VideoBERTPipeline.from_pretrained(" + repr(str(run_dir / "model")) + ").search(\"...\")",

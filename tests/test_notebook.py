@@ -50,5 +50,9 @@ def test_notebook_runs_top_to_bottom_on_a_copied_model_folder(portable_model, th
     assert "chance" in text and "alignment accuracy" in text and "zero-shot colour of hit #1" in text
     assert "->" in text and "alignment with" in text  # text-to-video, and a video file scored
     assert "no captioner at" in text and "the segment goes on with" in text  # a model folder alone has no captioner
-    # filmstrips, zero-shot plot, the best hit's exemplars, the text-to-video exemplars, the forecast
-    assert len(figures) == 5
+    # the hits as cards: a filmstrip and a player at each segment, embedded (no server)
+    cards = [output["data"]["text/html"] for output in outputs if "text/html" in output.get("data", {})]
+    assert len(cards) == 1 and cards[0].count('class="vb-card"') >= 1
+    assert cards[0].count("data:image/jpeg;base64,") == cards[0].count("data:video/mp4;base64,") == cards[0].count('class="vb-card"')
+    # zero-shot plot, the best hit's exemplars, the text-to-video exemplars, the forecast
+    assert len(figures) == 4

@@ -46,6 +46,7 @@ from videobert.retrieval.generate import text_to_video
 from videobert.retrieval.scoring import align_probability, score_matrix
 from videobert.retrieval.zeroshot import AttributeSpec, candidate_ids, class_scores, template_input
 from videobert.search import Hit, Searcher, model_index, segments_index
+from videobert.serve.cards import SearchHits
 from videobert.video_tokenizer import VideoTokenizer
 from videobert.vocab.stage import exemplar_images
 
@@ -118,8 +119,11 @@ class VideoBERTPipeline:
         opened once and kept), of videos given as a list (each searched whole), or by default of the
         model's own test segments (``test_index``). Two stages (:mod:`videobert.search`): the dual
         encoder's ``two_stage`` nearest (default: the K chosen on val), re-ranked by the model;
-        ``exhaustive``: every segment scored by the model."""
-        return self._searcher(index).search(query, top_k, two_stage, exhaustive or self.dual is None)
+        ``exhaustive``: every segment scored by the model. In Jupyter the hits show as cards: a
+        filmstrip and a player at each segment (hits of one video that overlap are one card)."""
+        searcher = self._searcher(index)
+        hits = searcher.search(query, top_k, two_stage, exhaustive or self.dual is None)
+        return SearchHits(hits, searcher.index.video_path)
 
     def zero_shot(self, video: Video, template: str, candidates: Sequence[str] | dict[str, Sequence[str]],
                   slot: int = 1) -> dict[str, float]:

@@ -461,6 +461,34 @@ def grab_frame(path: str | Path, seconds: float, size: int | None = None) -> np.
 SAMPLE_RATE = 16_000  # Hz of the PCM that speech recognition reads
 
 
+def frames_across(path: str | Path, start: float, end: float, frames: int = 6, height: int = 96) -> np.ndarray:
+    """``frames`` RGB frames (uint8 [frames, height, W, 3]) evenly spaced across ``[start, end)``
+    seconds of a video, each scaled to ``height`` pixels (one ffmpeg seek each; the same input
+    checks as every decode). Raises :class:`InputError`."""
+    check_regular(path)
+    times = start + (np.arange(frames) + 0.5) * max(end - start, 0.0) / max(frames, 1)
+    out = []
+    for seconds in times:
+        proc = run_ffmpeg(["-ss", f"{max(0.0, float(seconds)):.3f}", *_input_flags(), "-i", ffmpeg_url(path),
+                           "-frames:v", "1", "-vf", f"scale=-2:{int(height)}", "-f", "image2pipe", "-vcodec", "ppm",
+                           "pipe:"], what=str(path))
+        if not proc.stdout:
+            raise InputError(f"{path}: no frame at {seconds:.2f} s", "decode")
+        out.append(np.asarray(Image.open(io.BytesIO(proc.stdout)).convert("RGB")))
+    return np.stack(out)
+
+
+def segment_mp4(path: str | Path, start: float, end: float, height: int = 180) -> bytes:
+    """``[start, end)`` seconds of a video as a small H.264 MP4 (``height`` pixels, no audio),
+    for a page or a notebook to play inline. Raises :class:`InputError`."""
+    check_regular(path)
+    proc = run_ffmpeg(["-ss", f"{max(0.0, start):.3f}", *_input_flags(), "-i", ffmpeg_url(path),
+                       "-t", f"{max(end - start, 0.1):.3f}", "-vf", f"scale=-2:{int(height)}", "-an", "-c:v", "libx264",
+                       "-preset", "veryfast", "-pix_fmt", "yuv420p", "-movflags", "frag_keyframe+empty_moov",
+                       "-f", "mp4", "pipe:"], what=str(path))
+    return proc.stdout
+
+
 def has_audio_stream(path: str | Path) -> bool:
     """Whether the container at ``path`` has an audio stream; raises :class:`InputError` if unreadable."""
     path = Path(path)
