@@ -204,6 +204,32 @@ def test_a_video_nvdec_cannot_take_is_decoded_on_the_cpu_said_once(tmp_path, nvd
         assert run["torchcodec"][video_id].cpu_reason == ""
 
 
+def test_a_video_nvdec_fails_part_way_through_is_decoded_again_on_the_cpu(tmp_path, monkeypatch):
+    from videobert.features import decode
+    from videobert.features.decode import ClipChunks, DecodeSettings
+
+    real_open = torchcodec_reader._open
+
+    class FailingNvdec:  # opens (metadata as the file's), then cannot decode a frame
+        def __init__(self, source):
+            self.metadata = real_open(torchcodec_reader._video_decoder(), source, torch.device("cpu"), 1).metadata
+
+        def get_frames_played_at(self, times):
+            raise RuntimeError("decode, /src/NVDEC.cpp:7, CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(torchcodec_reader, "_open", lambda VideoDecoder, source, device, threads: FailingNvdec(source)
+                        if device.type == "cuda" else real_open(VideoDecoder, source, device, threads))
+    monkeypatch.setattr(decode, "clips_device", lambda decoder, gpu: torch.device("cpu"))
+    video = lavfi_video(tmp_path / "v.mp4", 3.0, size=(96, 64))
+    records = {}
+    for decoder in ("torchcodec-cuda", "torchcodec"):
+        records[decoder] = list(ClipChunks([video], DecodeSettings(10, 15, 32, decoder, 1, 0, chunk_clips=4)))
+    gpu_end, cpu_end = records["torchcodec-cuda"][-1], records["torchcodec"][-1]
+    assert gpu_end[:3] == cpu_end[:3] == ("end", 0, 2)
+    assert gpu_end[3].startswith("NVDEC decoding failed: ") and "illegal memory access" in gpu_end[3]
+    assert torch.equal(records["torchcodec-cuda"][0][3], records["torchcodec"][0][3])
+
+
 def test_nvdecs_own_fallback_is_reported():
     from torchcodec.decoders import CpuFallbackStatus
 
@@ -236,3 +262,13 @@ def test_missing_ffmpeg_libraries_are_one_line_saying_what_to_install(monkeypatc
         TorchcodecClipReader(tmp_path / "v.mp4")
     message = str(error.value)
     assert "\n" not in message and "libavdevice59" in message and "pip install torchcodec" in message
+
+
+def test_a_models_videos_are_decoded_by_the_library_its_features_were():
+    from videobert.features.decode import decoder_for_device
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert [decoder_for_device(d, cpu) for d in ("cpu", "cuda", "torchcodec", "torchcodec-cuda")] == \
+        ["cpu", "cpu", "torchcodec", "torchcodec"]
+    assert [decoder_for_device(d, gpu) for d in ("cpu", "cuda", "torchcodec", "torchcodec-cuda", "other")] == \
+        ["cpu", "cuda", "torchcodec", "torchcodec-cuda", "cpu"]

@@ -123,12 +123,12 @@ class ClipChunks(torch.utils.data.IterableDataset):
                     sent = first + len(chunk)
                     yield ("clips", index, first, chunk, "")
             except InputError as exc:
-                if decoder != "cuda" or sent:
+                if decoder not in GPU_DECODERS or sent:
                     raise
-                # NVDEC cannot take every codec; such a video is decoded on the CPU instead.
+                # NVDEC cannot take every codec; such a video is decoded on the CPU instead (by the same library).
                 log.info("%s: GPU decoding failed (%s); decoding on the CPU", path, exc)
-                self._cpu_reason = f"ffmpeg's NVDEC decoding failed: {exc}"
-                for first, chunk in self._chunks(path, info, "cpu"):
+                self._cpu_reason = f"NVDEC decoding failed: {exc}"
+                for first, chunk in self._chunks(path, info, "cpu" if decoder == "cuda" else "torchcodec"):
                     sent = first + len(chunk)
                     yield ("clips", index, first, chunk, "")
             yield ("end", index, sent, self._cpu_reason, "")

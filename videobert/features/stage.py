@@ -30,7 +30,7 @@ from videobert.features.s3d import (
 from videobert.features.settings import feature_identity
 from videobert.logs import progress
 from videobert.manifest import read_manifest
-from videobert.features.decode import Decoder, check_decoder
+from videobert.features.decode import Decoder, check_decoder, decodes_into_gpu
 from videobert.runtime import (
     LONG_BARRIER, DeviceName, Precision, Shard, combined_shard, cpu_bf16_is_faster, device_name, dist_env, process_group,
     resolve_device, resolve_precision,
@@ -59,8 +59,8 @@ class ExtractConfig:
         "auto", help="model precision (auto: bf16/fp16 on CUDA; on the CPU bf16 where it computes bf16 natively and "
                      "faster, else fp32; a folder's features keep the precision they were started with)")
     decoder: Decoder = field(
-        "cpu", help="video decoding: cpu — an ffmpeg process per video (the default: faster than torchcodec on the CPUs "
-                    "measured, BENCHMARKS.md); torchcodec — FFmpeg's libraries in the decoding processes; "
+        "cpu", help="video decoding: cpu — an ffmpeg process per video (the default: faster than torchcodec on the "
+                    "2-core CPU measured, BENCHMARKS.md); torchcodec — FFmpeg's libraries in the decoding processes; "
                     "torchcodec-cuda — NVDEC on the model's GPU straight into its batches (a video NVDEC cannot take "
                     "is decoded on the CPU, listed in extract.json); cuda — ffmpeg with NVDEC + scale_cuda (an ffmpeg "
                     "built with CUDA, VIDEOBERT_FFMPEG)")
@@ -128,7 +128,8 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
         mine = worker.take(entries, key=lambda e: e.video_id)
         log.info(
             "%d of %d videos for shard %s on %s (%s, batch %d, %d decoding workers, decoder %s)",
-            len(mine), len(entries), worker, device, precision, runtime.batch_size, runtime.workers, cfg.decoder,
+            len(mine), len(entries), worker, device, precision, runtime.batch_size,
+            0 if decodes_into_gpu(cfg.decoder) else runtime.workers, cfg.decoder,
         )
         todo = [entry for entry in mine if not is_complete(feature_path(out, entry.video_id))]
         skipped = len(mine) - len(todo)
