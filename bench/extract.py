@@ -46,6 +46,7 @@ from videobert.features.s3d import KINETICS_MEAN, KINETICS_STD, ClipEncoder, bui
 from videobert.features.stage import ExtractConfig, extract_precision  # noqa: E402
 from videobert.manifest import VideoEntry  # noqa: E402
 from videobert.features.decode import check_decoder  # noqa: E402
+from videobert.features.torchcodec_reader import check_torchcodec  # noqa: E402
 from videobert.media import probe, run_ffmpeg  # noqa: E402
 from videobert.runtime import cpu_name, resolve_device  # noqa: E402
 from videobert.store import atomic_save_npy  # noqa: E402
@@ -207,6 +208,9 @@ def main() -> None:
     for decoder in list(decoders):
         try:
             check_decoder(decoder, device, runtime.gpu)
+            refusal = check_torchcodec(f"cuda:{runtime.gpu}") if decoder == "torchcodec-cuda" else None
+            if refusal:  # it would decode on the CPU: not a figure of NVDEC
+                raise ConfigError(refusal)
         except ConfigError as exc:
             print(f"{decoder} decoder not benchmarked: {exc}")
             decoders.remove(decoder)
