@@ -1,6 +1,6 @@
 """``videobert extract MANIFEST -o FEATURES``: S3D features of 1.5 s clips, one .npy per video.
 
-Decode each video with ffmpeg at --fps, cut it into non-overlapping clips of --clip-frames frames
+Decode each video (ffmpeg, or torchcodec: --decoder) at --fps, cut it into non-overlapping clips of --clip-frames frames
 (clip i covers [i*clip_frames/fps, (i+1)*clip_frames/fps); a trailing partial clip is dropped) and
 write the 1024-d S3D feature of every clip to FEATURES/<video_id>.npy (float16 [n_clips, 1024]).
 Rerunning skips finished videos; failed videos are listed in FEATURES/failures.jsonl.

@@ -247,6 +247,27 @@ def _enlarge_pipe(fd: int) -> None:
         pass
 
 
+def check_decoded_length(path: Path, frames: int, fps: float, expected_seconds: float | None, detail: str = "") -> None:
+    """Raise :class:`InputError` when ``frames`` at ``fps`` fall well short of ``expected_seconds``
+    (what the container announces): a truncated or corrupt file. ``detail``: the decoder's last word."""
+    seconds = frames / fps
+    expected = expected_seconds
+    if expected is not None and math.isfinite(expected) and expected - seconds > max(1.0, 0.05 * expected):
+        raise InputError(
+            f"{path}: truncated or corrupt (decoded {seconds:.1f} s of the {expected:.1f} s "
+            f"the container announces{'; ' + detail if detail else ''})", "decode",
+        )
+
+
+def check_one_clip(path: Path, frames: int, fps: float, clip_frames: int) -> None:
+    """Raise :class:`InputError` when ``frames`` do not make one clip."""
+    if frames < clip_frames:
+        raise InputError(
+            f"{path}: shorter than one clip ({frames} frames = {frames / fps:.2f} s at {fps:g} fps; "
+            f"a clip is {clip_frames} frames = {clip_frames / fps:.2f} s)", "too_short",
+        )
+
+
 class ClipReader:
     """The clips of one video, streamed from one ffmpeg process (see :func:`clip_command`).
 
@@ -319,23 +340,20 @@ class ClipReader:
         last = _LOG_PREFIX.sub("", lines[-1]).strip() if lines else ""
         if code != 0:
             raise InputError(f"{self.path}: ffmpeg could not decode it ({last or 'exit ' + str(code)})", "decode")
-        seconds = self.frames / self.fps
-        expected = self.expected_seconds
-        if expected is not None and math.isfinite(expected) and expected - seconds > max(1.0, 0.05 * expected):
-            detail = f"; ffmpeg: {last}" if last else ""
-            raise InputError(
-                f"{self.path}: truncated or corrupt (decoded {seconds:.1f} s of the {expected:.1f} s "
-                f"the container announces{detail})", "decode",
-            )
+        check_decoded_length(self.path, self.frames, self.fps, self.expected_seconds, f"ffmpeg: {last}" if last else "")
         if lines:  # decoded to the end, but through damaged data: its clips there would be concealment, not video
             first = _LOG_PREFIX.sub("", lines[0]).strip()
             raise InputError(f"{self.path}: damaged (ffmpeg reported {len(lines)} decoding error line(s), first: "
                              f"{first}); re-download or re-encode it", "decode")
-        if self.frames < self.clip_frames:
-            raise InputError(
-                f"{self.path}: shorter than one clip ({self.frames} frames = {seconds:.2f} s at {self.fps:g} fps; "
-                f"a clip is {self.clip_frames} frames = {self.clip_frames / self.fps:.2f} s)", "too_short",
-            )
+        check_one_clip(self.path, self.frames, self.fps, self.clip_frames)
+
+    def read_clips(self, out) -> int:
+        """Fill ``out`` (a uint8 CPU tensor ``[k, *clip_shape]``) with up to k next clips; the number
+        filled (fewer only at the end of the video, after the checks of :meth:`finish`)."""
+        filled = 0
+        while filled < len(out) and self.read_clip(out[filled].numpy()):
+            filled += 1
+        return filled
 
     def close(self) -> None:
         if self._proc.poll() is None:

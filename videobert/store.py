@@ -652,7 +652,8 @@ def library_versions(*extra: str) -> dict[str, str]:
     """Versions of the libraries that decide numerical results (and of the ``extra`` packages that
     are installed), for provenance files."""
     versions = {"python": platform.python_version()}
-    names = ("videobert", "torch", "torchvision", "numpy", "faiss-cpu", "faiss-gpu", "transformers", "tokenizers", *extra)
+    names = ("videobert", "torch", "torchvision", "numpy", "faiss-cpu", "faiss-gpu", "torchcodec", "transformers", "tokenizers",
+             *extra)
     for name in names:
         try:
             versions[name] = importlib.metadata.version(name)

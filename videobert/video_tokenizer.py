@@ -19,12 +19,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from videobert.errors import InputError
+from videobert.features.decode import check_decoder, decoder_for_device
 from videobert.features.extract import VideoFeatures, extract_features, resolve_runtime
 from videobert.features.s3d import FEATURE_DIM, ClipEncoder, build_s3d
 from videobert.features.settings import clip_seconds
 from videobert.inference import LoadedModel
 from videobert.manifest import VideoEntry, safe_id_from_stem
-from videobert.media import check_cuda_decoder
 from videobert.model_folder import FEATURES_FILE, check_s3d_weights, read_feature_settings
 from videobert.runtime import resolve_precision
 
@@ -92,9 +92,9 @@ class VideoTokenizer:
         encoder = self._s3d()
         settings = self.settings
         runtime = resolve_runtime(encoder.device, encoder.precision, self.batch_size, self.workers)
-        decoder = settings.get("decoder", "cpu") if encoder.device.type == "cuda" else "cpu"
-        if decoder == "cuda" and not self._decoder_checked:
-            check_cuda_decoder(runtime.gpu)
+        decoder = decoder_for_device(settings.get("decoder", "cpu"), encoder.device)
+        if not self._decoder_checked:
+            check_decoder(decoder, encoder.device, runtime.gpu)
             self._decoder_checked = True
         yield from extract_features(list(entries), encoder, runtime, int(settings["fps"]), int(settings["clip_frames"]),
                                     int(settings["size"]), decoder, progress=progress)

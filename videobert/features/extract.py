@@ -32,8 +32,8 @@ class Runtime:
     precision: str
     batch_size: int
     workers: int
-    decode_threads: int  # ffmpeg threads per video
-    gpu: int  # GPU index for the cuda decoder
+    decode_threads: int  # decoding threads per video
+    gpu: int  # GPU index for the GPU decoders
 
 
 def resolve_runtime(device: torch.device, precision: str, batch_size: int | None, workers: int | None,
@@ -61,6 +61,7 @@ class VideoFeatures:
     entry: VideoEntry
     features: np.ndarray | None
     error: InputError | None = None
+    cpu_reason: str = ""  # why a GPU decoder left this video to the CPU ("" where it did not)
 
 
 class _Video:
@@ -71,6 +72,7 @@ class _Video:
         self.parts: dict[int, np.ndarray] = {}  # clip index -> float32 [1024]
         self.n_clips: int | None = None  # known once the video's end record arrived
         self.finished = False
+        self.cpu_reason = ""
 
 
 def extract_features(
@@ -112,7 +114,7 @@ def extract_features(
                                    "non_finite")
             else:
                 clips_done += len(array)
-        finished.append(VideoFeatures(video.entry, array, error))
+        finished.append(VideoFeatures(video.entry, array, error, video.cpu_reason))
         video.parts.clear()
         if bar is not None:
             bar.set_postfix_str(f"{clips_done / (time.perf_counter() - began):.1f} clips/s", refresh=False)
@@ -163,6 +165,7 @@ def extract_features(
                 finish(video, InputError(payload, kind))
             else:
                 video.n_clips = number
+                video.cpu_reason = payload
                 if len(video.parts) == number:
                     finish(video)
             yield from finished

@@ -30,7 +30,7 @@ from videobert.features.s3d import (
 from videobert.features.settings import feature_identity
 from videobert.logs import progress
 from videobert.manifest import read_manifest
-from videobert.media import Decoder, check_cuda_decoder
+from videobert.features.decode import Decoder, check_decoder, decodes_into_gpu
 from videobert.runtime import (
     LONG_BARRIER, DeviceName, Precision, Shard, combined_shard, cpu_bf16_is_faster, device_name, dist_env, process_group,
     resolve_device, resolve_precision,
@@ -58,7 +58,12 @@ class ExtractConfig:
     precision: Precision = field(
         "auto", help="model precision (auto: bf16/fp16 on CUDA; on the CPU bf16 where it computes bf16 natively and "
                      "faster, else fp32; a folder's features keep the precision they were started with)")
-    decoder: Decoder = field("cpu", help="video decoding: ffmpeg on the CPU, or NVDEC + scale_cuda on the GPU")
+    decoder: Decoder = field(
+        "cpu", help="video decoding: cpu — an ffmpeg process per video (the default: faster than torchcodec on the "
+                    "2-core CPU measured, BENCHMARKS.md); torchcodec — FFmpeg's libraries in the decoding processes; "
+                    "torchcodec-cuda — NVDEC on the model's GPU straight into its batches (a video NVDEC cannot take "
+                    "is decoded on the CPU, listed in extract.json); cuda — ffmpeg with NVDEC + scale_cuda (an ffmpeg "
+                    "built with CUDA, VIDEOBERT_FFMPEG)")
     batch_size: int | None = field(None, speed_only=True, help="clips per model call (none: 64 on CUDA, 4 on CPU)")
     workers: int | None = field(
         None, speed_only=True,
@@ -101,10 +106,7 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
     device = resolve_device(cfg.device)
     precision = extract_precision(cfg.precision, device, None if overwrite else out)
     runtime = resolve_runtime(device, precision, cfg.batch_size, cfg.workers, env.local_processes)
-    if cfg.decoder == "cuda":
-        if device.type != "cuda":
-            raise ConfigError("--decoder cuda needs the model on a CUDA device (--device cuda, or auto on a GPU machine)")
-        check_cuda_decoder(runtime.gpu)
+    check_decoder(cfg.decoder, device, runtime.gpu)
     model, weights = build_s3d(cfg.weights, cfg.init_seed)
     meta = extraction_meta(cfg, weights, device, precision, manifest)
     failures_file = out / failures_name(worker.index, worker.count)
@@ -126,13 +128,15 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
         mine = worker.take(entries, key=lambda e: e.video_id)
         log.info(
             "%d of %d videos for shard %s on %s (%s, batch %d, %d decoding workers, decoder %s)",
-            len(mine), len(entries), worker, device, precision, runtime.batch_size, runtime.workers, cfg.decoder,
+            len(mine), len(entries), worker, device, precision, runtime.batch_size,
+            0 if decodes_into_gpu(cfg.decoder) else runtime.workers, cfg.decoder,
         )
         todo = [entry for entry in mine if not is_complete(feature_path(out, entry.video_id))]
         skipped = len(mine) - len(todo)
         if skipped:
             log.info("%d of %d videos already have features; skipping them", skipped, len(mine))
         ok = failed = clips = 0
+        cpu_decoded: dict[str, str] = {}  # video id -> why the GPU decoder left it to the CPU
         encoder = ClipEncoder(model, device, precision)
         began = time.perf_counter()
         with FailureLog(failures_file) as failures:
@@ -145,6 +149,10 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
                 atomic_save_npy(feature_path(out, video.entry.video_id), video.features)
                 ok += 1
                 clips += len(video.features)
+                if video.cpu_reason:
+                    cpu_decoded[video.entry.video_id] = video.cpu_reason
+        if cpu_decoded:
+            record_cpu_decoded(out, cpu_decoded)
         seconds = time.perf_counter() - began
         mine_line = _line(ok, skipped, failed, clips, seconds, failures_file.name)
         group.barrier()
@@ -179,6 +187,23 @@ def extract_precision(precision: str, device: torch.device, features_dir: Path |
     if device.type == "cpu":
         return "bf16" if cpu_bf16_is_faster() else "fp32"
     return resolve_precision("auto", device)
+
+
+def record_cpu_decoded(features_dir: Path, reasons: dict[str, str]) -> None:
+    """Add ``reasons`` (video id -> why a GPU decoder left it to the CPU) to ``extract.json``'s
+    ``cpu_decoded``. The folder is locked meanwhile, so shards and ranks add theirs in turn."""
+    import fcntl
+    import os
+
+    folder = os.open(features_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        path = Path(features_dir) / META_FILE
+        meta = read_json(path, "extraction settings")
+        meta["cpu_decoded"] = {**meta.get("cpu_decoded", {}), **reasons}
+        atomic_write_json(path, meta)
+    finally:
+        os.close(folder)  # releases the lock
 
 
 def _line(ok: int, skipped: int, failed: int, clips: int, seconds: float, failures_file: str) -> str:
