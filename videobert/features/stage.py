@@ -271,12 +271,7 @@ def mapped_features(features_dir: str | Path, video_id: str) -> np.ndarray:
     """The features of one video memory-mapped (float ``[n_clips, 1024]``, header checked
     against the file's size): reading rows of it reads only those rows."""
     path = feature_path(features_dir, video_id)
-    shape, dtype = npy_header(path, "features")
-    _check_feature_header(path, shape, dtype)
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable features ({exc})") from None
+    return load_npy(path, "features", check=functools.partial(_check_feature_header, path), mmap=True)
 
 
 def list_videos(features_dir: str | Path) -> list[str]:

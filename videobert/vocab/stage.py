@@ -36,6 +36,7 @@ from videobert.features.stage import clip_count, extract_info, feature_path, lis
 from videobert.logs import progress
 from videobert.manifest import read_manifest
 from videobert.media import save_jpeg
+from videobert.readers import read_image
 from videobert.runtime import DeviceName, Shard, combined_shard
 from videobert.store import (
     FailureLog, StageSummary, atomic_save_npy, atomic_write_json, failures_name, library_versions, prepare_output_dir,
@@ -325,12 +326,12 @@ def _exemplars(out: Path, cfg: VocabConfig, entries: list[dict], info: dict, man
         log.warning("exemplars skipped: the manifest recorded in extract.json is unusable (%s); pass --manifest", exc)
         return {"skipped": f"manifest unusable: {exc}"}
 
-    def present(entry: Mapping) -> bool:  # written earlier, at this size
+    def present(entry: Mapping) -> bool:  # written earlier, at this size (anything else is written again)
         try:
-            with Image.open(exemplar_path(out, entry["word"])) as thumb:
-                return thumb.size == (cfg.exemplar_size, cfg.exemplar_size)
-        except (OSError, ValueError):
+            thumb = read_image(exemplar_path(out, entry["word"]), "thumbnail")
+        except InputError:
             return False
+        return thumb.shape[:2] == (cfg.exemplar_size, cfg.exemplar_size)
 
     todo = [entry for entry in entries if not present(entry)]
     written, failed = len(entries) - len(todo), 0
@@ -355,8 +356,11 @@ def _contact_sheet(out: Path, entries: list[dict], words: int, size: int) -> Pat
         return None
     thumbnails = []
     for entry in tiles:
-        with Image.open(exemplar_path(out, entry["word"])) as thumb:
-            thumbnails.append(thumb.convert("RGB").resize((size, size)))
+        try:
+            thumbnails.append(Image.fromarray(read_image(exemplar_path(out, entry["word"]), "thumbnail")).resize((size, size)))
+        except InputError as exc:
+            log.warning("contact sheet: %s", exc)
+            thumbnails.append(None)
     return save_jpeg(exemplar_sheet(thumbnails, tiles, size), out / "exemplars.jpg")
 
 
@@ -373,9 +377,10 @@ def exemplar_images(vocab_dir: str | Path | None, words: Sequence[int]) -> list[
     images: list[np.ndarray | None] = []
     for word in words:
         path = exemplar_path(vocab_dir, int(word)) if vocab_dir is not None else None
-        if path is not None and path.is_file():
-            images.append(np.asarray(Image.open(path).convert("RGB")))
-        else:
+        try:
+            images.append(read_image(path, "thumbnail") if path is not None and path.exists() else None)
+        except InputError as exc:
+            log.warning("%s", exc)
             images.append(None)
     return images
 
