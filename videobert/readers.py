@@ -85,6 +85,19 @@ def _cap(value: int | None, default_name: str) -> int:
     return int(value if value is not None else globals()[default_name])
 
 
+def _reason(exc: BaseException) -> str:
+    """One short line for a parser's exception (Python's integer digit limit said plainly)."""
+    text = str(exc).strip()
+    if "Exceeds the limit" in text and "digits" in text:  # Python's int() of 4 300+ digits, a ValueError
+        return "an integer of more than 4300 digits"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first if len(first) <= 120 else first[:117] + "..."
+
+
 def _mib(size: int) -> str:
     return f"{size / MiB:.0f} MiB" if size >= MiB else f"{size} bytes"
 
@@ -144,11 +157,15 @@ def check_size(path: str | Path, what: str, limit: int) -> os.stat_result:
     return info
 
 
-def file_sha256(path: str | Path, what: str = "file") -> str:
-    """The sha256 of a regular file's bytes, read in blocks (anything else raises like
-    :func:`open_regular`)."""
+def file_sha256(path: str | Path, what: str = "file", limit: int | None = None) -> str:
+    """The sha256 of a regular file's bytes of at most ``limit`` (default ``MAX_WEIGHTS_BYTES``),
+    read in blocks (anything else raises like :func:`open_regular`)."""
     digest = hashlib.sha256()
+    limit = _cap(limit, "MAX_WEIGHTS_BYTES")
     with open_regular(path, what) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise InputError(f"{path}: {what} is {_mib(size)}, more than the {_mib(limit)} allowed")
         try:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -234,7 +251,7 @@ def _loads(text: str, max_depth: int | None = None, unique_keys: bool = False) -
     except MemoryError:
         raise _NotJson("out of memory while parsing JSON") from None
     except ValueError as exc:  # an integer of more than 4 300 digits
-        raise _NotJson(f"invalid JSON: {str(exc).splitlines()[0][:120]}") from None
+        raise _NotJson(f"invalid JSON: {_reason(exc)}") from None
     try:
         check_nesting(value, "", max_depth)
     except InputError:
@@ -323,6 +340,14 @@ def read_yaml(path: str | Path, what: str = "YAML file", limit: int | None = Non
     path = Path(path)
     text = decode_utf8(read_bytes(path, what, _cap(limit, "MAX_YAML_BYTES")), path, what)
     try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # iterative: the depth is known before composing
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise InputError(f"{path}: nested more than {MAX_DEPTH} levels deep")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -332,7 +357,7 @@ def read_yaml(path: str | Path, what: str = "YAML file", limit: int | None = Non
     except RecursionError:
         raise InputError(f"{path}: invalid YAML (nested too deeply)") from None
     except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # int() of 4 300+ digits, odd timestamps
-        raise InputError(f"{path}: invalid YAML ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+        raise InputError(f"{path}: invalid YAML ({_reason(exc)})") from None
     return check_nesting(value, path, max_nodes=MAX_YAML_NODES)
 
 
@@ -370,7 +395,7 @@ def _array_header(handle: IO[bytes], path: Path, what: str) -> tuple[tuple[int, 
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=1 << 16)
     except (OSError, ValueError, EOFError, SyntaxError, TypeError, RecursionError, MemoryError) as exc:
-        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        detail = _reason(exc.__context__ if "Cannot parse header" in str(exc) and exc.__context__ else exc)
         raise InputError(f"{path}: unreadable {what} (not a .npy file: {detail})") from None
     if dtype.hasobject:
         raise InputError(f"{path}: refused {what}: it holds Python objects (a pickle), not numbers")
@@ -498,10 +523,11 @@ def safetensors_header(path: str | Path, what: str = "weights") -> dict[str, tup
     checked to lie inside the file and to agree with its shape, before any tensor is read.
     Raises :class:`InputError` naming the file."""
     path = Path(path)
+    limit = MAX_WEIGHTS_BYTES
     with open_regular(path, what) as handle:
         size = os.fstat(handle.fileno()).st_size
-        if size > MAX_WEIGHTS_BYTES:
-            raise InputError(f"{path}: {what} is {_mib(size)}, more than the {_mib(MAX_WEIGHTS_BYTES)} allowed")
+        if size > limit:
+            raise InputError(f"{path}: {what} is {_mib(size)}, more than the {_mib(limit)} allowed")
         head = handle.read(8)
         if len(head) < 8:
             raise InputError(f"{path}: unreadable {what} (truncated: no safetensors header)")
@@ -554,7 +580,7 @@ def load_safetensors(path: str | Path, what: str = "weights", max_bytes: int | N
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{path}: unreadable {what} ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
+        raise InputError(f"{path}: unreadable {what} ({_reason(exc)})") from None
     except MemoryError:
         raise InputError(f"{path}: {what} do not fit in memory") from None
 
@@ -618,7 +644,8 @@ def read_image(path: str | Path, what: str = "image", max_bytes: int | None = No
     except MemoryError:
         raise InputError(f"{path}: {what} does not fit in memory") from None
     except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
-        raise InputError(f"{path}: unreadable {what} ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+        detail = "not an image format PIL reads" if type(exc).__name__ == "UnidentifiedImageError" else _reason(exc)
+        raise InputError(f"{path}: unreadable {what} ({detail})") from None
 
 
 # ------------------------------------------------------------------------------------ named fields
@@ -695,7 +722,7 @@ def check_fields(data: Any, source: str | Path, fields: Mapping[str, Field], unk
     :func:`check_field`; a missing required field, and (``unknown=False``) a field not in
     ``fields``, is an :class:`InputError` naming the file and the field."""
     if not isinstance(data, dict):
-        raise InputError(f"{source}: must be a JSON object of fields, not {_type_word(type(data))}")
+        raise InputError(f"{source}: must be a mapping of named fields (a JSON object), not {_type_word(type(data))}")
     for name, spec in fields.items():
         if name not in data:
             if spec.required:
