@@ -75,6 +75,9 @@ def load_model(
     vocab = JointVocabulary.load(model_dir)
     # a model folder's copied codebook must be the one it was trained with
     codebook = check_visual_vocab(model_dir, vocab.codebook, device=torch_device.type)
+    if codebook is not None and codebook.size != vocab.visual_vocab_size:
+        raise InputError(f"{model_dir / 'visual_vocab' / 'codebook.npz'}: a codebook of {codebook.size} visual words, but "
+                         f"vocabulary.json records {vocab.visual_vocab_size}; the folder was modified")
     model = VideoBERT.from_pretrained(model_dir, torch_device)
     if model.config.vocab_size != vocab.size:
         raise InputError(f"{model_dir}: the model has {model.config.vocab_size} ids but vocabulary.json {vocab.size}")
