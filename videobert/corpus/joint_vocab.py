@@ -22,9 +22,10 @@ from pathlib import Path
 from videobert.errors import InputError
 from videobert.readers import Field, check_fields
 from videobert.store import atomic_write_json, read_json
-from videobert.text.wordpiece import TEXT_SPECIALS, load_tokenizer
+from videobert.text.wordpiece import TEXT_SPECIALS, encode_texts, load_tokenizer
 
 VIDEO_SEP = "[>]"
+MASK = "[MASK]"  # a template's slot to fill (JointVocabulary.encode_template)
 
 
 class JointLayout:
@@ -86,8 +87,22 @@ class JointVocabulary(JointLayout):
         return {token: self.special_id(token) for token in (*TEXT_SPECIALS, VIDEO_SEP)}
 
     def encode_text(self, text: str) -> list[int]:
-        """WordPiece ids of ``text``, without special tokens."""
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """WordPiece ids of ``text`` read as text: the one place text becomes ids. No special
+        tokens are added, and none is read from the text either — "[SEP]" or "[MASK]" typed in a
+        query, a caption or ``--text`` is the word pieces of those characters, never the
+        structural ids (which would let text rewrite the input's structure)."""
+        return encode_texts(self.tokenizer, [text])[0]
+
+    def encode_template(self, template: str) -> list[int]:
+        """WordPiece ids of a fill-in-the-blank template: each literal ``[MASK]`` is the mask id
+        (the slots to fill), everything between them is text (:meth:`encode_text`)."""
+        pieces = template.split(MASK)
+        ids: list[int] = []
+        for number, piece in enumerate(pieces):
+            ids += self.encode_text(piece)
+            if number < len(pieces) - 1:
+                ids.append(self.mask_id)
+        return ids
 
     def token(self, token_id: int) -> str:
         """Readable form of one id: WordPiece, ``[>]`` or ``v<word>``."""
