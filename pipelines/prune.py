@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import command, new_parser, note
+from pipelines.common import command, new_parser, note, say
 from videobert.runner import prune
 
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     folders = prune(args.run_dir, dry_run=args.dry_run)
     for path, size in folders:
-        print(f"{size / 2**20:10.1f} MiB  {path}")
+        say(f"{size / 2**20:10.1f} MiB  {path}")
     total = sum(size for _, size in folders) / 2**20
     verb = "would delete" if args.dry_run else "deleted"
     note("%s %d earlier output folder(s), %.1f MiB, of %s", verb, len(folders), total, args.run_dir)

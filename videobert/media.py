@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from videobert.errors import ConfigError, InputError
+from videobert.logs import printable
 from videobert.store import atomic_write_bytes, check_regular, commit_temp, temp_path_for
 
 log = logging.getLogger(__name__)
@@ -515,8 +516,10 @@ def contact_sheet(
 ) -> Image.Image:
     """A grid of tiles ``size`` wide, each image scaled to fit ``size``×``size`` with its caption
     under it (a grey tile where the image is None); rows are as tall as their tallest image.
-    ``upscale``: small images are scaled up too (to a pixel short of the tile), not only large ones down."""
+    ``upscale``: small images are scaled up too (to a pixel short of the tile), not only large ones down.
+    Captions are drawn with their control characters written as escapes (:func:`videobert.logs.printable`)."""
     columns = max(1, min(columns, len(images)))
+    captions = [printable(caption) for caption in captions]  # names and sentences from files: control characters shown
     tiles = []
     for image in images:
         if image is None:
