@@ -99,7 +99,14 @@ def _features(emb_dir: Path, split: str, which: str, limit: int = 0) -> tuple[np
     if not rows:
         raise InputError(f"{emb_dir / (split + '.jsonl')}: no {split} segments to caption")
     count = min(limit, len(rows)) if limit > 0 else len(rows)
-    return np.asarray(matrix[:count, columns], np.float32), rows[:count], meta
+    features = np.asarray(matrix[:count, columns], np.float32)
+    bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+    if bad.size:
+        first = rows[int(bad[0])]
+        raise InputError(f"{emb_dir / (split + '.npy')}: {bad.size} row(s) hold NaN or infinity (the first, row {int(bad[0])}: "
+                         f"{first.get('video_id')!r} {first.get('start')}-{first.get('end')} s); embed them again",
+                         "non_finite")
+    return features, rows[:count], meta
 
 
 def _model_tokenizer(meta: dict[str, Any], emb_dir: Path) -> Path:
