@@ -708,7 +708,8 @@ def check_field(value: Any, spec: Field, source: str | Path, name: str) -> Any:
         return value
     expected = {"str": str, "bool": bool, "list": list, "dict": dict, "ints": list}[kind]
     if not isinstance(value, expected):
-        raise InputError(f"{source}: {name}: {_show(value)} is not a {_type_word(expected)}")
+        word = _type_word(expected)
+        raise InputError(f"{source}: {name}: {_show(value)} is not {'an' if word[0] in 'aeiou' else 'a'} {word}")
     if kind == "ints":
         for index, item in enumerate(value):
             check_field(item, dataclasses.replace(spec, kind="int"), source, f"{name}[{index}]")

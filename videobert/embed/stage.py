@@ -37,7 +37,7 @@ from videobert.features.stage import extract_info, mapped_features
 from videobert.manifest import SPLITS
 from videobert.model_folder import read_feature_settings
 from videobert.inference import InferenceConfig, LoadedModel, load_model
-from videobert.readers import MAX_MAPPED_BYTES, load_npy, npy_header
+from videobert.readers import MAX_MAPPED_BYTES, Field, check_fields, load_npy, npy_header
 from videobert.retrieval.gallery import check_model_tokens, read_segments
 from videobert.runtime import LONG_BARRIER, Shard, combined_shard, dist_env, process_group
 from videobert.store import (StageSummary, atomic_write, atomic_write_json, atomic_write_text, create_once_json,
@@ -278,11 +278,19 @@ def _merge_split(out: Path, split: str, chunks: int, width: int) -> int:
     return row
 
 
+# the fields of embed.json its readers use, by type and bounds
+EMBED_FIELDS = {"dim": Field("int", 1, 1 << 20), "complete": Field("bool", required=False),
+                "splits": Field("dict", required=False), "model": Field("str", required=False, nullable=True),
+                "parts": Field("list", required=False)}
+
+
 def load_embeddings(emb_dir: str | Path, split: str) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
     """A split of an EMB folder: float16 [n, D] rows (memory-mapped), their index rows and
     ``embed.json``."""
     emb_dir = Path(emb_dir)
-    meta = read_json(emb_dir / META_FILE, "embeddings")
+    meta = check_fields(read_json(emb_dir / META_FILE, "embeddings"), emb_dir / META_FILE, EMBED_FIELDS)
+    for index, part in enumerate(meta.get("parts", [])):
+        check_fields(part, f"{emb_dir / META_FILE}: parts[{index}]", {"name": Field("str"), "dim": Field("int", 1, 1 << 20)})
     if not meta.get("complete"):
         raise InputError(f"{emb_dir / META_FILE}: the embedding run did not finish; rerun videobert embed to resume")
     path = emb_dir / f"{split}.npy"
