@@ -152,7 +152,7 @@ def load_weights_folder(folder: str | Path, config_class: type, build: Callable[
     path = folder / "model.safetensors"
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: {what} weights not found", "missing")
-    header = safetensors_header(path, f"{what} weights")
+    header = safetensors_header(path, "weights")
     shapes = {name: shape for name, (_dtype, shape) in header.items()}
     with torch.device("meta"):  # the sizes config.json asks for, before anything is allocated
         built = build(config).state_dict()
@@ -169,7 +169,7 @@ def load_weights_folder(folder: str | Path, config_class: type, build: Callable[
             raise InputError(f"{path}: {name} is stored as {stored}, but the model holds {str(tensor.dtype).split('.')[-1]} "
                              "(the file was altered or is not this model's)")
     module = build(config)
-    state = load_safetensors(path, f"{what} weights")
+    state = load_safetensors(path, "weights")
     floats = [(name, tensor) for name, tensor in state.items() if tensor.is_floating_point()]
     for name, tensor in floats:
         if not bool(torch.isfinite(tensor).all()):
