@@ -2,8 +2,10 @@
 
 When a stage of ``videobert run`` reruns because its config or inputs changed (or --force), the
 runner moves the stage's previous outputs to RUN/.previous/<stage>-<time>/ rather than deleting
-them. This command lists those folders with their sizes and deletes them (--dry-run: lists only).
-It refuses a folder without pipeline.json, and deletes nothing outside RUN/.previous.
+them. This command lists those folders with their sizes and deletes them (--dry-run: lists only):
+only the <stage>-<time> folders that pipeline.json records, never through a link; anything else
+in RUN/.previous is left and named. It refuses a folder without a readable pipeline.json, a
+.previous that is a link, and a folder that a run is writing (it holds the folder's lock).
 """
 
 from __future__ import annotations
