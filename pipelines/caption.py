@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, command, new_parser, resolve_config
+from pipelines.common import add_config_arguments, command, new_parser, resolve_config, say
 from videobert.caption import stage
 from videobert.store import StageCall, StageSummary
 
@@ -52,16 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     if args.action == "train":
-        print(stage.train(args.embeddings, args.out, resolve_config(stage.CaptionConfig, args), resume=args.resume).message)
+        say(stage.train(args.embeddings, args.out, resolve_config(stage.CaptionConfig, args), resume=args.resume).message)
     elif args.action == "suite":
         report(stage.run_suite(args.embeddings, args.out, resolve_config(stage.CaptionSuiteConfig, args)))
     elif args.action == "evaluate":
         cfg = stage.decoding_config(args.captioner, args.device, args.beam)
-        print(stage.evaluate(args.captioner, args.embeddings, args.out, args.split, cfg).message)
+        say(stage.evaluate(args.captioner, args.embeddings, args.out, args.split, cfg).message)
     else:
         cfg = stage.decoding_config(args.captioner, args.device, args.beam)
         captions = stage.generate_captions(args.captioner, args.embeddings, args.split, cfg, args.limit, args.out)
-        print(f"{len(captions)} captions written to {args.out}" if args.out is not None
+        say(f"{len(captions)} captions written to {args.out}" if args.out is not None
               else "\n".join(json.dumps(row, ensure_ascii=False) for row in captions))
 
 
@@ -71,7 +71,7 @@ def argv(call: StageCall) -> list[str]:
 
 
 def report(summary: StageSummary) -> None:
-    print(summary.message)  # videobert run's caption stage: every captioner's figures beside its baseline
+    say(summary.message)  # videobert run's caption stage: every captioner's figures beside its baseline
 
 
 main = command("videobert caption", build_parser, run)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal, Sequence, TypeVar, Union
 
 from videobert import config as cfgmod
 from videobert.errors import ConfigError, StageError, VideoBertError
-from videobert.logs import set_progress, setup_logging
+from videobert.logs import printable, set_progress, setup_logging
 from videobert.runtime import dist_env
 from videobert.store import StageCall, StageSummary
 
@@ -144,6 +144,12 @@ def errors_only() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def say(text: Any = "") -> None:
+    """Print ``text`` for people on stdout, its control characters made visible
+    (:func:`videobert.logs.printable`: names and sentences come from files)."""
+    print(printable(text), flush=True)
+
+
 def note(message: str, *values: Any) -> None:
     """An information line on stderr (what a command says beside its output)."""
     log.info(message, *values)
@@ -187,7 +193,7 @@ def _report(prog: str, exc: BaseException, debug: bool, unexpected: bool = False
         message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
         if not debug:
             message += " (rerun with --debug for the traceback)"
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {printable(message, newlines=False)}", file=sys.stderr)
 
 
 def speaks() -> bool:
@@ -199,21 +205,21 @@ def speaks() -> bool:
 def report_message(summary: StageSummary) -> None:
     """A stage's result line (rank 0 only)."""
     if speaks():
-        print(summary.message)
+        say(summary.message)
 
 
 def report_metrics(summary: StageSummary) -> None:
     """A stage's figures and where its ``metrics.json`` is (rank 0 only)."""
     if speaks():
-        print(summary.message)
-        print(f"\nmetrics: {summary.out_dir / 'metrics.json'}")
+        say(summary.message)
+        say(f"\nmetrics: {summary.out_dir / 'metrics.json'}")
 
 
 def report_folder(summary: StageSummary) -> None:
     """A stage's result line on stderr and its folder on stdout, for scripts (rank 0 only)."""
     if speaks():
         note("%s -> %s", summary.message, summary.out_dir)
-        print(summary.out_dir)
+        say(summary.out_dir)
 
 
 def torchrun_launcher(flags: Sequence[str]) -> Callable[[StageCall, int], None]:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.common import command, new_parser, stage_flags
+from pipelines.common import command, new_parser, say, stage_flags
 from pipelines.run import execute
 from videobert.caption.stage import format_suite
 from videobert.forecast.stage import format_report as format_forecast
@@ -57,19 +57,19 @@ def run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     runner = execute(args.config, args.out, assignments=args.set, flags=stage_flags(args))
     metrics = read_json(runner.folder("evaluate") / "metrics.json", "evaluation metrics")
-    print()
-    print(format_report(metrics))
+    say()
+    say(format_report(metrics))
     captions = runner.folder("caption") / "metrics.json"
     if runner.enabled("caption") and captions.exists():
-        print()
-        print("\n".join(format_suite(read_json(captions, "caption metrics"))))
+        say()
+        say("\n".join(format_suite(read_json(captions, "caption metrics"))))
     forecasts = runner.folder("forecast") / "metrics.json"
     if runner.enabled("forecast") and forecasts.exists():
-        print()
-        print("\n".join(format_forecast(read_json(forecasts, "forecast metrics"))))
-    print()
-    print(f"demo finished in {time.perf_counter() - began:.0f} s; run folder {runner.run_dir}")
-    print("\n".join(next_steps(runner.run_dir)))
+        say()
+        say("\n".join(format_forecast(read_json(forecasts, "forecast metrics"))))
+    say()
+    say(f"demo finished in {time.perf_counter() - began:.0f} s; run folder {runner.run_dir}")
+    say("\n".join(next_steps(runner.run_dir)))
     return 0
 
 

@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, command, new_parser, report_metrics, resolve_config
+from pipelines.common import add_config_arguments, command, new_parser, report_metrics, resolve_config, say
 from videobert.errors import ConfigError
 from videobert.forecast import stage
 from videobert.store import StageCall
@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> None:
     if args.out is not None:
         raise ConfigError("-o/--out: only without VIDEO_ID (the split's metrics); a forecast prints, --strip draws")
     result = stage.forecast_one_video(args.run, args.corpus, args.video_id, cfg, args.at, args.text, args.strip)
-    print("\n".join(stage.format_video_forecast(result)))
+    say("\n".join(stage.format_video_forecast(result)))
     if args.strip is not None:
-        print(f"strip: {args.strip}")
+        say(f"strip: {args.strip}")
 
 
 report = report_metrics

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, add_output, command, new_parser, resolve_config
+from pipelines.common import add_config_arguments, add_output, command, new_parser, resolve_config, say
 from videobert.benchmarks import stage
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> None:
     cfg = resolve_config(stage.PrepareConfig, args)
     summary = stage.run(args.benchmark, args.root, args.out, cfg, verbs=args.verbs, objects=args.objects,
                         videos_dir=args.videos)
-    print(summary.message)
+    say(summary.message)
 
 
 main = command("videobert prepare", build_parser, run)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, add_output, command, errors_only, new_parser, note, resolve_config
+from pipelines.common import add_config_arguments, add_output, command, errors_only, new_parser, note, resolve_config, say
 from videobert.pretrain import stage
 from videobert.runtime import dist_env
 from videobert.store import StageCall, StageSummary
@@ -47,7 +47,7 @@ def report(summary: StageSummary) -> None:
     if summary.details.get("val"):
         note("%s", summary.message)
     if dist_env().is_main:
-        print(summary.out_dir)
+        say(summary.out_dir)
 
 
 main = command("videobert pretrain", build_parser, run)

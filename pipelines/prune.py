@@ -2,8 +2,10 @@
 
 When a stage of ``videobert run`` reruns because its config or inputs changed (or --force), the
 runner moves the stage's previous outputs to RUN/.previous/<stage>-<time>/ rather than deleting
-them. This command lists those folders with their sizes and deletes them (--dry-run: lists only).
-It refuses a folder without pipeline.json, and deletes nothing outside RUN/.previous.
+them. This command lists those folders with their sizes and deletes them (--dry-run: lists only):
+only the <stage>-<time> folders that pipeline.json records, never through a link; anything else
+in RUN/.previous is left and named. It refuses a folder without a readable pipeline.json, a
+.previous that is a link, and a folder that a run is writing (it holds the folder's lock).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import command, new_parser, note
+from pipelines.common import command, new_parser, note, say
 from videobert.runner import prune
 
 
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     folders = prune(args.run_dir, dry_run=args.dry_run)
     for path, size in folders:
-        print(f"{size / 2**20:10.1f} MiB  {path}")
+        say(f"{size / 2**20:10.1f} MiB  {path}")
     total = sum(size for _, size in folders) / 2**20
     verb = "would delete" if args.dry_run else "deleted"
     note("%s %d earlier output folder(s), %.1f MiB, of %s", verb, len(folders), total, args.run_dir)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from pipelines.common import command, new_parser, stage_flags, torchrun_launcher
+from pipelines.common import command, new_parser, say, stage_flags, torchrun_launcher
 from videobert.runner import STAGE_NAMES, Runner, load_run_config, summary_lines
 
 
@@ -41,7 +41,7 @@ def execute(config_path: Path, run_dir: Path, stages: str | None = None, force: 
         runner.run(only=only, force=force)
     finally:
         if runner.results:
-            print("\n".join(summary_lines(runner.results, runner.run_dir)), flush=True)
+            say("\n".join(summary_lines(runner.results, runner.run_dir)))
     return runner
 
 

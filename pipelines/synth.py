@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.common import add_config_arguments, command, new_parser, note, resolve_config
+from pipelines.common import add_config_arguments, command, new_parser, note, resolve_config, say
 from videobert.store import StageCall, StageSummary
 from videobert.synthetic import stage
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> None:
 
 def report(summary: StageSummary) -> None:
     note("%s -> %s", summary.message, summary.out_dir)
-    print(summary.details["manifest"])
+    say(summary.details["manifest"])
 
 
 main = command("videobert synth", build_parser, run)

@@ -72,7 +72,7 @@ def test_a_row_is_the_mean_state_of_the_video_and_masked_tokens_beside_the_mean_
     run, _ = downstream
     model = VideoBERT.from_pretrained(run / "model")
     vocab = JointVocabulary.load(run / "model")
-    template = vocab.encode_text(TEMPLATE)
+    template = vocab.encode_template(TEMPLATE)
     assert template.count(vocab.mask_id) == 4
     matrix = np.load(run / "embed" / "test.npy").astype(np.float32)
     rows = [json.loads(line) for line in (run / "embed" / "test.jsonl").read_text().splitlines()]

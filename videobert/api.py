@@ -132,7 +132,7 @@ class VideoBERTPipeline:
         classes = {str(c): [str(c)] for c in candidates} if not isinstance(candidates, dict) else {
             str(k): [v] if isinstance(v, str) else list(v) for k, v in candidates.items()}
         spec = AttributeSpec("zero_shot", template, slot, {k: tuple(v) for k, v in classes.items()})
-        masks = template.split().count("[MASK]")
+        masks = template.count("[MASK]")
         if not 1 <= slot <= masks:
             raise ConfigError(f"slot must be 1 … {masks} (the [MASK] of the template to read), got {slot}")
         labels, ids, owners = candidate_ids(self.loaded, spec)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from videobert.errors import ConfigError, InputError
 from videobert.model import VideoBERT
+from videobert.readers import Field, check_fields, load_safetensors
 from videobert.store import read_json, safe_torch_load
 
 
@@ -59,17 +59,29 @@ def init_visual_embeddings(model: VideoBERT, centroids: np.ndarray, seed: int = 
 def _bert_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     safetensors = folder / "model.safetensors"
     if safetensors.exists():
-        return load_file(str(safetensors))
+        return load_safetensors(safetensors, "BERT weights")
     pickled = folder / "pytorch_model.bin"
     if pickled.exists():
         return safe_torch_load(pickled, "BERT weights")
     raise InputError(f"{folder}: no model.safetensors or pytorch_model.bin (not a Hugging Face BERT folder)")
 
 
+# the fields of a Hugging Face BERT config.json read here, with the bounds ModelConfig puts on them
+BERT_FIELDS = {
+    "hidden_size": Field("int", 1, 65_536), "num_hidden_layers": Field("int", 1, 512),
+    "num_attention_heads": Field("int", 1, 1_024), "intermediate_size": Field("int", 1, 262_144),
+    "max_position_embeddings": Field("int", 1, 1_048_576, required=False),
+    "type_vocab_size": Field("int", 1, 1_024, required=False),
+    "layer_norm_eps": Field("number", 0, 1, above=True, required=False),
+    "vocab_size": Field("int", 1, 10_000_000),
+}
+
+
 def bert_config(folder: str | Path) -> dict:
     """The sizes of the Hugging Face BERT in ``folder`` (``config.json``), as :class:`ModelConfig` fields."""
     folder = Path(folder)
-    hf = read_json(folder / "config.json", "BERT config")
+    path = folder / "config.json"
+    hf = check_fields(read_json(path, "BERT config", expect=dict), path, BERT_FIELDS)
     if hf.get("model_type", "bert") != "bert" or hf.get("hidden_act", "gelu") != "gelu":
         raise InputError(f"{folder / 'config.json'}: not a BERT with GELU activations")
     if hf.get("position_embedding_type", "absolute") != "absolute":

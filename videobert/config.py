@@ -37,7 +37,8 @@ from typing import Any, Literal, Mapping, TypeVar, Union
 
 import yaml
 
-from videobert.errors import ConfigError
+from videobert import readers
+from videobert.errors import ConfigError, InputError
 from videobert.store import atomic_write_text
 
 T = TypeVar("T")
@@ -222,22 +223,14 @@ def config_hash(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing or malformed file raises :class:`ConfigError` naming it."""
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read a YAML mapping (:func:`videobert.readers.read_yaml`: a regular file, size-capped, nesting
+    bounded); a missing, unreadable or malformed file raises :class:`ConfigError` naming it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}{where}: invalid YAML ({problem})") from None
+        data = readers.read_yaml(path, what)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -18,12 +18,13 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from videobert.config import field, read_yaml
+from videobert.config import field
 from videobert.corpus.joint_vocab import JointVocabulary
 from videobert.errors import ConfigError, InputError
 from videobert.inputs import TokenLayout, collate_inputs, pad_multiple
 from videobert.model import VideoBERT
 from videobert.model_folder import check_visual_vocab
+from videobert.readers import Field, check_fields, read_yaml
 from videobert.runtime import DeviceName, Precision, autocast, resolve_device, resolve_precision
 from videobert.vocab.codebook import Codebook
 
@@ -74,12 +75,18 @@ def load_model(
     vocab = JointVocabulary.load(model_dir)
     # a model folder's copied codebook must be the one it was trained with
     codebook = check_visual_vocab(model_dir, vocab.codebook, device=torch_device.type)
+    if codebook is not None and codebook.size != vocab.visual_vocab_size:
+        raise InputError(f"{model_dir / 'visual_vocab' / 'codebook.npz'}: a codebook of {codebook.size} visual words, but "
+                         f"vocabulary.json records {vocab.visual_vocab_size}; the folder was modified")
     model = VideoBERT.from_pretrained(model_dir, torch_device)
     if model.config.vocab_size != vocab.size:
         raise InputError(f"{model_dir}: the model has {model.config.vocab_size} ids but vocabulary.json {vocab.size}")
     max_len = model.config.max_positions
-    if (model_dir / "config.yaml").exists():
-        max_len = int(read_yaml(model_dir / "config.yaml").get("max_len", max_len))
+    trained_with = model_dir / "config.yaml"
+    if trained_with.exists():
+        data = check_fields(read_yaml(trained_with, "training config") or {}, trained_with,
+                            {"max_len": Field("int", 1, 1_048_576, required=False)})
+        max_len = data.get("max_len", max_len)
     return LoadedModel(model, vocab, TokenLayout.from_vocabulary(vocab), torch_device, resolved,
                        min(max_len, model.config.max_positions), batch_tokens or default_batch_tokens(torch_device), codebook)
 

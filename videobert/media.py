@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from videobert.errors import ConfigError, InputError
+from videobert.logs import printable
 from videobert.store import atomic_write_bytes, check_regular, commit_temp, temp_path_for
 
 log = logging.getLogger(__name__)
@@ -479,16 +480,17 @@ def grab_frame(path: str | Path, seconds: float, size: int | None = None) -> np.
 SAMPLE_RATE = 16_000  # Hz of the PCM that speech recognition reads
 
 
-def frames_across(path: str | Path, start: float, end: float, frames: int = 6, height: int = 96) -> np.ndarray:
-    """``frames`` RGB frames (uint8 [frames, height, W, 3]) evenly spaced across ``[start, end)``
-    seconds of a video, each scaled to ``height`` pixels (one ffmpeg seek each; the same input
-    checks as every decode). Raises :class:`InputError`."""
+def frames_across(path: str | Path, start: float, end: float, frames: int = 6, height: int | None = 96) -> np.ndarray:
+    """``frames`` RGB frames (uint8 [frames, H, W, 3]) evenly spaced across ``[start, end)`` seconds
+    of a video (the middles of ``frames`` equal parts), each scaled to ``height`` pixels (None: as
+    decoded); one ffmpeg seek each, with the same input checks as every decode. Raises :class:`InputError`."""
     check_regular(path)
     times = start + (np.arange(frames) + 0.5) * max(end - start, 0.0) / max(frames, 1)
     out = []
     for seconds in times:
         proc = run_ffmpeg(["-ss", f"{max(0.0, float(seconds)):.3f}", *_input_flags(), "-i", ffmpeg_url(path),
-                           "-frames:v", "1", "-vf", f"scale=-2:{int(height)}", "-f", "image2pipe", "-vcodec", "ppm",
+                           "-frames:v", "1", "-vf", f"scale=-2:{int(height)}" if height else "null", "-f", "image2pipe",
+                           "-vcodec", "ppm",
                            "pipe:"], what=str(path))
         if not proc.stdout:
             raise InputError(f"{path}: no frame at {seconds:.2f} s", "decode")
@@ -561,8 +563,10 @@ def contact_sheet(
 ) -> Image.Image:
     """A grid of tiles ``size`` wide, each image scaled to fit ``size``×``size`` with its caption
     under it (a grey tile where the image is None); rows are as tall as their tallest image.
-    ``upscale``: small images are scaled up too (to a pixel short of the tile), not only large ones down."""
+    ``upscale``: small images are scaled up too (to a pixel short of the tile), not only large ones down.
+    Captions are drawn with their control characters written as escapes (:func:`videobert.logs.printable`)."""
     columns = max(1, min(columns, len(images)))
+    captions = [printable(caption) for caption in captions]  # names and sentences from files: control characters shown
     tiles = []
     for image in images:
         if image is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from torch import nn
 
 from videobert.corpus.joint_vocab import JointLayout
 from videobert.errors import ConfigError
+from videobert.readers import Field
 from videobert.store import load_weights_folder, save_weights_folder
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -51,6 +53,22 @@ class ModelConfig(JointLayout):
     attention_dropout: float = 0.1
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
+
+    # what config.json may hold, checked field by field before anything is built
+    FIELDS: ClassVar[dict[str, Field]] = {
+        "text_vocab_size": Field("int", 1, 10_000_000),
+        "visual_vocab_size": Field("int", 0, 10_000_000),
+        "hidden_size": Field("int", 1, 65_536, required=False),
+        "layers": Field("int", 1, 512, required=False),
+        "heads": Field("int", 1, 1_024, required=False),
+        "intermediate_size": Field("int", 1, 262_144, required=False),
+        "max_positions": Field("int", 1, 1_048_576, required=False),
+        "type_vocab_size": Field("int", 1, 1_024, required=False),
+        "dropout": Field("number", 0, 1, required=False),
+        "attention_dropout": Field("number", 0, 1, required=False),
+        "layer_norm_eps": Field("number", 0, 1, above=True, required=False),
+        "initializer_range": Field("number", 0, 100, required=False),
+    }
 
     @property
     def vocab_size(self) -> int:

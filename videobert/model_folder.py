@@ -25,6 +25,7 @@ from typing import Any
 
 from videobert.errors import InputError
 from videobert.features.s3d import MODEL_NAME, RANDOM_INIT
+from videobert.features.settings import check_feature_settings
 from videobert.store import file_sha256, read_json
 from videobert.vocab.codebook import Codebook
 
@@ -49,8 +50,11 @@ def check_visual_vocab(model_dir: Path, recorded_hash: str | None, device: str =
 
 
 def read_feature_settings(model_dir: Path) -> dict[str, Any] | None:
+    """``MODEL/features.json``, its fields checked (:func:`check_feature_settings`); None without one."""
     path = model_dir / FEATURES_FILE
-    return read_json(path, "feature settings") if path.is_file() else None
+    if not path.exists() and not path.is_symlink():
+        return None
+    return check_feature_settings(read_json(path, "feature settings"), path)
 
 
 def check_s3d_weights(model_dir: Path, settings: dict[str, Any], weights: Path | None) -> None:

@@ -19,7 +19,11 @@ resumable); one whose settings changed starts from an empty folder, its previous
 aside to ``RUN/.previous/<stage>-<time>/`` (deleted only by ``videobert prune RUN``).
 
 The runner deletes nothing and writes into no folder it did not create: a non-empty RUN without
-``pipeline.json``, or a stage folder that ``pipeline.json`` does not record, is refused.
+``pipeline.json`` (a ``configs/`` folder of your own included), or a stage folder that
+``pipeline.json`` does not record, is refused. One run at a time: ``videobert run`` and ``videobert
+prune`` hold the folder's lock (``RUN/.run.lock``) for their whole duration, and a second one is
+refused. ``prune`` deletes only the ``<stage>-<time>`` folders that ``pipeline.json`` records as
+set aside, never through a link.
 
 Each stage is called in this process (its ``stage.run``); an ``execute`` hook given by the caller
 can run it elsewhere — ``videobert run`` starts ``torchrun`` for the multi-GPU stages with the
@@ -33,11 +37,12 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISREG
 from typing import Any, Callable, Optional, Sequence
 
 from videobert import config as cfgmod
@@ -50,7 +55,7 @@ from videobert.distil import stage as distil_stage
 from videobert.distil.stage import DistilConfig
 from videobert.embed import stage as embed_stage
 from videobert.embed.stage import EmbedConfig
-from videobert.errors import ConfigError, StageError, VideoBertError
+from videobert.errors import ConfigError, InputError, StageError, VideoBertError
 from videobert.features import stage as features_stage
 from videobert.forecast import stage as forecast_stage
 from videobert.forecast.stage import ForecastConfig
@@ -60,7 +65,8 @@ from videobert.pretrain import stage as pretrain_stage
 from videobert.pretrain.stage import PretrainConfig
 from videobert.retrieval import stage as retrieval_stage
 from videobert.retrieval.stage import EvaluateConfig
-from videobert.store import StageCall, StageSummary, atomic_write_json, read_failures, read_json
+from videobert.readers import Field, check_field, check_fields, open_regular
+from videobert.store import FolderLock, StageCall, StageSummary, atomic_write_json, read_failures, read_json
 from videobert.synthetic import stage as synthetic_stage
 from videobert.synthetic.stage import SynthConfig
 from videobert.text import stage as text_stage
@@ -71,6 +77,7 @@ from videobert.vocab.stage import TokenizeConfig, VocabConfig
 log = logging.getLogger(__name__)
 
 PREVIOUS = ".previous"  # RUN/.previous/<stage>-<time>: outputs a rerun replaced
+LOCK_FILE = ".run.lock"  # held by videobert run and prune for their whole duration
 
 
 @dataclass
@@ -195,7 +202,9 @@ def _fingerprint_inputs(manifest: Path | None, extra: Sequence[Path | None]) -> 
     digest = hashlib.sha256()
     if manifest is not None:
         if _stat_regular(manifest) is not None:
-            digest.update(manifest.read_bytes())
+            with open_regular(manifest, "manifest") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
         for entry in read_manifest(manifest):
             digest.update(_file_key(entry.video))
             if entry.transcript is not None:
@@ -230,9 +239,8 @@ class Runner:
         self.run_dir = Path(run_dir).absolute()
         self.execute = execute
         self.state_path = self.run_dir / "pipeline.json"
-        self.state: dict[str, Any] = {}
-        if self.state_path.exists():
-            self.state = read_json(self.state_path, "pipeline state").get("stages", {})
+        self.state: dict[str, Any] = {}  # pipeline.json's stages, read under the folder's lock by run()
+        self.previous: list[str] = []  # the folders of RUN/.previous this run folder's runs set aside
         self.hashes: dict[str, str] = {}
         self.results: list[StageResult] = []  # filled as stages finish, also when one fails
 
@@ -337,7 +345,7 @@ class Runner:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise ConfigError(f"{self.run_dir}: run folder path exists and is not a folder")
         if not self.state_path.exists():
-            others = sorted(p.name for p in self.run_dir.iterdir() if p.name != "configs") if self.run_dir.is_dir() else []
+            others = sorted(p.name for p in self.run_dir.iterdir() if p.name != LOCK_FILE) if self.run_dir.is_dir() else []
             if others:
                 raise ConfigError(
                     f"{self.run_dir}: not empty ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) and not a run "
@@ -351,8 +359,12 @@ class Runner:
                     "into it; move it out of the run folder, or give it to the config as an input — nothing was changed")
 
     def _set_aside(self, name: str, folder: Path) -> Path:
-        """Move a stage's previous outputs to ``RUN/.previous/<stage>-<time>``."""
+        """Move a stage's previous outputs to ``RUN/.previous/<stage>-<time>`` (recorded in
+        ``pipeline.json``, which is how ``prune`` knows what it may delete)."""
         previous = self.run_dir / PREVIOUS
+        if previous.is_symlink() or (previous.exists() and not previous.is_dir()):
+            raise ConfigError(f"{previous}: a link or a file, not the folder where the runner keeps earlier outputs; "
+                              "move it away — nothing was changed")
         previous.mkdir(exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         target = previous / f"{name}-{stamp}"
@@ -361,10 +373,13 @@ class Runner:
             serial += 1
             target = previous / f"{name}-{stamp}-{serial}"
         os.replace(folder, target)
+        self.previous.append(target.name)
+        self._save_state()
         return target
 
     def _save_state(self) -> None:
-        atomic_write_json(self.state_path, {"stages": self.state, "config": cfgmod.to_dict(self.cfg)})
+        atomic_write_json(self.state_path, {"stages": self.state, "config": cfgmod.to_dict(self.cfg),
+                                            "previous": self.previous})
 
     def run(self, only: Sequence[str] | None = None, force: Sequence[str] = ()) -> list[StageResult]:
         """Run (or skip) every enabled stage in order. ``only``: run just these stages (the stages
@@ -372,12 +387,32 @@ class Runner:
         unknown = [name for name in [*(only or []), *force] if name not in STAGE_NAMES]
         if unknown:
             raise ConfigError(f"unknown stage '{unknown[0]}' (stages: {', '.join(STAGE_NAMES)})")
-        self._check_run_dir()
         if self.cfg.labels is not None and self.zero_shot_spec is None:
             raise ConfigError(f"labels: {self.cfg.labels} needs the zero-shot spec that classifies it: give 'zero_shot: "
                               f"SPEC.yaml' in the config or put a {ZERO_SHOT_FILE} beside it — nothing was changed")
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"{self.run_dir}: run folder path exists and is not a folder")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "configs").mkdir(exist_ok=True)
+        lock_path = self.run_dir / LOCK_FILE
+        made_lock = not lock_path.exists()
+        lock = FolderLock(lock_path)  # one run (or prune) of this folder at a time, for the whole run
+        try:
+            try:
+                if self.state_path.exists():
+                    data = read_pipeline_state(self.state_path)
+                    self.state, self.previous = data["stages"], list(data.get("previous", []))
+                self._check_run_dir()
+            except VideoBertError:
+                if made_lock and not self.state_path.exists():  # leave a refused folder as it was
+                    lock_path.unlink(missing_ok=True)
+                raise
+            self._save_state()  # pipeline.json first: every file after it is the runner's own
+            (self.run_dir / "configs").mkdir(exist_ok=True)
+            return self._run_stages(only, force)
+        finally:
+            lock.release()
+
+    def _run_stages(self, only: Sequence[str] | None, force: Sequence[str]) -> list[StageResult]:
         last_selected = max((STAGE_NAMES.index(name) for name in only), default=-1) if only is not None else -1
         forced_from = min((STAGE_NAMES.index(name) for name in force), default=len(STAGE_NAMES))
         results = self.results = []
@@ -441,19 +476,78 @@ class Runner:
         return results
 
 
+# the names of the folders the runner sets aside: <stage>-<YYYYmmdd>-<HHMMSS>[-<serial>]
+PREVIOUS_NAME = re.compile(rf"(?:{'|'.join(STAGE_NAMES)})-[0-9]{{8}}-[0-9]{{6}}(?:-[0-9]{{1,6}})?")
+_STATE_FIELDS = {"stages": Field("dict"), "config": Field("dict", required=False), "previous": Field("list", required=False)}
+_STAGE_FIELDS = {"hash": Field("str"), "status": Field("str"), "seconds": Field("number", 0, required=False),
+                 "failures": Field("int", 0, required=False), "exit_code": Field("int", required=False)}
+
+
+def read_pipeline_state(path: str | Path) -> dict[str, Any]:
+    """``RUN/pipeline.json``, checked: ``stages`` maps stage names to ``{hash, status, ...}`` and
+    ``previous`` lists folder names the runner set aside. Anything else is an :class:`InputError`
+    naming the file and the field."""
+    path = Path(path)
+    data = check_fields(read_json(path, "pipeline state"), path, _STATE_FIELDS)
+    for name, record in data["stages"].items():
+        if name not in STAGE_NAMES:
+            raise InputError(f"{path}: stages: {name[:40]!r} is not a stage of this version ({', '.join(STAGE_NAMES)})")
+        check_fields(record, f"{path}: stages.{name}", _STAGE_FIELDS)
+        if record["status"] not in ("started", "done", "failed"):
+            raise InputError(f"{path}: stages.{name}.status: {record['status'][:40]!r} is not started, done or failed")
+    for index, name in enumerate(data.get("previous", [])):
+        check_field(name, Field("str"), path, f"previous[{index}]")
+    return data
+
+
 def prune(run_dir: str | Path, dry_run: bool = False) -> list[tuple[Path, int]]:
     """Delete the earlier outputs that reruns of ``run_dir`` moved to ``RUN/.previous``; returns
-    each folder with its size in bytes. Refuses a folder that is not a run folder."""
+    each folder with its size in bytes. Only folders named ``<stage>-<time>`` that ``pipeline.json``
+    records as set aside are deleted (in a folder of an earlier version, whose ``pipeline.json``
+    records none, those named so), each only if it is a folder and not a link; anything else in
+    ``.previous`` is left and named. Refuses a folder that is not a run folder, whose
+    ``pipeline.json`` cannot be read, whose ``.previous`` is a link, or that a run is writing."""
     run_dir = Path(run_dir)
-    if not (run_dir / "pipeline.json").is_file():
+    state_path = run_dir / "pipeline.json"
+    if not state_path.is_file():
         raise ConfigError(f"{run_dir}: not a run folder of videobert run (no pipeline.json); nothing was deleted")
-    previous = run_dir / PREVIOUS
-    kept = sorted(p for p in previous.iterdir() if p.is_dir() and not p.is_symlink()) if previous.is_dir() else []
-    sizes = [(path, sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())) for path in kept]
-    if not dry_run:
-        for path, _ in sizes:
-            shutil.rmtree(path)
+    with FolderLock(run_dir / LOCK_FILE):
+        try:
+            state = read_pipeline_state(state_path)
+        except InputError as exc:
+            raise InputError(f"{exc}; nothing was deleted") from None
+        previous = run_dir / PREVIOUS
+        if previous.is_symlink() or (previous.exists() and not previous.is_dir()):
+            raise ConfigError(f"{previous}: a link or a file, not the folder where the runner keeps earlier outputs; "
+                              "nothing was deleted")
+        recorded = state.get("previous")
+        kept = []
+        for path in sorted(previous.iterdir()) if previous.is_dir() else []:
+            made = (S_ISDIR(os.lstat(path).st_mode) and PREVIOUS_NAME.fullmatch(path.name) is not None
+                    and (recorded is None or path.name in recorded))
+            if made:
+                kept.append(path)
+            else:
+                log.warning("%s: left in place (not a folder that videobert run set aside)", path)
+        sizes = [(path, _tree_size(path)) for path in kept]
+        if not dry_run:
+            for path, _ in sizes:
+                if S_ISDIR(os.lstat(path).st_mode):  # never through a link, even one made since the listing
+                    shutil.rmtree(path)
+            if recorded is not None:
+                deleted = {path.name for path, _ in sizes}
+                atomic_write_json(state_path, {**state, "previous": [name for name in recorded if name not in deleted]})
     return sizes
+
+
+def _tree_size(folder: Path) -> int:
+    """Bytes of the files under ``folder``, links not followed."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            info = os.lstat(os.path.join(root, name))
+            total += info.st_size if S_ISREG(info.st_mode) else 0
+    return total
 
 
 def _exit_code(exc: BaseException) -> int:

@@ -1,5 +1,5 @@
-"""Files: atomic writes, failure records, stage summaries, and reading JSON, JSONL and torch files
-safely.
+"""Files: atomic writes, failure records, stage summaries, loading weights folders, and the lock
+of a folder.
 
 Every stage writes into its own folder and never leaves a half-written file: each output is
 written under a temporary name in the same folder and renamed into place (``os.replace`` is atomic
@@ -9,13 +9,12 @@ reason and its ``kind`` (:data:`videobert.errors.FAILURE_KINDS`); a sharded run 
 ``failures.shard-I-of-N.jsonl`` so that no two writers share a file. Every stage's ``run`` returns a
 :class:`StageSummary`; the pipeline runner calls it as a :class:`StageCall`.
 
-Readers name the file (and the line) of anything malformed: :func:`read_json`, :func:`read_jsonl`
-(streams, so a corpus of millions of lines is never held whole), :func:`read_failures`,
-:func:`load_npy` (the header is checked against the file's size before anything is allocated) and
-:func:`safe_torch_load` (tensors and plain data only: a pickled object, which could run code, is
-refused unexecuted). Inputs must be regular files (:func:`open_regular`, :func:`check_regular`): a
-FIFO or a device is refused by its kind instead of blocking a stage. A :class:`FolderLock` keeps a
-second process from writing the same files of a folder (each :class:`FailureLog` holds one).
+Files are read through :mod:`videobert.readers` (one guarded reader per kind of file: regular files
+only, size caps, nesting bounds, one named error line); the ones stages use most are handed on from
+here (:func:`read_json`, :func:`read_jsonl`, :func:`load_npy`, :func:`safe_torch_load`, ...).
+:func:`load_weights_folder` is the one loader of a ``config.json`` + ``model.safetensors`` folder. A
+:class:`FolderLock` keeps a second process from writing the same files of a folder (each
+:class:`FailureLog` holds one).
 """
 
 from __future__ import annotations
@@ -30,12 +29,9 @@ import io
 import json
 import logging
 import os
-import pickle
 import platform
-import re
 import shutil
 import socket
-import stat
 import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
@@ -44,6 +40,10 @@ import numpy as np
 import torch
 
 from videobert.errors import FAILURE_KINDS, InputError, StageError
+from videobert.readers import (  # noqa: F401 - the readers, where stages have always found them
+    MAX_JSON_BYTES, UnsafeFileError, check_regular, file_kind, file_sha256, load_npy, npy_header, open_regular,
+    parse_json, parse_jsonl, read_bytes, read_json, read_jsonl, safe_torch_load,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,40 +128,54 @@ def save_weights_folder(folder: str | Path, config: dict, module: torch.nn.Modul
 def load_weights_folder(folder: str | Path, config_class: type, build: Callable[[Any], torch.nn.Module], what: str,
                         device: str | torch.device = "cpu") -> torch.nn.Module:
     """The module that :func:`save_weights_folder` wrote into ``folder``, in eval mode on
-    ``device``: ``config.json`` read as ``config_class``, the weights' names and shapes checked
-    against what ``build(config)`` holds before anything is allocated, then the weights loaded.
-    Anything missing, unreadable or that does not match is an :class:`InputError` naming the file
-    (``what`` names the model in it: "VideoBERT", "captioner")."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    ``device``. In order, each refused with an :class:`InputError` naming the file (``what``
+    names the model in it: "VideoBERT", "captioner"): ``config.json`` read as ``config_class``,
+    its fields checked for type and bounds (``config_class.FIELDS``, :func:`readers.check_fields`)
+    and by its ``check()``; the names, shapes and dtypes in ``model.safetensors``'s header
+    against what ``build(config)`` holds (built on the meta device: nothing allocated); then the
+    weights loaded, and refused if one holds NaN or infinity or if every one is zero."""
+    from videobert.errors import ConfigError
+    from videobert.readers import check_fields, load_safetensors, safetensors_header
 
     folder = Path(folder)
-    data = read_json(folder / "config.json", f"{what} config")
+    config_path = folder / "config.json"
+    data = read_json(config_path, f"{what} config", expect=dict)
+    check_fields(data, config_path, getattr(config_class, "FIELDS", {}))
     try:
         config = config_class(**data)
+        if hasattr(config, "check"):
+            config.check()
     except TypeError as exc:
-        raise InputError(f"{folder / 'config.json'}: not a {what} config ({exc})") from None
+        raise InputError(f"{config_path}: not a {what} config ({exc})") from None
+    except ConfigError as exc:
+        raise InputError(f"{config_path}: {exc}") from None
     path = folder / "model.safetensors"
-    try:
-        with safe_open(str(path), "pt") as weights:
-            shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} weights not found", "missing") from None
-    except (SafetensorError, OSError) as exc:
-        raise InputError(f"{path}: unreadable weights ({exc})") from None
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"{path}: {what} weights not found", "missing")
+    header = safetensors_header(path, "weights")
+    shapes = {name: shape for name, (_dtype, shape) in header.items()}
     with torch.device("meta"):  # the sizes config.json asks for, before anything is allocated
-        expected = {name: tuple(t.shape) for name, t in build(config).state_dict().items()}
+        built = build(config).state_dict()
+    expected = {name: tuple(t.shape) for name, t in built.items()}
     if shapes != expected:
         wrong = sorted(name for name in expected.keys() & shapes.keys() if expected[name] != shapes[name])
         detail = (f"{wrong[0]} is {list(shapes[wrong[0]])} in the weights, {list(expected[wrong[0]])} by config.json"
                   if wrong else f"missing {sorted(expected.keys() - shapes.keys())[:3]}, "
                                 f"unexpected {sorted(shapes.keys() - expected.keys())[:3]}")
         raise InputError(f"{path}: weights do not match config.json ({detail})")
+    for name, tensor in built.items():
+        stored = header[name][0]
+        if tensor.is_floating_point() != (stored in ("F64", "F32", "F16", "BF16")):
+            raise InputError(f"{path}: {name} is stored as {stored}, but the model holds {str(tensor.dtype).split('.')[-1]} "
+                             "(the file was altered or is not this model's)")
     module = build(config)
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise InputError(f"{path}: unreadable weights ({exc})") from None
+    state = load_safetensors(path, "weights")
+    floats = [(name, tensor) for name, tensor in state.items() if tensor.is_floating_point()]
+    for name, tensor in floats:
+        if not bool(torch.isfinite(tensor).all()):
+            raise InputError(f"{path}: {name} holds NaN or infinity (a diverged or damaged model)", "non_finite")
+    if floats and not any(bool(tensor.any()) for _, tensor in floats):
+        raise InputError(f"{path}: every weight is zero (a blanked or damaged model)")
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InputError(f"{path}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -429,213 +443,6 @@ class StageCall:
 
     def __call__(self) -> StageSummary:
         return self.run(**self.inputs, out_dir=self.out_dir, cfg=self.cfg, **self.options)
-
-
-MAX_JSON_BYTES = 256 << 20  # a JSON file read whole (settings, summaries, transcripts)
-
-
-def open_regular(path: str | Path, what: str = "file") -> IO[bytes]:
-    """Open an input file for reading in binary. Anything but a regular file — a FIFO (which would
-    block), a device, a socket, a folder — is refused with :class:`InputError` naming its kind,
-    before a byte is read; so is a missing file (kind ``missing``)."""
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found", "missing") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: {what} is a folder, not a file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise InputError(f"{path}: {what} is not a regular file (it is {file_kind(mode)})")
-    if hasattr(os, "O_NONBLOCK"):
-        os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
-
-
-def file_sha256(path: str | Path, what: str = "file") -> str:
-    """The sha256 of a regular file's bytes, read in blocks (anything else raises like
-    :func:`open_regular`)."""
-    digest = hashlib.sha256()
-    with open_regular(path, what) as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_regular(path: str | Path, what: str = "file") -> os.stat_result:
-    """The ``stat`` of an input file another program will open (ffmpeg); raises like
-    :func:`open_regular` for anything but a regular file."""
-    path = Path(path)
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found", "missing") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"{path}: {what} is not a regular file (it is {file_kind(info.st_mode)})")
-    return info
-
-
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, in words."""
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def read_bytes(path: str | Path, what: str = "file", limit: int = MAX_JSON_BYTES) -> bytes:
-    """The bytes of a regular file (:func:`open_regular`) of at most ``limit`` bytes; a larger one
-    raises :class:`InputError` saying so, before it is read."""
-    path = Path(path)
-    with open_regular(path, what) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size > limit:
-            raise InputError(f"{path}: {what} is {size / 2**20:.0f} MiB, more than the {limit / 2**20:.0f} MiB allowed")
-        try:
-            data = handle.read(limit + 1)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    if len(data) > limit:
-        raise InputError(f"{path}: {what} grew past the {limit / 2**20:.0f} MiB allowed while it was read")
-    return data
-
-
-def read_json(path: str | Path, what: str = "file") -> Any:
-    """Read a JSON file; a missing, non-regular, oversized or malformed one raises
-    :class:`InputError` naming it."""
-    path = Path(path)
-    data = read_bytes(path, what)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: cannot read {what} (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: cannot read {what} (invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    except RecursionError:
-        raise InputError(f"{path}: cannot read {what} (JSON nested too deeply)") from None
-
-
-def read_jsonl(path: str | Path, what: str = "file") -> Iterator[tuple[int, Any]]:
-    """``(line number, value)`` of each non-blank line of a JSONL file, read as it goes (lines end
-    at ``\\n`` only). A missing file, a line that is not UTF-8 or not JSON raise :class:`InputError`
-    naming the file and the line."""
-    path = Path(path)
-    with open_regular(path, what) as handle:
-        yield from parse_jsonl(_decoded_lines(handle, path), path)
-
-
-def _decoded_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
-    for number, raw in enumerate(handle, start=1):
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}:{number}: not UTF-8 text ({exc.reason} at byte {exc.start} of the line)") from None
-
-
-def parse_json(text: str, source: str | Path, line: int | None = None) -> Any:
-    """The value of JSON ``text``; text that is not JSON raises :class:`InputError` naming
-    ``source`` and the line (``line``, for a line of JSONL; else where the text broke)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{source}:{line or exc.lineno}: invalid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise InputError(f"{source}{'' if line is None else f':{line}'}: JSON nested too deeply") from None
-
-
-def parse_jsonl(lines: Iterable[str], source: str | Path) -> Iterator[tuple[int, Any]]:
-    """``(line number, value)`` of each non-blank line of JSONL text; a line that is not JSON raises
-    :class:`InputError` naming ``source`` and the line. Lines end at ``\\n`` only."""
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            yield number, parse_json(line, source, number)
-
-
-def npy_header(path: str | Path, what: str = "array") -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of a ``.npy`` file from its header, checked against the file's size (a
-    header that claims more data than the file holds is refused before anything is allocated),
-    for a regular file only (:func:`open_regular`). Raises :class:`InputError` naming the file."""
-    path = Path(path)
-    with open_regular(path, what) as handle:
-        return _checked_npy_header(handle, path, what)
-
-
-def _checked_npy_header(handle: IO[bytes], path: Path, what: str) -> tuple[tuple[int, ...], np.dtype]:
-    """:func:`npy_header` on an open file, left positioned after the header."""
-    try:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-        else:
-            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=1 << 16)
-    except (OSError, ValueError, EOFError, SyntaxError) as exc:
-        raise InputError(f"{path}: unreadable {what} (not a .npy file: {exc})") from None
-    offset, size = handle.tell(), os.fstat(handle.fileno()).st_size
-    if dtype.hasobject:
-        raise InputError(f"{path}: refused {what}: it holds Python objects (a pickle), not numbers")
-    expected = offset + int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if expected != size:
-        raise InputError(f"{path}: unreadable {what} (its header says {list(shape)} {dtype}, {expected} bytes, "
-                         f"but the file has {size}: truncated or damaged)")
-    return tuple(shape), dtype
-
-
-def load_npy(path: str | Path, what: str = "array",
-             check: Callable[[tuple[int, ...], np.dtype], None] | None = None) -> np.ndarray:
-    """A ``.npy`` file whose header agrees with its size (:func:`npy_header`), loaded without
-    pickles from the same open file; ``check(shape, dtype)`` may refuse it by its header before
-    anything is allocated. Raises :class:`InputError` naming the file."""
-    path = Path(path)
-    with open_regular(path, what) as handle:
-        shape, dtype = _checked_npy_header(handle, path, what)
-        if check is not None:
-            check(shape, dtype)
-        handle.seek(0)
-        try:
-            return np.load(handle, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: unreadable {what} ({exc})") from None
-
-
-class UnsafeFileError(InputError):
-    """A torch file refused because it holds something other than tensors and plain data: it may
-    have been tampered with, so it is never passed over silently."""
-
-
-def safe_torch_load(path: str | Path, what: str = "checkpoint") -> Any:
-    """``torch.load`` restricted to tensors and plain data; anything else is refused, unexecuted.
-    A file that cannot be read as a torch file at all (truncated, another format) is an
-    :class:`InputError` that says so."""
-    path = Path(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found", "missing") from None
-    except pickle.UnpicklingError as exc:  # what weights_only=True raises for anything but plain data
-        raise UnsafeFileError(
-            f"{path}: refused to load the {what}: it holds something other than tensors and plain data "
-            f"({_unpickler_reason(exc)}); such a file can run code when loaded, so load only files you trust"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, OSError, ... for broken files
-        raise InputError(f"{path}: not a readable {what} ({type(exc).__name__}: {_unpickler_reason(exc)})") from None
-
-
-def _unpickler_reason(exc: BaseException) -> str:
-    """The line of torch's long weights-only error that says what was found."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
-    for line in lines:
-        if "Unsupported" in line or "WeightsUnpickler error" in line:
-            return line.replace("WeightsUnpickler error: ", "").split(" Please use")[0].rstrip(".")
-    return next((line for line in lines if line), type(exc).__name__)
 
 
 def prepare_output_dir(path: str | Path) -> Path:

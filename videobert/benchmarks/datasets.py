@@ -20,15 +20,13 @@ the entry. Where the files come from and how they are laid out:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from videobert.errors import InputError
 from videobert.manifest import id_problem
-from videobert.store import read_bytes, read_json
+from videobert.readers import read_csv, read_json
 
 YOUCOOK2_SUBSETS = {"training": "train", "validation": "test"}
 YOUCOOK2_EXTENSIONS = (".mp4", ".mkv", ".webm")
@@ -64,7 +62,7 @@ def read_youcook2(root: str | Path, annotations: str | Path | None = None) -> li
     """The videos of YouCook II's train/val annotation file under ``root`` (module docstring)."""
     root = Path(root)
     path = Path(annotations) if annotations is not None else root / "youcookii_annotations_trainval.json"
-    data = read_json(path, "YouCook II annotations")
+    data = read_json(path, "YouCook II annotations", unique_keys=True)
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
         raise InputError(f"{path}: not YouCook II annotations (no 'database' mapping of videos)")
     videos = []
@@ -78,7 +76,11 @@ def read_youcook2(root: str | Path, annotations: str | Path | None = None) -> li
         subset = entry.get("subset")
         if subset not in YOUCOOK2_SUBSETS:
             raise InputError(f"{where}: unknown subset {subset!r} (expected training or validation)")
-        recipe = str(entry.get("recipe_type", ""))
+        recipe = entry.get("recipe_type", "")
+        if not isinstance(recipe, (str, int)) or isinstance(recipe, bool) or (recipe != "" and id_problem(str(recipe))):
+            raise InputError(f"{where}: recipe_type must be a plain folder name (YouCook II's are numbers), got "
+                             f"{str(recipe)[:80]!r}")
+        recipe = str(recipe)
         duration = _number(entry["duration"], where, "duration") if "duration" in entry else None
         segments = []
         annotations_list = entry.get("annotations")
@@ -110,7 +112,7 @@ def read_msrvtt(root: str | Path, videos_dir: str | Path | None = None, data: st
     data_path = Path(data) if data is not None else root / "MSRVTT_data.json"
     csv_path = Path(test_csv) if test_csv is not None else root / "MSRVTT_JSFUSION_test.csv"
     folder = Path(videos_dir) if videos_dir is not None else root / "videos" / "all"
-    content = read_json(data_path, "MSR-VTT annotations")
+    content = read_json(data_path, "MSR-VTT annotations", unique_keys=True)
     if not isinstance(content, dict) or not isinstance(content.get("videos"), list) or not isinstance(content.get("sentences"), list):
         raise InputError(f"{data_path}: not MSR-VTT annotations (needs 'videos' and 'sentences' lists)")
     durations: dict[str, float | None] = {}
@@ -121,9 +123,17 @@ def read_msrvtt(root: str | Path, videos_dir: str | Path | None = None, data: st
         problem = id_problem(video["video_id"])
         if problem:
             raise InputError(f"{where}: {problem}")
+        if video["video_id"] in durations:
+            raise InputError(f"{where}: video {video['video_id']!r} is listed twice")
         start, end = video.get("start time"), video.get("end time")
-        durations[video["video_id"]] = (_number(end, where, "end time") - _number(start, where, "start time")
-                                        if start is not None and end is not None else None)
+        duration = None
+        if start is not None and end is not None:
+            first, last = _number(start, where, "start time"), _number(end, where, "end time")
+            if first < 0 or last <= first:
+                raise InputError(f"{where}: start time {start} and end time {end}: the clip must end after it starts, "
+                                 "at a time >= 0")
+            duration = last - first
+        durations[video["video_id"]] = duration
     captions: dict[str, list[str]] = {}
     for number, sentence in enumerate(content["sentences"]):
         where = f"{data_path}: sentences[{number}]"
@@ -147,12 +157,9 @@ def read_msrvtt(root: str | Path, videos_dir: str | Path | None = None, data: st
 
 
 def _read_test_csv(path: Path, known: dict[str, float | None]) -> dict[str, str]:
-    text = read_bytes(path, "MSR-VTT test list").decode("utf-8", errors="strict")
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or not {"video_id", "sentence"} <= set(reader.fieldnames):
-        raise InputError(f"{path}: not the JSFusion test list (needs the columns key,vid_key,video_id,sentence)")
+    rows = read_csv(path, "JSFusion test list", columns=("video_id", "sentence"))
     test: dict[str, str] = {}
-    for number, row in enumerate(reader, start=2):
+    for number, row in enumerate(rows, start=2):
         video_id, sentence = row.get("video_id") or "", (row.get("sentence") or "").strip()
         if video_id not in known:
             raise InputError(f"{path}:{number}: video {video_id!r} is not in MSRVTT_data.json")

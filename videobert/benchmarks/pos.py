@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable
 
 from videobert.errors import InputError
-from videobert.store import read_bytes
+from videobert.readers import MAX_YAML_BYTES, decode_utf8, read_bytes
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 AUXILIARIES = frozenset("be is am are was were been being 's 're 'm has have had having do does did doing".split())
@@ -81,7 +81,7 @@ def verb_object_by_lists(sentence: str, verbs: set[str], objects: set[str]) -> t
 
 def read_word_list(path: str | Path) -> set[str]:
     """One word a line (``#`` starts a comment); an empty list is an error naming the file."""
-    text = read_bytes(path, "word list").decode("utf-8")
+    text = decode_utf8(read_bytes(path, "word list", MAX_YAML_BYTES), path, "word list")
     words = {line.split("#", 1)[0].strip().lower() for line in text.splitlines()}
     words.discard("")
     if not words:

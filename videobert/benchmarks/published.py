@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from videobert.features.s3d import RANDOM_INIT
+from videobert.readers import read_yaml
 
 PUBLISHED = Path(__file__).with_name("published.yaml")
 
@@ -16,7 +15,7 @@ PUBLISHED = Path(__file__).with_name("published.yaml")
 def published(benchmark: str) -> dict[str, list[dict[str, Any]]]:
     """The published lines of a benchmark (``youcook2``, ``msrvtt-1k-a``), by kind
     (``retrieval``, ``zero_shot``); empty for another benchmark."""
-    data = yaml.safe_load(PUBLISHED.read_text(encoding="utf-8"))
+    data = read_yaml(PUBLISHED, "published figures")
     return data.get(benchmark, {})
 
 

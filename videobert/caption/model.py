@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from videobert.errors import ConfigError
+from videobert.readers import Field
 from videobert.store import load_weights_folder, save_weights_folder
 
 
@@ -38,11 +40,31 @@ class CaptionerConfig:
     dropout: float = 0.1
     max_len: int = 32  # caption tokens, [CLS] and [SEP] included
 
+    # what config.json may hold, checked field by field before anything is built
+    FIELDS: ClassVar[dict[str, Field]] = {
+        "part_dims": Field("ints", 1, 1_048_576),
+        "vocab_size": Field("int", 1, 10_000_000),
+        "bos_id": Field("int", 0, 10_000_000),
+        "eos_id": Field("int", 0, 10_000_000),
+        "pad_id": Field("int", 0, 10_000_000),
+        "hidden_size": Field("int", 1, 65_536, required=False),
+        "encoder_layers": Field("int", 1, 512, required=False),
+        "decoder_layers": Field("int", 1, 512, required=False),
+        "heads": Field("int", 1, 1_024, required=False),
+        "intermediate_size": Field("int", 1, 262_144, required=False),
+        "dropout": Field("number", 0, 1, required=False),
+        "max_len": Field("int", 3, 1_048_576, required=False),
+    }
+
     def check(self) -> None:
         if self.hidden_size % self.heads:
             raise ConfigError(f"hidden_size {self.hidden_size} is not a multiple of heads {self.heads}")
         if not self.part_dims or min(self.part_dims) < 1 or self.max_len < 3:
             raise ConfigError("a captioner needs at least one input part and max_len >= 3")
+        if len(self.part_dims) > 64:
+            raise ConfigError(f"part_dims: {len(self.part_dims)} parts, more than 64")
+        if max(self.bos_id, self.eos_id, self.pad_id) >= self.vocab_size:
+            raise ConfigError(f"bos_id, eos_id and pad_id must be ids below vocab_size {self.vocab_size}")
 
 
 class Captioner(nn.Module):

@@ -36,7 +36,7 @@ from videobert.errors import ConfigError, InputError
 from videobert.training import list_checkpoints
 from videobert.runtime import DeviceName, resolve_device
 from videobert.store import StageSummary, atomic_write_json, atomic_write_text, jsonl_text, prepare_output_dir, read_json
-from videobert.text.wordpiece import TEXT_SPECIALS, load_tokenizer
+from videobert.text.wordpiece import TEXT_SPECIALS, encode_texts, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class CaptionSuiteConfig(CaptionConfig):
 # --------------------------------------------------------------------------- data
 def encode_captions(tokenizer, rows: Sequence[dict[str, Any]], where: Path) -> list[list[int]]:
     """WordPiece ids of each row's sentence; a sentence with none is an error naming its row."""
-    encoded = tokenizer([str(r["sentence"]) for r in rows], add_special_tokens=False)["input_ids"]
+    encoded = encode_texts(tokenizer, [str(r["sentence"]) for r in rows])
     for number, (row, ids) in enumerate(zip(rows, encoded), start=1):
         if not ids:
             raise InputError(f"{where}:{number}: the caption of segment {row['video_id']!r} {row['start']}-{row['end']} s "
@@ -99,7 +99,14 @@ def _features(emb_dir: Path, split: str, which: str, limit: int = 0) -> tuple[np
     if not rows:
         raise InputError(f"{emb_dir / (split + '.jsonl')}: no {split} segments to caption")
     count = min(limit, len(rows)) if limit > 0 else len(rows)
-    return np.asarray(matrix[:count, columns], np.float32), rows[:count], meta
+    features = np.asarray(matrix[:count, columns], np.float32)
+    bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+    if bad.size:
+        first = rows[int(bad[0])]
+        raise InputError(f"{emb_dir / (split + '.npy')}: {bad.size} row(s) hold NaN or infinity (the first, row {int(bad[0])}: "
+                         f"{first.get('video_id')!r} {first.get('start')}-{first.get('end')} s); embed them again",
+                         "non_finite")
+    return features, rows[:count], meta
 
 
 def _model_tokenizer(meta: dict[str, Any], emb_dir: Path) -> Path:

@@ -85,6 +85,29 @@ def sentence_examples(video_id: str, sentences: Sequence[Cue], text_ids: Sequenc
     return examples, dropped
 
 
+# A span of clips carries at most this many sentences per clip: more (one long cue cut into thousands
+# of sentences of the same seconds) would repeat the same clips as thousands of examples.
+MAX_SENTENCES_PER_CLIP = 4
+
+
+def cap_sentences(sentences: Sequence[Cue], n_clips: int, clip_seconds: float) -> tuple[list[Cue], int]:
+    """The sentences kept when those over one span of clips are cut to ``MAX_SENTENCES_PER_CLIP``
+    per clip of the span (the first ones, in time order), and how many were cut."""
+    kept: list[Cue] = []
+    per_span: Counter = Counter()
+    cut = 0
+    for sentence in sentences:
+        clips = overlapping_clips(sentence.start, sentence.end, n_clips, clip_seconds)
+        if clips:
+            span = (clips.start, clips.stop)
+            if per_span[span] >= MAX_SENTENCES_PER_CLIP * len(clips):
+                cut += 1
+                continue
+            per_span[span] += 1
+        kept.append(sentence)
+    return kept, cut
+
+
 def video_only_examples(video_id: str, words: np.ndarray, clip_seconds: float, per_example: int) -> list[dict[str, Any]]:
     """Examples of ``per_example`` consecutive visual words for a video without speech."""
     return [

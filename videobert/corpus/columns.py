@@ -22,7 +22,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from videobert.errors import InputError
-from videobert.store import npy_header, write_synced
+from videobert.readers import MAX_MAPPED_BYTES, load_npy
+from videobert.store import write_synced
 
 VALUES, OFFSETS = ".values.npy", ".offsets.npy"
 
@@ -84,14 +85,8 @@ def write_table(folder: Path, arrays: dict[str, np.ndarray]) -> None:
 def open_array(path: Path, what: str) -> np.ndarray:
     """A memory-mapped ``.npy`` file whose header agrees with its size (an empty array is read
     whole: NumPy cannot map zero bytes)."""
-    shape, _dtype = npy_header(path, what)
-    if int(np.prod(shape)) == 0:
-        return np.load(path, allow_pickle=False)
-    try:
-        # a plain ndarray over the mapping (it keeps the map alive): np.memmap's own indexing is slow
-        return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable {what} ({exc})") from None
+    # a plain ndarray over the mapping (it keeps the map alive): np.memmap's own indexing is slow
+    return load_npy(path, what, mmap=True, max_bytes=MAX_MAPPED_BYTES)
 
 
 class Ragged(Sequence):

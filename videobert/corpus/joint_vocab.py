@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from videobert.errors import InputError
+from videobert.readers import Field, check_fields
 from videobert.store import atomic_write_json, read_json
-from videobert.text.wordpiece import TEXT_SPECIALS, load_tokenizer
+from videobert.text.wordpiece import TEXT_SPECIALS, encode_texts, load_tokenizer
 
 VIDEO_SEP = "[>]"
+MASK = "[MASK]"  # a template's slot to fill (JointVocabulary.encode_template)
 
 
 class JointLayout:
@@ -85,8 +87,22 @@ class JointVocabulary(JointLayout):
         return {token: self.special_id(token) for token in (*TEXT_SPECIALS, VIDEO_SEP)}
 
     def encode_text(self, text: str) -> list[int]:
-        """WordPiece ids of ``text``, without special tokens."""
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """WordPiece ids of ``text`` read as text: the one place text becomes ids. No special
+        tokens are added, and none is read from the text either — "[SEP]" or "[MASK]" typed in a
+        query, a caption or ``--text`` is the word pieces of those characters, never the
+        structural ids (which would let text rewrite the input's structure)."""
+        return encode_texts(self.tokenizer, [text])[0]
+
+    def encode_template(self, template: str) -> list[int]:
+        """WordPiece ids of a fill-in-the-blank template: each literal ``[MASK]`` is the mask id
+        (the slots to fill), everything between them is text (:meth:`encode_text`)."""
+        pieces = template.split(MASK)
+        ids: list[int] = []
+        for number, piece in enumerate(pieces):
+            ids += self.encode_text(piece)
+            if number < len(pieces) - 1:
+                ids.append(self.mask_id)
+        return ids
 
     def token(self, token_id: int) -> str:
         """Readable form of one id: WordPiece, ``[>]`` or ``v<word>``."""
@@ -117,18 +133,35 @@ class JointVocabulary(JointLayout):
 
     @classmethod
     def load(cls, folder: str | Path) -> "JointVocabulary":
-        """Read ``vocabulary.json`` and its tokenizer from ``folder``; check they agree."""
+        """Read ``vocabulary.json`` and its tokenizer from ``folder``; check its fields
+        (:data:`VOCABULARY_FIELDS`: the tokenizer a folder inside ``folder``) and that they agree
+        with the tokenizer."""
         folder = Path(folder)
         path = folder / "vocabulary.json"
-        data = read_json(path, "joint vocabulary")
-        tokenizer = load_tokenizer(folder / data.get("tokenizer", "tokenizer"))
+        data = check_fields(read_json(path, "joint vocabulary"), path, VOCABULARY_FIELDS)
+        name = data.get("tokenizer", "tokenizer")
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise InputError(f"{path}: tokenizer: {name[:80]!r} is not the name of a folder beside vocabulary.json")
+        tokenizer = load_tokenizer(folder / name)
         visual_vocab = data.get("visual_vocab")
         if visual_vocab is not None and not Path(visual_vocab).is_absolute():  # inside a model folder
             visual_vocab = str(folder / visual_vocab)
-        vocab = cls(tokenizer, int(data["visual_vocab_size"]), visual_vocab, data.get("codebook"))
+        vocab = cls(tokenizer, data["visual_vocab_size"], visual_vocab, data.get("codebook"))
         if vocab.text_vocab_size != data["text_vocab_size"] or vocab.size != data["size"]:
             raise InputError(
                 f"{path}: tokenizer has {vocab.text_vocab_size} entries but the file records "
                 f"{data['text_vocab_size']}; the folder was modified"
             )
         return vocab
+
+
+# the fields of vocabulary.json, by type and bounds
+VOCABULARY_FIELDS = {
+    "text_vocab_size": Field("int", 1, 10_000_000),
+    "visual_vocab_size": Field("int", 0, 10_000_000),
+    "size": Field("int", 1, 20_000_001),
+    "tokenizer": Field("str", required=False),
+    "visual_vocab": Field("str", required=False, nullable=True),
+    "codebook": Field("str", required=False, nullable=True),
+    "special_ids": Field("dict", required=False),
+}

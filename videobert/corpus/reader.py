@@ -29,7 +29,9 @@ import numpy as np
 from videobert.corpus.align import EXAMPLE_KEYS
 from videobert.corpus.columns import Table, TableBuilder
 from videobert.errors import InputError
+from videobert.features.settings import MAX_CLIP_SECONDS, require_clip_seconds
 from videobert.manifest import SPLITS
+from videobert.readers import Field, check_field, check_fields
 from videobert.store import read_json
 from videobert.vocab.stage import load_tokens
 
@@ -208,9 +210,24 @@ def load_corpus(corpus_dir: str | Path, split: str) -> list[dict[str, Any]]:
     return list(CorpusSplit(corpus_dir, split))
 
 
+# the fields of summary.json that readers of a corpus use, by type and bounds
+SUMMARY_FIELDS = {
+    "clip_seconds": Field("number", 0, MAX_CLIP_SECONDS, above=True),
+    "visual_vocab_size": Field("int", 1, 10_000_000, required=False),
+    "joint_vocab_size": Field("int", 1, 20_000_000, required=False),
+    "examples": Field("int", 0, required=False),
+    "inputs": Field("dict", required=False),
+}
+
+
 def corpus_summary(corpus_dir: str | Path) -> dict[str, Any]:
-    """The corpus's ``summary.json``."""
-    return read_json(Path(corpus_dir) / SUMMARY_FILE, "corpus summary")
+    """The corpus's ``summary.json``, its fields checked (:data:`SUMMARY_FIELDS`; the folders it
+    names under ``inputs`` must be strings)."""
+    path = Path(corpus_dir) / SUMMARY_FILE
+    summary = check_fields(read_json(path, "corpus summary"), path, SUMMARY_FIELDS)
+    for key, value in (summary.get("inputs") or {}).items():
+        check_field(value, Field("str", nullable=True), path, f"inputs.{key}")
+    return summary
 
 
 def corpus_tokens_dir(corpus_dir: str | Path) -> Path | None:
@@ -227,7 +244,7 @@ def corpus_visual_words(corpus_dir: str | Path, video_ids: Iterable[str] | None 
     tokens = (summary.get("inputs") or {}).get("tokens")
     if not tokens:
         raise InputError(f"{Path(corpus_dir) / 'summary.json'}: records no tokens folder (rebuild the corpus)")
-    return load_tokens(tokens, video_ids), float(summary["clip_seconds"])
+    return load_tokens(tokens, video_ids), require_clip_seconds(summary, Path(corpus_dir) / SUMMARY_FILE)
 
 
 __all__: Sequence[str] = ("EXAMPLE_KEYS", "CorpusSplit", "check_complete", "corpus_summary", "load_corpus")

@@ -46,7 +46,7 @@ import numpy as np
 
 from videobert import config as cfgmod
 from videobert.config import field
-from videobert.corpus.align import sentence_examples, video_only_examples
+from videobert.corpus.align import MAX_SENTENCES_PER_CLIP, cap_sentences, sentence_examples, video_only_examples
 from videobert.corpus.columns import TableBuilder, write_table
 from videobert.corpus.joint_vocab import JointVocabulary
 from videobert.corpus.reader import (
@@ -63,7 +63,7 @@ from videobert.store import (
 from videobert.text.sentences import Punctuator, SentenceConfig, split_sentences
 from videobert.text.stage import asr_failures
 from videobert.text.transcripts import Cue, read_transcript
-from videobert.text.wordpiece import load_tokenizer, train_wordpiece
+from videobert.text.wordpiece import encode_texts, load_tokenizer, train_wordpiece
 from videobert.vocab.stage import TokensInfo, read_tokens_info, video_tokens
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,8 @@ def run(manifest: str | Path, tokens_dir: str | Path, out_dir: str | Path, cfg: 
         f"test {splits['test']['examples']}) from {videos['total']} videos ({videos['with_speech']} with speech, "
         f"{videos['video_only']} video-only, {videos['failed']} failed); "
         f"{summary['words_per_sentence']['mean']:.1f} words and {summary['clips_per_sentence']['mean']:.1f} clips per sentence; "
-        f"{summary['dropped_sentences']['outside_clips']} sentences outside the clips dropped; joint vocabulary "
+        f"{summary['dropped_sentences']['outside_clips']} sentences outside the clips dropped"
+        f"{_over_clips(summary['dropped_sentences'])}; joint vocabulary "
         f"{vocabulary.size} = {vocabulary.text_vocab_size} text + [>] + {vocabulary.visual_vocab_size} visual; "
         f"{built}; in {seconds:.1f} s"
     )
@@ -371,7 +372,12 @@ def build_shard(out: Path, index: int, count: int, vocabulary: JointVocabulary, 
             failed(entry.video_id, str(exc), exc.kind)
             continue
         if sentences:
-            encoded = tokenizer([s.text for s in sentences], add_special_tokens=False)["input_ids"]
+            sentences, cut = cap_sentences(sentences, len(words), info.clip_seconds)
+            if cut:
+                dropped["over_clips"] += cut
+                log.warning("%s: %d sentences cut: more than %d per clip over the same clips (a cue cut into many "
+                            "sentences of the same seconds?)", entry.video_id, cut, MAX_SENTENCES_PER_CLIP)
+            encoded = encode_texts(tokenizer, [s.text for s in sentences])
             examples, dropped_here = sentence_examples(entry.video_id, sentences, encoded, words, info.clip_seconds)
             dropped += dropped_here
             if not examples:
@@ -400,7 +406,7 @@ def build_shard(out: Path, index: int, count: int, vocabulary: JointVocabulary, 
         "videos": {k: videos[k] for k in ("total", "with_speech", "video_only", "failed")},
         "splits": {split: {k: per_split[split][k] for k in _SPLIT_COUNTS} for split in SPLITS},
         **{name: {str(value): tally[value] for value in sorted(tally)} for name, tally in tallies.items()},
-        "dropped_sentences": {k: dropped[k] for k in ("outside_clips", "no_wordpieces")},
+        "dropped_sentences": {k: dropped[k] for k in ("outside_clips", "no_wordpieces", "over_clips")},
     }
     final = shard_path(out, index, count)
     tmp = temp_path_for(final)
@@ -454,7 +460,7 @@ def finish(out: Path, plan: dict[str, Any], vocabulary: JointVocabulary, inputs:
         "examples": total,
         "splits": {split: {k: per_split[split][k] for k in _SPLIT_COUNTS} for split in SPLITS},
         **{name: _stats(tallies[name]) for name in _TALLIES},
-        "dropped_sentences": {k: dropped[k] for k in ("outside_clips", "no_wordpieces")},
+        "dropped_sentences": {k: dropped[k] for k in ("outside_clips", "no_wordpieces", "over_clips")},
         "tokenizer": {
             "source": str(cfg.tokenizer) if cfg.tokenizer is not None else "trained on the train split",
             "text_vocab_size": vocabulary.text_vocab_size,
@@ -498,6 +504,11 @@ def video_sentences(
             raise InputError(f"no transcript: speech recognition failed ({record.get('reason', '')})", "asr_failed")
         return []
     return split_sentences(read_transcript(path), cfg.pause, cfg.max_words, punctuator)
+
+
+def _over_clips(dropped: dict) -> str:
+    cut = dropped.get("over_clips", 0)
+    return f", {cut} cut for more than {MAX_SENTENCES_PER_CLIP} sentences per clip over the same clips" if cut else ""
 
 
 def _stats(counts: Counter) -> dict[str, float]:

@@ -29,7 +29,7 @@ MASK = "[MASK]"
 
 def template_ids(loaded: LoadedModel, template: str) -> list[int]:
     """WordPiece ids of the fill-in-the-blank template; it needs at least one ``[MASK]``."""
-    ids = loaded.vocab.encode_text(template)
+    ids = loaded.vocab.encode_template(template)
     if loaded.vocab.mask_id not in ids:
         raise ConfigError(f"embedding template {template!r} has no {MASK}: the masked text tokens are half the feature")
     return ids

@@ -37,6 +37,7 @@ from videobert.features.stage import extract_info, mapped_features
 from videobert.manifest import SPLITS
 from videobert.model_folder import read_feature_settings
 from videobert.inference import InferenceConfig, LoadedModel, load_model
+from videobert.readers import MAX_MAPPED_BYTES, Field, check_fields, load_npy, npy_header
 from videobert.retrieval.gallery import check_model_tokens, read_segments
 from videobert.runtime import LONG_BARRIER, Shard, combined_shard, dist_env, process_group
 from videobert.store import (StageSummary, atomic_write, atomic_write_json, atomic_write_text, create_once_json,
@@ -259,9 +260,9 @@ def _merge_split(out: Path, split: str, chunks: int, width: int) -> int:
     returns its row count. A split merged earlier is left as it is."""
     final = out / f"{split}.npy"
     if final.exists():
-        return int(np.load(final, mmap_mode="r").shape[0])
+        return int(npy_header(final, "embeddings")[0][0])
     paths = [_part_path(out, split, c) for c in range(chunks)]
-    sizes = [int(np.load(p, mmap_mode="r").shape[0]) for p in paths]
+    sizes = [int(npy_header(p, "embeddings")[0][0]) for p in paths]
     with atomic_write(out / f"{split}.jsonl", "w", encoding="utf-8") as index:
         for path in paths:
             index.write(path.with_suffix(".jsonl").read_text(encoding="utf-8"))
@@ -269,7 +270,7 @@ def _merge_split(out: Path, split: str, chunks: int, width: int) -> int:
     merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(sum(sizes), width))
     row = 0
     for path, size in zip(paths, sizes):
-        merged[row : row + size] = np.load(path, mmap_mode="r")
+        merged[row : row + size] = load_npy(path, "embeddings", mmap=True, max_bytes=MAX_MAPPED_BYTES)
         row += size
     merged.flush()
     del merged
@@ -277,18 +278,28 @@ def _merge_split(out: Path, split: str, chunks: int, width: int) -> int:
     return row
 
 
+# the fields of embed.json its readers use, by type and bounds
+EMBED_FIELDS = {"dim": Field("int", 1, 1 << 20), "complete": Field("bool", required=False),
+                "splits": Field("dict", required=False), "model": Field("str", required=False, nullable=True),
+                "parts": Field("list", required=False)}
+
+
 def load_embeddings(emb_dir: str | Path, split: str) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
     """A split of an EMB folder: float16 [n, D] rows (memory-mapped), their index rows and
     ``embed.json``."""
     emb_dir = Path(emb_dir)
-    meta = read_json(emb_dir / META_FILE, "embeddings")
+    meta = check_fields(read_json(emb_dir / META_FILE, "embeddings"), emb_dir / META_FILE, EMBED_FIELDS)
+    for index, part in enumerate(meta.get("parts", [])):
+        check_fields(part, f"{emb_dir / META_FILE}: parts[{index}]", {"name": Field("str"), "dim": Field("int", 1, 1 << 20)})
     if not meta.get("complete"):
         raise InputError(f"{emb_dir / META_FILE}: the embedding run did not finish; rerun videobert embed to resume")
     path = emb_dir / f"{split}.npy"
     if not path.exists():
         raise InputError(f"{path}: no {split} split in {emb_dir} (embedded: {', '.join(meta.get('splits', {}))})",
                          "missing")
-    matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+    matrix = load_npy(path, "embeddings", mmap=True, max_bytes=MAX_MAPPED_BYTES)
+    if matrix.ndim != 2:
+        raise InputError(f"{path}: embeddings must be a matrix [rows, numbers], not {list(matrix.shape)}")
     rows = [row for _, row in read_jsonl(emb_dir / f"{split}.jsonl", "embedding index")]
     if len(rows) != matrix.shape[0] or matrix.shape[1] != meta["dim"]:
         raise InputError(f"{path}: {list(matrix.shape)} rows do not match its index ({len(rows)}) and embed.json "

@@ -27,7 +27,7 @@ from videobert.features.extract import extract_features, resolve_runtime
 from videobert.features.s3d import (
     FEATURE_DIM, KINETICS_MEAN, KINETICS_STD, MIN_CLIP_FRAMES, MIN_SIZE, MODEL_NAME, ClipEncoder, build_s3d,
 )
-from videobert.features.settings import feature_identity
+from videobert.features.settings import check_feature_settings, feature_identity
 from videobert.logs import progress
 from videobert.manifest import read_manifest
 from videobert.features.decode import Decoder, check_decoder, decodes_into_gpu
@@ -181,7 +181,7 @@ def extract_precision(precision: str, device: torch.device, features_dir: Path |
         return resolve_precision(precision, device)
     meta = Path(features_dir) / META_FILE if features_dir is not None else None
     if meta is not None and meta.is_file():
-        recorded = read_json(meta, "extraction settings").get("precision")
+        recorded = check_feature_settings(read_json(meta, "extraction settings"), meta).get("precision")
         if recorded in ("fp32", "bf16") or (recorded == "fp16" and device.type == "cuda"):
             return recorded
     if device.type == "cpu":
@@ -252,7 +252,7 @@ def claim_features_dir(features_dir: str | Path, meta: dict[str, Any], overwrite
         atomic_write_json(path, meta)
         return meta
     create_once_json(path, meta)
-    recorded = read_json(path, "extraction settings")
+    recorded = check_feature_settings(read_json(path, "extraction settings"), path)
     theirs, ours = _identity(recorded), _identity(meta)
     for key in ours:
         if theirs.get(key) != ours[key]:
@@ -296,12 +296,7 @@ def mapped_features(features_dir: str | Path, video_id: str) -> np.ndarray:
     """The features of one video memory-mapped (float ``[n_clips, 1024]``, header checked
     against the file's size): reading rows of it reads only those rows."""
     path = feature_path(features_dir, video_id)
-    shape, dtype = npy_header(path, "features")
-    _check_feature_header(path, shape, dtype)
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable features ({exc})") from None
+    return load_npy(path, "features", check=functools.partial(_check_feature_header, path), mmap=True)
 
 
 def list_videos(features_dir: str | Path) -> list[str]:
@@ -342,4 +337,4 @@ def extract_info(features_dir: str | Path) -> dict:
     if not path.exists():
         log.warning("%s: not found; clip timing and the manifest are unknown", path)
         return {}
-    return read_json(path, META_FILE)
+    return check_feature_settings(read_json(path, META_FILE), path)

@@ -6,13 +6,17 @@ written by the distil stage, which makes the dual encoder that index needs.)
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
+from videobert.errors import InputError
+from videobert.features.settings import check_feature_settings
 from videobert.model_folder import FEATURES_FILE, VISUAL_VOCAB
-from videobert.store import atomic_write_json, read_json, temp_path_for
+from videobert.readers import MAX_IMAGE_BYTES, read_bytes, read_image
+from videobert.store import atomic_write_json, read_json, temp_path_for, write_synced
 from videobert.vocab.codebook import Codebook
 
 log = logging.getLogger(__name__)
@@ -24,26 +28,51 @@ FEATURE_KEYS = ("model", "weights", "init_seed", "fps", "clip_frames", "clip_sec
 
 def copy_visual_vocab(vocab_dir: Path, model_dir: Path) -> str:
     """Copy VOCAB's codebook, summary and exemplars into ``MODEL/visual_vocab`` (a folder written
-    whole, then renamed into place); returns the codebook's hash."""
+    whole, then renamed into place); returns the codebook's hash. The model folder is shared, so
+    only what was read and checked goes into it: the codebook's checked arrays, the JSON files as
+    parsed, thumbnails that are images; a link or anything else that is not what the vocab stage
+    writes is left out (and named in the log)."""
     codebook = Codebook.load(vocab_dir / "codebook.npz", device="cpu")
     target = model_dir / VISUAL_VOCAB
     tmp = temp_path_for(target)
     tmp.mkdir()
     try:
-        for name in ("codebook.npz", "vocab.json", "exemplars.json", "exemplars.jpg"):
-            if (vocab_dir / name).is_file():
-                shutil.copy2(vocab_dir / name, tmp / name)
+        codebook.save(tmp / "codebook.npz")
+        for name in ("vocab.json", "exemplars.json"):
+            if _own_file(vocab_dir / name):
+                try:
+                    write_synced(tmp / name, json.dumps(read_json(vocab_dir / name, name), indent=2) + "\n")
+                except InputError as exc:
+                    log.warning("%s: not copied into the model folder (%s)", vocab_dir / name, exc)
+        pictures = [(vocab_dir / "exemplars.jpg", tmp / "exemplars.jpg")]
         thumbnails = vocab_dir / "exemplars"
-        if thumbnails.is_dir():
+        if thumbnails.is_dir() and not thumbnails.is_symlink():
             (tmp / "exemplars").mkdir()
-            for path in thumbnails.glob("*.jpg"):
-                if path.stem.isdigit() and path.is_file():
-                    shutil.copy2(path, tmp / "exemplars" / path.name)
+            pictures += [(path, tmp / "exemplars" / path.name) for path in sorted(thumbnails.glob("*.jpg"))
+                         if path.stem.isdigit()]
+        for source, copy in pictures:
+            if _own_file(source):
+                try:
+                    data = read_bytes(source, "thumbnail", MAX_IMAGE_BYTES)
+                    read_image(source, "thumbnail")
+                except InputError as exc:
+                    log.warning("%s: not copied into the model folder (%s)", source, exc)
+                    continue
+                write_synced(copy, data)
         _replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return codebook.hash
+
+
+def _own_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file and not a link (a link is named in the log and left out:
+    it may point anywhere, and the model folder is copied to others)."""
+    if path.is_symlink():
+        log.warning("%s: a link, not copied into the model folder", path)
+        return False
+    return path.is_file()
 
 
 def _replace_folder(tmp: Path, target: Path) -> None:
@@ -58,12 +87,13 @@ def feature_settings(vocab_dir: Path | None) -> dict[str, Any] | None:
     vocabulary was built from (named in its vocab.json), else the part of it vocab.json keeps."""
     if vocab_dir is None or not (vocab_dir / "vocab.json").is_file():
         return None
-    summary = read_json(vocab_dir / "vocab.json", "vocab.json")
+    summary = read_json(vocab_dir / "vocab.json", "vocab.json", expect=dict)
     features = summary.get("features")
-    meta = None
-    if features and (Path(features) / "extract.json").is_file():
-        meta = read_json(Path(features) / "extract.json", "extraction settings")
-    meta = meta or summary.get("extract") or {}
+    meta, source = None, vocab_dir / "vocab.json"
+    if isinstance(features, str) and (Path(features) / "extract.json").is_file():
+        source = Path(features) / "extract.json"
+        meta = read_json(source, "extraction settings")
+    meta = check_feature_settings(meta or summary.get("extract") or {}, source)
     return {key: meta[key] for key in FEATURE_KEYS if key in meta} or None
 
 

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from videobert.config import field
-from videobert.errors import ConfigError, InputError
+from videobert.errors import ConfigError
 from videobert.model import VideoBERT
+from videobert.readers import load_safetensors
 from videobert.training import load_training_state, rng_state, save_checkpoint, set_rng_state, warmup_linear_decay
 from videobert.pretrain.data import to_device
 from videobert.pretrain.losses import LossWeights, pretraining_losses
@@ -137,10 +136,7 @@ class Trainer:
     def restore(self, path: Path) -> int:
         """Load checkpoint folder ``path``; returns its step."""
         state = load_training_state(path)
-        try:
-            weights = load_file(str(path / "model.safetensors"))
-        except (SafetensorError, OSError) as exc:
-            raise InputError(f"{path / 'model.safetensors'}: unreadable checkpoint weights ({exc})") from None
+        weights = load_safetensors(path / "model.safetensors", "checkpoint weights")
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -5,15 +5,15 @@ a visual word's exemplar is :func:`videobert.vocab.stage.exemplar_images`."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
-from pytorchvideo.data.encoded_video import EncodedVideo
 
 from videobert.errors import InputError
-from videobert.media import contact_sheet, grab_frame
+from videobert.media import contact_sheet, frames_across, grab_frame, probe
 from videobert.search import Hit
 
 log = logging.getLogger(__name__)
@@ -21,20 +21,17 @@ log = logging.getLogger(__name__)
 
 def filmstrip(path: str | Path, start: float, end: float, frames: int = 6) -> np.ndarray:
     """``frames`` evenly spaced frames of ``[start, end)`` seconds of a video, uint8 [frames, H, W, 3]
-    (decoded with pytorchvideo's ``EncodedVideo.get_clip``; a span past the end is cut to the video)."""
-    try:
-        video = EncodedVideo.from_path(str(path), decoder="pyav", decode_audio=False)
-    except Exception as exc:  # noqa: BLE001 - pytorchvideo raises bare RuntimeError/av errors
-        raise InputError(f"{path}: cannot open the video ({exc})") from None
-    try:
-        end = min(float(end), float(video.duration))
-        clip = video.get_clip(max(0.0, float(start)), end)["video"]  # float [3, T, H, W]
-    finally:
-        video.close()
-    if clip is None or clip.shape[1] == 0:
-        raise InputError(f"{path}: no frame in {start:.2f}-{end:.2f} s")
-    picks = np.linspace(0, clip.shape[1] - 1, frames).round().astype(int)
-    return clip[:, picks].permute(1, 2, 3, 0).clamp(0, 255).byte().numpy()
+    (a span past the end is cut to the video). The video is read as the stages read videos
+    (:func:`videobert.media.probe` and :func:`videobert.media.grab_frame`): a regular file only,
+    through the demuxers of :data:`videobert.media.DEMUXERS`; anything else is an :class:`InputError`."""
+    info = probe(path)
+    start = max(0.0, float(start))
+    last = float(end)
+    if math.isfinite(info.duration):
+        last = min(last, info.duration)
+    if not math.isfinite(last) or last <= start:
+        raise InputError(f"{path}: no frame in {start:.2f}-{float(end):.2f} s")
+    return frames_across(path, start, last, frames)
 
 
 def hits_sheet(hits: Sequence[Hit], video_path: Callable[[str], Path | None], size: int = 160) -> Image.Image:

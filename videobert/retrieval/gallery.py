@@ -21,6 +21,7 @@ from videobert.errors import InputError
 from videobert.inference import LoadedModel
 from videobert.manifest import LABELS_FILE, SPLITS, read_manifest
 from videobert.retrieval.zeroshot import read_label_rows, segment_words
+from videobert.readers import Field, check_fields
 from videobert.store import read_json, read_jsonl
 from videobert.vocab.stage import TokensInfo, load_tokens, read_tokens_info
 
@@ -118,24 +119,33 @@ def corpus_gallery(corpus_dir: str | Path, split: str, labels: str | Path | None
                    corpus.video_codes[rows], {"corpus": str(Path(corpus_dir).absolute())}, labelled)
 
 
+# the fields of a segments.jsonl row, by type and bounds (times as transcripts bound them)
+SEGMENT_FIELDS = {
+    "video_id": Field("str"), "start": Field("number", 0, 1e7), "end": Field("number", 0, 1e7),
+    "sentence": Field("str"), "split": Field("str", required=False),
+}
+
+
 def read_segments(path: str | Path, splits: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """Per split, the rows of a ``segments.jsonl`` (``video_id``, ``start``, ``end``, ``sentence``,
-    ``split``; ``line`` added), in file order. A malformed row is an error naming its line."""
+    ``split`` — one of train, val, test; test when absent — ``line`` added), in file order. A
+    malformed row (a field of another type, a time that is not a number of seconds, a split that
+    is none of the three) is an error naming its line."""
     path = Path(path)
     wanted: dict[str, list[dict[str, Any]]] = {split: [] for split in splits}
     for number, row in read_jsonl(path, "segments"):
         if not isinstance(row, dict) or not all(k in row for k in ("video_id", "start", "end", "sentence")):
             raise InputError(f"{path}:{number}: a segment needs video_id, start, end and sentence")
-        try:
-            start, end = float(row["start"]), float(row["end"])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}:{number}: start and end must be numbers of seconds") from None
+        check_fields(row, f"{path}:{number}", SEGMENT_FIELDS)
+        start, end = float(row["start"]), float(row["end"])
         if not end > start:
             raise InputError(f"{path}:{number}: segment of {row['video_id']!r} ends ({end}) before it starts ({start})")
-        split = str(row.get("split", "test"))
+        split = row.get("split", "test")
+        if split not in SPLITS:
+            raise InputError(f"{path}:{number}: split: {split[:40]!r} is not one of {', '.join(SPLITS)}")
         if split in wanted:
-            wanted[split].append({"video_id": str(row["video_id"]), "start": start, "end": end,
-                                  "sentence": str(row["sentence"]), "line": number})
+            wanted[split].append({"video_id": row["video_id"], "start": start, "end": end,
+                                  "sentence": row["sentence"], "line": number})
     return wanted
 
 

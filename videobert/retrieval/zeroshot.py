@@ -73,7 +73,7 @@ def load_spec(path: str | Path) -> list[AttributeSpec]:
         if not isinstance(template, str) or MASK not in template:
             raise ConfigError(f"{where}: needs a template (its own or the spec's) with at least one {MASK}")
         slot = entry.get("slot")
-        masks = template.split().count(MASK) if template else 0
+        masks = template.count(MASK) if template else 0
         if not isinstance(slot, int) or isinstance(slot, bool) or not 1 <= slot <= masks:
             raise ConfigError(f"{where}: slot must be 1 … {masks} (the {MASK} of the template to read), got {slot!r}")
         classes = entry.get("classes")
@@ -91,7 +91,7 @@ def load_spec(path: str | Path) -> list[AttributeSpec]:
 
 def template_input(loaded: LoadedModel, template: str, video_words: Sequence[int] | None) -> tuple[dict[str, np.ndarray], list[int]]:
     """The template (with the video when given) as a model input, and the positions of its masks."""
-    text = loaded.vocab.encode_text(template)
+    text = loaded.vocab.encode_template(template)
     sequence = build_input(loaded.layout, text, video_words if video_words is not None and len(video_words) else None,
                            loaded.max_len)
     positions = np.flatnonzero(sequence["input_ids"] == loaded.layout.mask_id).tolist()

@@ -156,7 +156,7 @@ def detect_format(path: str | Path, text: str | None = None) -> Format:
             try:
                 json.loads(head)
                 return "json"
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not one JSON value (or one the JSON reader refuses by name)
                 return "jsonl"
         if "-->" in head[:500]:
             return "srt"

@@ -9,23 +9,43 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertTokenizerFast
 
 from videobert.errors import InputError
+from videobert.readers import MAX_JSON_BYTES, check_size
 
 TEXT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
+# the files of a tokenizer folder the Hugging Face loader opens
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+
+
 def load_tokenizer(folder: str | Path) -> BertTokenizerFast:
-    """A WordPiece tokenizer from a local Hugging Face folder (``vocab.txt`` or ``tokenizer.json``)."""
+    """A WordPiece tokenizer from a local Hugging Face folder (``vocab.txt`` or ``tokenizer.json``);
+    each file the loader opens must be a regular file within the JSON size cap (a FIFO would
+    block it, ``/dev/zero`` never end)."""
     folder = Path(folder)
     if not folder.is_dir() or not any((folder / name).exists() for name in ("vocab.txt", "tokenizer.json")):
         raise InputError(f"{folder}: not a tokenizer folder (needs vocab.txt or tokenizer.json)", "missing")
+    for name in TOKENIZER_FILES:
+        if (folder / name).exists() or (folder / name).is_symlink():
+            check_size(folder / name, "tokenizer file", MAX_JSON_BYTES)
     try:
         tokenizer = BertTokenizerFast.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{folder}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
+    except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
+        raise InputError(f"{folder}: cannot load the tokenizer ({(str(exc).splitlines() or [type(exc).__name__])[0][:160]})") from None
     missing = [t for t in TEXT_SPECIALS if t not in tokenizer.get_vocab()]
     if missing:
         raise InputError(f"{folder}: tokenizer vocabulary lacks {', '.join(missing)}")
     return tokenizer
+
+
+def encode_texts(tokenizer: BertTokenizerFast, texts: list[str]) -> list[list[int]]:
+    """WordPiece ids of each text read as text: no special token added, and none read from the
+    text — "[SEP]" typed in a sentence is the pieces of those characters, not the separator id."""
+    encoded = tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    structural = {tokenizer.convert_tokens_to_ids(t) for t in TEXT_SPECIALS if t != "[UNK]"}
+    if any(structural.intersection(ids) for ids in encoded):  # a tokenizer that ignores split_special_tokens
+        encoded = tokenizer([text.replace("[", "[ ") for text in texts], add_special_tokens=False)["input_ids"]
+    return [[i for i in ids if i not in structural] for ids in encoded]
 
 
 def train_wordpiece(

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Iterator, Literal, Mapping, Sequence
 
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from videobert.errors import InputError
+from videobert.readers import load_npz
 from videobert.runtime import resolve_device
 from videobert.store import atomic_write_bytes
 from videobert.vocab.kmeans import VocabTree, descend
@@ -215,18 +215,13 @@ class Codebook:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", batch_clips: int = 262_144) -> "Codebook":
-        """The codebook in file ``path``; tokenizes on ``device`` (auto: CUDA when available)."""
+        """The codebook in file ``path``; tokenizes on ``device`` (auto: CUDA when available).
+        The archive is read by :func:`videobert.readers.load_npz` (only the codebook's own members,
+        each header checked and the total bounded before anything is read) and the arrays checked
+        to make one tree before it is used; anything else is an :class:`InputError` naming the file."""
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                missing = [key for key in _CODEBOOK_KEYS if key not in data.files]
-                if missing:
-                    raise InputError(f"{path}: not a codebook (missing {', '.join(missing)})")
-                arrays = {key: data[key] for key in data.files}
-        except FileNotFoundError:
-            raise InputError(f"{path}: codebook not found", "missing") from None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise InputError(f"{path}: unreadable codebook ({type(exc).__name__}: {exc}; truncated or not a codebook)") from None
+        arrays = load_npz(path, "codebook", keys=(*_CODEBOOK_KEYS, "word_counts"), required=_CODEBOOK_KEYS)
+        _check_codebook_arrays(path, arrays)
         if int(arrays["format"]) != CODEBOOK_FORMAT:
             raise InputError(f"{path}: codebook format {int(arrays['format'])}, this version reads {CODEBOOK_FORMAT}")
         tree = VocabTree(
@@ -243,6 +238,49 @@ class Codebook:
             arrays["pca_mean"], arrays["pca_components"], arrays["pca_scale"],
         )
         return cls(tree, norm, depth=int(arrays["depth"]), seed=int(arrays["seed"]), device=device, batch_clips=batch_clips)
+
+
+def _check_codebook_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Refuse arrays that do not make one tree and one normalisation (naming the array), so that a
+    damaged or hand-made codebook fails here, not as an IndexError in the middle of tokenizing."""
+    def bad(name: str, need: str) -> InputError:
+        array = arrays[name]
+        return InputError(f"{path}: inconsistent codebook ({name} is {array.dtype} {list(array.shape)}; need {need})")
+
+    for name in ("format", "k", "depth", "seed"):
+        if arrays[name].shape != () or arrays[name].dtype.kind not in "iu":
+            raise bad(name, "a whole number")
+    if arrays["normalise"].shape != () or arrays["normalise"].dtype.kind != "U":
+        raise bad("normalise", "a string")
+    if arrays["center_per_video"].shape != () or arrays["center_per_video"].dtype.kind not in "biu":
+        raise bad("center_per_video", "a boolean")
+    centroids = arrays["centroids"]
+    if centroids.ndim != 2 or centroids.dtype != np.float32 or not np.isfinite(centroids).all():
+        raise bad("centroids", "finite float32 [nodes, dim]")
+    nodes, k = len(centroids), int(arrays["k"])
+    if k < 2 or nodes < 1:
+        raise bad("k", "at least 2, and at least one node")
+    for name in ("first_child", "node_level", "node_points"):
+        if arrays[name].shape != (nodes,) or arrays[name].dtype.kind not in "iu":
+            raise bad(name, f"integers [{nodes}], one per centroid")
+    first = arrays["first_child"].astype(np.int64)
+    split = first >= 0
+    if (first[~split] != -1).any() or (first[split] < 1).any() or (first[split] + k > nodes).any():
+        raise bad("first_child", f"-1 or the first of {k} children inside the {nodes} nodes")
+    for name in ("norm_mean", "norm_scale", "pca_mean", "pca_scale", "pca_components"):
+        if arrays[name].dtype.kind != "f" or not np.isfinite(arrays[name]).all():
+            raise bad(name, "finite floats")
+    features = arrays["norm_mean"].shape[0] if arrays["norm_mean"].ndim == 1 else -1
+    for name in ("norm_scale", "pca_mean"):
+        if arrays[name].shape != (features,):
+            raise bad(name, f"[{features}], as norm_mean")
+    if (arrays["norm_scale"] == 0).any():
+        raise bad("norm_scale", "no zero")
+    components = arrays["pca_components"]
+    if components.ndim != 2 or components.shape[1] != features or arrays["pca_scale"].shape != (components.shape[0],):
+        raise bad("pca_components", f"[P, {features}] with pca_scale [P]")
+    if centroids.shape[1] != (components.shape[0] or features):
+        raise bad("centroids", f"{components.shape[0] or features} numbers per node (the normalised features')")
 
 
 def codebook_hash(arrays: Mapping[str, np.ndarray]) -> str:

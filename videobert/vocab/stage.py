@@ -31,11 +31,12 @@ from videobert import config as cfgmod
 from videobert.config import field
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.features.s3d import FEATURE_DIM
-from videobert.features.settings import clip_seconds
+from videobert.features.settings import clip_seconds, require_clip_seconds
 from videobert.features.stage import clip_count, extract_info, feature_path, list_videos, load_features
 from videobert.logs import progress
 from videobert.manifest import read_manifest
 from videobert.media import save_jpeg
+from videobert.readers import Field, check_fields, read_image
 from videobert.runtime import DeviceName, Shard, combined_shard
 from videobert.store import (
     FailureLog, StageSummary, atomic_save_npy, atomic_write_json, failures_name, library_versions, prepare_output_dir,
@@ -325,12 +326,12 @@ def _exemplars(out: Path, cfg: VocabConfig, entries: list[dict], info: dict, man
         log.warning("exemplars skipped: the manifest recorded in extract.json is unusable (%s); pass --manifest", exc)
         return {"skipped": f"manifest unusable: {exc}"}
 
-    def present(entry: Mapping) -> bool:  # written earlier, at this size
+    def present(entry: Mapping) -> bool:  # written earlier, at this size (anything else is written again)
         try:
-            with Image.open(exemplar_path(out, entry["word"])) as thumb:
-                return thumb.size == (cfg.exemplar_size, cfg.exemplar_size)
-        except (OSError, ValueError):
+            thumb = read_image(exemplar_path(out, entry["word"]), "thumbnail")
+        except InputError:
             return False
+        return thumb.shape[:2] == (cfg.exemplar_size, cfg.exemplar_size)
 
     todo = [entry for entry in entries if not present(entry)]
     written, failed = len(entries) - len(todo), 0
@@ -355,8 +356,11 @@ def _contact_sheet(out: Path, entries: list[dict], words: int, size: int) -> Pat
         return None
     thumbnails = []
     for entry in tiles:
-        with Image.open(exemplar_path(out, entry["word"])) as thumb:
-            thumbnails.append(thumb.convert("RGB").resize((size, size)))
+        try:
+            thumbnails.append(Image.fromarray(read_image(exemplar_path(out, entry["word"]), "thumbnail")).resize((size, size)))
+        except InputError as exc:
+            log.warning("contact sheet: %s", exc)
+            thumbnails.append(None)
     return save_jpeg(exemplar_sheet(thumbnails, tiles, size), out / "exemplars.jpg")
 
 
@@ -373,9 +377,10 @@ def exemplar_images(vocab_dir: str | Path | None, words: Sequence[int]) -> list[
     images: list[np.ndarray | None] = []
     for word in words:
         path = exemplar_path(vocab_dir, int(word)) if vocab_dir is not None else None
-        if path is not None and path.is_file():
-            images.append(np.asarray(Image.open(path).convert("RGB")))
-        else:
+        try:
+            images.append(read_image(path, "thumbnail") if path is not None and path.exists() else None)
+        except InputError as exc:
+            log.warning("%s", exc)
             images.append(None)
     return images
 
@@ -534,16 +539,40 @@ def _valid_tokens(path: Path, clips: int, vocab_size: int) -> bool:
 
 def load_tokens(tokens_dir: str | Path, video_ids: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """``{video_id: int array [n_clips]}`` of visual words (0 … V-1) from a tokenize folder: of
-    every video, or of those of ``video_ids`` that have them."""
+    every video, or of those of ``video_ids`` that have them. Each file must hold a 1-d integer
+    array, its words inside the ``vocab_size`` that ``tokens.json`` records: else an
+    :class:`InputError` naming the file."""
     tokens_dir = Path(tokens_dir)
     if not (tokens_dir / "tokens.json").exists():
         raise InputError(f"{tokens_dir}: not a tokens folder (no tokens.json; run 'videobert tokenize')", "missing")
+    meta_path = tokens_dir / "tokens.json"
+    meta = check_fields(read_json(meta_path, "tokens.json"), meta_path, TOKENS_FIELDS)
     if video_ids is not None:
         paths = [token_path(tokens_dir, v) for v in sorted(set(video_ids))]
         paths = [p for p in paths if p.is_file()]
     else:
         paths = [p for p in sorted(tokens_dir.glob("*.npy")) if not p.name.startswith(".")]
-    return {path.stem: load_npy(path, "tokens") for path in paths}
+    return {path.stem: checked_words(path, meta.get("vocab_size")) for path in paths}
+
+
+def checked_words(path: Path, vocab_size: int | None) -> np.ndarray:
+    """The visual words of one ``.npy`` file: a 1-d integer array, each word in ``0 … vocab_size-1``
+    (when the size is known); anything else is an :class:`InputError` naming the file."""
+    words = load_npy(path, "visual words")
+    if words.ndim != 1 or words.dtype.kind not in "iu":
+        raise InputError(f"{path}: visual words must be a 1-d integer array, not {words.dtype} {list(words.shape)}")
+    if vocab_size is not None and words.size and (int(words.min()) < 0 or int(words.max()) >= vocab_size):
+        raise InputError(f"{path}: visual words outside 0 … {vocab_size - 1} (found {int(words.min())} … "
+                         f"{int(words.max())}): another vocabulary's words, or a damaged file")
+    return words
+
+
+# the fields of tokens.json that readers use, by type and bounds (the clip length: clip_seconds)
+TOKENS_FIELDS = {
+    "vocab_size": Field("int", 1, 10_000_000, required=False),
+    "vocab": Field("str", required=False, nullable=True),
+    "codebook": Field("str", required=False, nullable=True),
+}
 
 
 def tokens_meta(tokens_dir: str | Path) -> dict:
@@ -570,18 +599,10 @@ def read_tokens_info(tokens_dir: str | Path) -> TokensInfo:
     tokens_dir = Path(tokens_dir)
     meta = tokens_meta(tokens_dir)
     where = tokens_dir / "tokens.json"
-    try:
-        vocab_size = int(meta["vocab_size"])
-    except KeyError as exc:
-        raise InputError(f"{where}: lacks {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{where}: malformed ({exc})") from None
-    seconds = clip_seconds(meta)
-    if vocab_size < 1 or seconds is None:
-        raise InputError(f"{where}: vocab_size must be positive and clip_seconds (or clip_frames / fps) a number > 0")
+    check_fields(meta, where, {**TOKENS_FIELDS, "vocab_size": Field("int", 1, 10_000_000)})
+    seconds = require_clip_seconds(meta, where)
     vocab, codebook = meta.get("vocab"), meta.get("codebook")
-    return TokensInfo(tokens_dir, str(vocab) if vocab is not None else None, vocab_size, seconds,
-                      str(codebook) if codebook else None)
+    return TokensInfo(tokens_dir, vocab, meta["vocab_size"], seconds, codebook or None)
 
 
 def video_tokens(info: TokensInfo, video_id: str) -> np.ndarray:
@@ -589,9 +610,4 @@ def video_tokens(info: TokensInfo, video_id: str) -> np.ndarray:
     path = token_path(info.folder, video_id)
     if not path.exists():
         raise InputError(f"no visual words in {info.folder} (tokenize failed or did not include this video)", "missing")
-    words = load_npy(path, "visual words")
-    if words.ndim != 1 or not np.issubdtype(words.dtype, np.integer):
-        raise InputError(f"visual words {path} are not a 1-d integer array (shape {list(words.shape)}, {words.dtype})")
-    if words.size and (words.min() < 0 or words.max() >= info.vocab_size):
-        raise InputError(f"visual words {path} fall outside 0 … {info.vocab_size - 1}")
-    return words.astype(np.int64)
+    return checked_words(path, info.vocab_size).astype(np.int64)
