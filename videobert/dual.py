@@ -34,7 +34,8 @@ from videobert.inference import LoadedModel, length_batches
 from videobert.inputs import build_input, collate_inputs, pad_multiple
 from videobert.model import ModelConfig, VideoBERT
 from videobert.runtime import autocast
-from videobert.store import file_sha256, load_weights_folder, read_json, save_weights_folder
+from videobert.readers import Field, check_fields, file_sha256, read_json
+from videobert.store import load_weights_folder, save_weights_folder
 
 DUAL = "dual"  # MODEL/dual
 INFO_FILE = "dual.json"
@@ -153,9 +154,8 @@ def load_dual(model_dir: str | Path, loaded: LoadedModel) -> LoadedDual | None:
     folder = Path(model_dir) / DUAL
     if not (folder / INFO_FILE).is_file():
         return None
-    info = read_json(folder / INFO_FILE, "dual encoder summary")
-    if not isinstance(info, dict) or not isinstance(info.get("weights_sha256"), str):
-        raise InputError(f"{folder / INFO_FILE}: not a dual encoder summary (no weights_sha256)")
+    info = check_fields(read_json(folder / INFO_FILE, "dual encoder summary", expect=dict), folder / INFO_FILE,
+                        {"weights_sha256": Field("str"), "k": Field("int", 1, 1_000_000, required=False)})
     digest = file_sha256(folder / "model.safetensors") if (folder / "model.safetensors").is_file() else None
     if digest != info["weights_sha256"]:
         raise InputError(f"{folder / 'model.safetensors'}: missing or altered (sha256 {digest}, {INFO_FILE} says "

@@ -42,10 +42,8 @@ import numpy as np
 
 from videobert.corpus.columns import Table, TableBuilder, write_table
 from videobert.errors import InputError
-from videobert.store import (
-    atomic_save_npy, atomic_write_bytes, atomic_write_json, load_npy, npy_header, read_bytes, read_json,
-    fsync_folder, temp_path_for, write_synced,
-)
+from videobert.readers import MAX_MAPPED_BYTES, Field, check_fields, load_npy, read_bytes, read_json
+from videobert.store import atomic_save_npy, atomic_write_bytes, atomic_write_json, fsync_folder, temp_path_for, write_synced
 
 log = logging.getLogger(__name__)
 
@@ -291,25 +289,30 @@ class SearchIndex:
                    vectors, np.zeros(0, np.int64))
 
 
+META_FIELDS = {
+    "format": Field("int"), "codebook": Field("str", required=False, nullable=True),
+    "visual_vocab_size": Field("int", 1, 10_000_000), "dual": Field("str", required=False, nullable=True),
+    "dim": Field("int", 1, 65_536), "clip_seconds": Field("number", 0, 3600, above=True), "window": Field("int", 1, 100_000),
+    "features": Field("dict", required=False, nullable=True), "kind": Field("str"), "nprobe": Field("int", 1, 1_000_000),
+    "nlist": Field("int", 1, 1 << 22, required=False),
+}
+PART_FIELDS = {"rows": Field("int", 0, 1 << 40), "videos": Field("int", 0, 1 << 32), "dim": Field("int", 1, 65_536),
+               "dual": Field("str", nullable=True)}
+
+
 def read_meta(index_dir: str | Path) -> dict[str, Any]:
-    """``index.json`` of an index folder, checked: format 2 and its fields' types."""
+    """``index.json`` of an index folder, checked field by field (format 2)."""
     folder = Path(index_dir)
     path = folder / META_FILE
     if not path.is_file():
         raise InputError(f"{folder}: not an index folder (no {META_FILE}; make one with 'videobert index')", "missing")
-    meta = read_json(path, "index settings")
-    if not isinstance(meta, dict):
-        raise InputError(f"{path}: not an index's settings (a JSON object)")
+    meta = read_json(path, "index settings", expect=dict)
     if meta.get("format") != FORMAT:
         raise InputError(f"{path}: an index of format {meta.get('format')!r}, this version reads format {FORMAT} "
                          "(index the videos again with 'videobert index')")
-    for key, kind in (("clip_seconds", (int, float)), ("visual_vocab_size", int), ("dim", int), ("kind", str)):
-        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-            raise InputError(f"{path}: {key!r} is missing or not a {kind if isinstance(kind, type) else 'number'}")
-    if not (np.isfinite(meta["clip_seconds"]) and meta["clip_seconds"] > 0):
-        raise InputError(f"{path}: 'clip_seconds' must be a positive number, got {meta['clip_seconds']!r}")
-    if meta["kind"] not in ("flat", "ivf") or not 1 <= meta["dim"] <= 65_536 or meta["visual_vocab_size"] < 1:
-        raise InputError(f"{path}: 'kind' must be flat or ivf, 'dim' 1 … 65536 and 'visual_vocab_size' positive")
+    check_fields(meta, path, META_FIELDS)
+    if meta["kind"] not in ("flat", "ivf"):
+        raise InputError(f"{path}: kind: {meta['kind']!r} is neither flat nor ivf")
     return meta
 
 
@@ -326,12 +329,16 @@ def open_index(index_dir: str | Path) -> SearchIndex:
         part = _open_part(part_dir(folder, number), meta, offset)
         if kind == "flat":
             path = part.folder / "vectors.npy"
-            shape, dtype = npy_header(path, "segment vectors")
-            if shape != (part.rows, dim) or dtype != np.float32:
-                raise InputError(f"{path}: float32 [{part.rows}, {dim}] vectors expected (the part's rows, the index's "
-                                 f"dim), got {dtype} {list(shape)}")
-            array = np.load(path, mmap_mode="r", allow_pickle=False) if part.rows else np.zeros((0, dim), np.float32)
-            vectors.add(np.ascontiguousarray(array))
+
+            def expected(shape, dtype, path=path, rows=part.rows):
+                if shape != (rows, dim) or dtype != np.float32:
+                    raise InputError(f"{path}: float32 [{rows}, {dim}] vectors expected (the part's rows, the index's "
+                                     f"dim), got {dtype} {list(shape)}")
+
+            array = load_npy(path, "segment vectors", check=expected, mmap=True, max_bytes=MAX_MAPPED_BYTES)
+            if not np.isfinite(array).all():
+                raise InputError(f"{path}: segment vectors hold NaN or infinity")
+            vectors.add(np.ascontiguousarray(array, np.float32).reshape(-1, dim))
         else:
             lists = _read_faiss(part.folder / "vectors.faiss", dim)
             if lists.ntotal != part.rows or faiss.try_extract_index_ivf(lists) is None or \
@@ -351,6 +358,12 @@ def open_index(index_dir: str | Path) -> SearchIndex:
     return SearchIndex(folder, meta, parts, vectors, removed)
 
 
+def part_info(folder: Path) -> dict[str, Any]:
+    """A part's ``part.json``, checked field by field."""
+    where = folder / PART_FILE
+    return check_fields(read_json(where, "index part", expect=dict), where, PART_FIELDS)
+
+
 def _read_faiss(path: Path, dim: int) -> faiss.Index:
     data = read_bytes(path, "faiss index", limit=IVF_FILE_LIMIT)
     try:
@@ -363,11 +376,8 @@ def _read_faiss(path: Path, dim: int) -> faiss.Index:
 
 
 def _open_part(folder: Path, meta: dict[str, Any], offset: int) -> _Part:
-    info = read_json(folder / PART_FILE, "index part")
     where = folder / PART_FILE
-    if not isinstance(info, dict) or not all(isinstance(info.get(k), int) and not isinstance(info.get(k), bool)
-                                             for k in ("rows", "videos", "dim")):
-        raise InputError(f"{where}: not an index part (rows, videos, dim)")
+    info = part_info(folder)
     if info["dim"] != meta["dim"] or info.get("dual") != meta.get("dual"):
         raise InputError(f"{where}: a part of another index (vectors of {info['dim']} numbers from dual encoder "
                          f"{info.get('dual')}; the index's: {meta['dim']}, {meta.get('dual')})")
@@ -403,7 +413,7 @@ def held_videos(index_dir: str | Path) -> set[str]:
     held: set[str] = set()
     offset = 0
     for number in part_numbers(folder):
-        info = read_json(part_dir(folder, number) / PART_FILE, "index part")
+        info = part_info(part_dir(folder, number))
         rows = int(info["rows"])
         segments = Table.open(part_dir(folder, number) / "segments", ["video"], [], "index segments")
         videos = Table.open(part_dir(folder, number) / "videos", [], ["id"], "index videos")
@@ -425,7 +435,7 @@ def remove_videos(index_dir: str | Path, video_ids: Sequence[str]) -> tuple[int,
     removed = [_removed(folder)]
     offset = 0
     for number in part_numbers(folder):
-        rows = int(read_json(part_dir(folder, number) / PART_FILE, "index part")["rows"])
+        rows = int(part_info(part_dir(folder, number))["rows"])
         videos = Table.open(part_dir(folder, number) / "videos", [], ["id"], "index videos")
         codes = [i for i in range(videos.rows) if videos.ragged["id"].text(i) in wanted]
         if codes:
@@ -455,7 +465,8 @@ def to_ivf(index_dir: str | Path, nprobe: int, sample: int = 200_000, seed: int 
     if meta["kind"] != "flat":
         return
     numbers = part_numbers(folder)
-    arrays = [np.load(part_dir(folder, n) / "vectors.npy", mmap_mode="r", allow_pickle=False) for n in numbers]
+    arrays = [load_npy(part_dir(folder, n) / "vectors.npy", "segment vectors", mmap=True, max_bytes=MAX_MAPPED_BYTES)
+              .reshape(-1, int(meta["dim"])) for n in numbers]
     total = sum(a.shape[0] for a in arrays)
     nlist = min(ivf_lists(total), max(1, total // 39))
     rng = np.random.default_rng([seed, 0x1F])

@@ -31,8 +31,8 @@ from videobert.corpus.align import overlapping_clips, video_only_segments
 from videobert.dual import LoadedDual, load_dual, video_vectors
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.index.folder import (
-    FLAT_LIMIT, META_FILE, NewPart, held_videos, part_dir, part_numbers, read_meta, read_template, remove_videos, to_ivf,
-    write_part,
+    FLAT_LIMIT, META_FILE, NewPart, held_videos, part_dir, part_info, part_numbers, read_meta, read_template,
+    remove_videos, to_ivf, write_part,
 )
 from videobert.inference import LoadedModel, load_model
 from videobert.logs import progress, progress_enabled
@@ -241,7 +241,7 @@ def run(model_dir: str | Path, videos: str | Path, out_dir: str | Path, cfg: Ind
                 if not resuming:
                     break
         if env.is_main:
-            total = sum(int(read_json(part_dir(out, n) / "part.json", "index part")["rows"]) for n in part_numbers(out))
+            total = sum(int(part_info(part_dir(out, n))["rows"]) for n in part_numbers(out))
             if recorded["kind"] == "flat" and (cfg.kind == "ivf" or (cfg.kind == "auto" and total > cfg.flat_limit)):
                 to_ivf(out, cfg.nprobe)
         group.barrier()

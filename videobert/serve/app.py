@@ -35,7 +35,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from videobert.dual import load_dual
@@ -224,7 +224,7 @@ def create_app(service: SearchService, concurrent: int = 1, queue: int = 16) -> 
     waiting = {"searches": 0}
 
     async def page(request: Request) -> Response:
-        return HTMLResponse((STATIC / "page.html").read_text())
+        return FileResponse(STATIC / "page.html", media_type="text/html")
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
