@@ -2,7 +2,8 @@
 
 Decode, encode (S3D) and tokenize every video of a manifest or a folder exactly as the model's own
 videos were (the settings come from the model folder), cut it into segments — the rows of
---segments for it, else runs of --window clips — and give each segment its vector from the model's
+--segments for it, else its transcript's sentences, else windows of --window clips every --stride —
+and give each segment its vector from the model's
 dual encoder (videobert distil), in a faiss index: exact while the index is small, inverted lists
 beyond --flat-limit segments. Run it again with more videos and only those are added; killed, it
 resumes. --shard I/N for job arrays; under torchrun each rank takes its share.

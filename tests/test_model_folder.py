@@ -15,6 +15,7 @@ from tests.conftest import run_cli
 from videobert.errors import InputError
 from videobert.index import open_index
 from videobert.retrieval.metrics import retrieval_metrics
+from videobert.text import DEFAULT_MAX_WORDS, DEFAULT_PAUSE, read_transcript, split_sentences
 
 
 def test_the_copied_folder_alone_gives_the_pipelines_visual_words_and_evaluate_s_scores(portable_model):
@@ -51,18 +52,26 @@ def test_index_and_retrieve_search_a_new_folder_of_videos(portable_model, tmp_pa
     videos.mkdir()
     for entry in portable_model["manifest"][:3]:
         shutil.copy(entry.video, videos / f"clip_{entry.video_id}.mp4")
+    spoken = portable_model["manifest"][3]  # a video with its transcript beside it: segments are its sentences
+    shutil.copy(spoken.video, videos / "spoken.mp4")
+    shutil.copy(spoken.transcript, videos / "spoken.vtt")
     (videos / "broken.mp4").write_bytes(b"not a video")
     index = tmp_path / "index"
-    result = run_cli("index", portable_model["copy"], videos, "-o", index, "--device", "cpu", "--window", "4")
+    result = run_cli("index", portable_model["copy"], videos, "-o", index, "--device", "cpu", "--window", "4",
+                     "--stride", "4")
     assert result.returncode == 0, result.stderr
-    assert "3 videos added" in result.stdout and "1 failed" in result.stdout
+    assert "4 videos added" in result.stdout and "1 failed" in result.stdout
     opened = open_index(index)
+    sentences = split_sentences(read_transcript(spoken.transcript), DEFAULT_PAUSE, DEFAULT_MAX_WORDS)
+    rows = [s for s in opened.segments() if s["video_id"] == "spoken"]
+    assert [r["text"] for r in rows] == [c.text for c in sentences] and len(rows) >= 2
+    np.testing.assert_allclose([(r["start"], r["end"]) for r in rows], [(c.start, c.end) for c in sentences], atol=1e-3)
     for entry in portable_model["manifest"][:3]:  # each video's windows of 4 clips hold its visual words, in order
         words = [s["video_ids"] for s in opened.segments() if s["video_id"] == f"clip_{entry.video_id}"]
         np.testing.assert_array_equal(np.concatenate(words), portable_model["tokens"][entry.video_id])
         assert all(len(w) == 4 for w in words[:-1])
-    again = run_cli("index", portable_model["copy"], videos, "-o", index, "--device", "cpu", "--window", "4")
-    assert "0 videos added" in again.stdout and "3 already there" in again.stdout
+    again = run_cli("index", portable_model["copy"], videos, "-o", index, "--device", "cpu", "--window", "4", "--stride", "4")
+    assert "0 videos added" in again.stdout and "4 already there" in again.stdout
     found = run_cli("retrieve", portable_model["copy"], "now the red circle moves left", "--index", index, "--top-k", "2",
                     "--device", "cpu", "--sheet", tmp_path / "hits.jpg")
     assert found.returncode == 0, found.stderr

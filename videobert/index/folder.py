@@ -4,7 +4,7 @@
 
     INDEX/index.json              format 2; what the vectors and words were made with: the model's
                                   codebook and visual vocabulary size, its dual encoder (weights
-                                  sha256, dim), clip_seconds, window, feature settings; the kind of
+                                  sha256, dim), clip_seconds, window, stride, feature settings; the kind of
                                   vector index (flat: exact inner product; ivf: inverted lists,
                                   nlist, nprobe) and the trained empty IVF's sha256
     INDEX/ivf.faiss               ivf only: the trained, empty index every part's lists go into
@@ -293,6 +293,7 @@ META_FIELDS = {
     "format": Field("int"), "codebook": Field("str", required=False, nullable=True),
     "visual_vocab_size": Field("int", 1, 10_000_000), "dual": Field("str", required=False, nullable=True),
     "dim": Field("int", 1, 65_536), "clip_seconds": Field("number", 0, 3600, above=True), "window": Field("int", 1, 100_000),
+    "stride": Field("int", 1, 100_000, required=False),
     "features": Field("dict", required=False, nullable=True), "kind": Field("str"), "nprobe": Field("int", 1, 1_000_000),
     "nlist": Field("int", 1, 1 << 22, required=False),
 }

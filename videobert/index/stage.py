@@ -5,8 +5,9 @@ retrieve MODEL "query" --index INDEX`` and ``videobert serve``.
 vocabulary, dual encoder, feature settings and segmenting: a folder never mixes two), writes
 ``config.yaml``, owns the failure log (one per writer) and adds the videos it does not hold yet:
 each decoded, encoded and tokenized exactly as the model's own videos were
-(:class:`videobert.video_tokenizer.VideoTokenizer`), cut into segments (the ``--segments`` listed
-for it, else runs of ``window`` clips), each segment's video-tower vector computed
+(:class:`videobert.video_tokenizer.VideoTokenizer`), cut into segments (the ``--segments`` rows
+listed for it, else its transcript's sentences, else windows of ``window`` clips every ``stride``
+clips: they overlap by default), each segment's video-tower vector computed
 (:mod:`videobert.dual`), and written as parts of ``videos_per_part`` videos. The videos of an add
 are planned first (``INDEX/adding.json``), so that an add killed halfway and run again writes the
 parts one uninterrupted add writes; ``--shard I/N`` and torchrun ranks share its parts out. Time and
@@ -27,7 +28,7 @@ import numpy as np
 
 from videobert import config as cfgmod
 from videobert.config import field
-from videobert.corpus.align import overlapping_clips, video_only_segments
+from videobert.corpus.align import overlapping_clips
 from videobert.dual import LoadedDual, load_dual, video_vectors
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.index.folder import (
@@ -42,22 +43,27 @@ from videobert.runtime import LONG_BARRIER, DeviceName, Precision, Shard, combin
 from videobert.store import (
     FailureLog, StageSummary, atomic_write_json, create_once_json, failures_name, prepare_output_dir, read_json,
 )
+from videobert.text.sentences import SentenceConfig, split_sentences
+from videobert.text.transcripts import read_transcript
 from videobert.video_tokenizer import VideoTokenizer
 
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "adding.json"
-IDENTITY = ("codebook", "visual_vocab_size", "dual", "dim", "clip_seconds", "window", "features")
+IDENTITY = ("codebook", "visual_vocab_size", "dual", "dim", "clip_seconds", "window", "stride", "features")
 
 
 @dataclass
-class IndexConfig:
-    """Configuration of ``videobert index``."""
+class IndexConfig(SentenceConfig):
+    """Configuration of ``videobert index``: how transcripts become sentences (a video's segments
+    where it has a transcript), the windows of a video without one, the vector index, and speed."""
 
     device: DeviceName = field("auto", help="where S3D, the codebook and the dual encoder run (auto: CUDA when visible)")
     precision: Precision = field("auto", help="the dual encoder's precision (S3D runs in the precision its features "
                                               "were extracted in)")
-    window: int = field(16, help="clips per segment of a video that --segments does not list (runs of this many clips)")
+    window: int = field(16, help="clips per segment of a video with neither --segments rows nor a transcript")
+    stride: int | None = field(None, help="clips between the starts of a video's windows (none: half the window, so "
+                                          "that they overlap; the window: they do not)")
     kind: Literal["auto", "flat", "ivf"] = field(
         "auto", help="vector index: flat (exact inner product), ivf (inverted lists), auto: flat up to flat_limit "
                      "segments, ivf beyond (recorded in index.json)")
@@ -69,8 +75,11 @@ class IndexConfig:
     batch_tokens: int = field(0, speed_only=True, help="tokens per dual-encoder pass (0: 131072 on GPU, 8192 on CPU)")
 
     def check(self) -> None:
-        if self.window < 1 or self.videos_per_part < 1 or self.nprobe < 1 or self.flat_limit < 1:
-            raise ConfigError("window, videos_per_part, nprobe, flat_limit: need at least 1")
+        SentenceConfig.check(self)
+        if self.stride is None:
+            self.stride = max(1, self.window // 2)
+        if min(self.window, self.stride, self.videos_per_part, self.nprobe, self.flat_limit) < 1:
+            raise ConfigError("window, stride, videos_per_part, nprobe, flat_limit: need at least 1")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("batch_size: need at least 1")
         if (self.workers is not None and self.workers < 0) or self.batch_tokens < 0:
@@ -78,10 +87,11 @@ class IndexConfig:
 
 
 # ------------------------------------------------------------------------ segments
-def cut_segments(video_id: str, words: np.ndarray, clip_seconds: float, window: int,
+def cut_segments(words: np.ndarray, clip_seconds: float, window: int, stride: int,
                  listed: Sequence[dict[str, Any]] | None) -> list[tuple[float, float, str, np.ndarray]]:
-    """(start, end, sentence, visual words) of a video's segments: those ``listed`` for it (their
-    clips; a listed segment that covers no clip is left out), else runs of ``window`` clips."""
+    """(start, end, sentence, visual words) of a video's segments: those ``listed`` for it (rows of
+    ``start``, ``end``, ``sentence`` — the ``--segments`` file's, or its transcript's sentences; a
+    row that covers no clip is left out), else windows of ``window`` clips every ``stride`` clips."""
     out = []
     if listed:
         for row in listed:
@@ -90,17 +100,35 @@ def cut_segments(video_id: str, words: np.ndarray, clip_seconds: float, window: 
                 out.append((float(row["start"]), float(row["end"]), str(row.get("sentence", "")),
                             words[clips.start : clips.stop]))
         return out
-    for clips in video_only_segments(len(words), window):
-        out.append((clips.start * clip_seconds, clips.stop * clip_seconds, "", words[clips.start : clips.stop]))
+    starts = range(0, max(1, len(words) - window + stride), stride) if len(words) > window else [0]
+    for first in starts:
+        clips = range(first, min(first + window, len(words)))
+        if clips:
+            out.append((clips.start * clip_seconds, clips.stop * clip_seconds, "", words[clips.start : clips.stop]))
     return out
 
 
+def transcript_segments(entry: VideoEntry, cfg: IndexConfig) -> list[dict[str, Any]] | None:
+    """A video's transcript as segments (its sentences with their times), or None where it has
+    none or it cannot be read (said, and the video is cut into windows instead)."""
+    if entry.transcript is None:
+        return None
+    try:
+        sentences = split_sentences(read_transcript(entry.transcript), cfg.pause, cfg.max_words)
+    except InputError as exc:
+        log.warning("%s: its transcript cannot be read (%s); it is cut into windows instead", entry.video_id,
+                    str(exc).splitlines()[0])
+        return None
+    return [{"start": cue.start, "end": cue.end, "sentence": cue.text} for cue in sentences] or None
+
+
 def make_part(dual: LoadedDual, videos: Sequence[tuple[str, str, np.ndarray]], clip_seconds: float, window: int,
-              listed: dict[str, list[dict[str, Any]]] | None) -> NewPart:
-    """A part of the videos given as (id, path, visual words): their segments and vectors."""
+              listed: dict[str, list[dict[str, Any]]] | None, stride: int | None = None) -> NewPart:
+    """A part of the videos given as (id, path, visual words): their segments (:func:`cut_segments`;
+    ``listed``: rows per video id) and vectors."""
     ids, paths, video, start, end, sentences, words = [], [], [], [], [], [], []
     for video_id, path, video_words in videos:
-        segments = cut_segments(video_id, np.asarray(video_words, np.int32), clip_seconds, window,
+        segments = cut_segments(np.asarray(video_words, np.int32), clip_seconds, window, stride or max(1, window // 2),
                                 (listed or {}).get(video_id))
         ids.append(video_id)
         paths.append(str(path))
@@ -120,6 +148,7 @@ def index_meta(loaded: LoadedModel, dual: LoadedDual, clip_seconds: float, windo
     """What ``index.json`` records of a model and a segmenting (module docstring of the folder)."""
     return {"format": 2, "codebook": loaded.vocab.codebook, "visual_vocab_size": loaded.layout.visual_vocab_size,
             "dual": dual.identity, "dim": dual.dim, "clip_seconds": clip_seconds, "window": window,
+            "stride": cfg.stride or max(1, window // 2),
             "features": features, "kind": "ivf" if cfg.kind == "ivf" else "flat", "nprobe": cfg.nprobe}
 
 
@@ -220,15 +249,19 @@ def run(model_dir: str | Path, videos: str | Path, out_dir: str | Path, cfg: Ind
                 bar = progress(total=sum(len(b) for _, b in mine), desc="index", unit="video",
                                disable=not (env.is_main and progress_enabled()))
                 for number, batch in mine:
-                    found = []
+                    found, rows_of = [], dict(listed or {})
                     for entry, words, error in tokenizer.iter_words(batch):
                         bar.update(1)
                         if error is not None:
                             failure_log.record_error(entry.video_id, error, video=str(entry.video))
                             failed += 1
-                        else:
-                            found.append((entry.video_id, str(entry.video), words))
-                    part = make_part(dual, found, clip_seconds, cfg.window, listed)
+                            continue
+                        found.append((entry.video_id, str(entry.video), words))
+                        if entry.video_id not in rows_of:
+                            sentences = transcript_segments(entry, cfg)
+                            if sentences:
+                                rows_of[entry.video_id] = sentences
+                    part = make_part(dual, found, clip_seconds, cfg.window, rows_of, cfg.stride)
                     write_part(out, number, part, dual.identity, template)
                     done += len(found)
                     rows += len(part)
