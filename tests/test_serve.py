@@ -93,6 +93,8 @@ def test_the_api_answers_the_hits_retrieve_finds_with_their_cards(server, servic
     strip = httpx.get(f"{server.url}/api/filmstrip/0/{card['rows'][0]}.jpg",
                       params={"start": card["start"], "end": card["end"]}, timeout=60)
     assert strip.status_code == 200 and strip.headers["content-type"] == "image/jpeg" and strip.content[:2] == b"\xff\xd8"
+    odd = httpx.get(f"{server.url}/api/search", params={"q": "zqxj vvkq", "top_k": 1}, timeout=60).json()
+    assert odd["unknown_words"] == ["zqxj", "vvkq"] and odd["word_count"] == 2  # the page warns of them
     page = httpx.get(server.url).text
     assert '<input id="query"' in page and "/static/page.js" in page
 

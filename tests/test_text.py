@@ -350,3 +350,20 @@ def test_a_local_punctuation_model_adds_the_punctuation_that_splits_sentences(tm
         "the bread is done.", "first it cools"]
     with pytest.raises(InputError, match="not a Hugging Face model folder"):
         Punctuator(tmp_path)
+
+
+def test_words_the_vocabulary_does_not_hold_whole_are_counted_and_warned_of_when_most(caplog):
+    from videobert.corpus.joint_vocab import JointVocabulary
+    from videobert.text.wordpiece import unknown_words
+
+    tokenizer = train_wordpiece(["now the red circle moves left", "the red square slides left"] * 3, min_frequency=1)
+    assert unknown_words(tokenizer, "the RED circle") == ([], 3)
+    assert unknown_words(tokenizer, "the xylophone, quantum!") == (["xylophone", ",", "quantum", "!"], 5)
+    vocab = JointVocabulary(tokenizer, 4)
+    with caplog.at_level("WARNING"):
+        vocab.warn_unknown("red circle moves xylophone", "query")  # 1 of 4: the ranking still rests on the model's words
+    assert not caplog.records
+    with caplog.at_level("WARNING"):
+        vocab.warn_unknown("red xylophone quantum", "query")
+    assert len(caplog.records) == 1
+    assert "2 of the 3 words of the query 'red xylophone quantum'" in caplog.text and "'xylophone', 'quantum'" in caplog.text

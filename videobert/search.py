@@ -50,7 +50,7 @@ class Hit:
 
 def query_ids(loaded: LoadedModel, query: str) -> list[int]:
     """The WordPiece ids of a query; one the model knows nothing of is a :class:`ConfigError`, and
-    unknown pieces are logged with their count."""
+    one whose words are mostly not in the vocabulary is a warning with their count."""
     if not isinstance(query, str) or not query.strip():
         raise ConfigError("the query is empty")
     text = loaded.vocab.encode_text(query)
@@ -58,8 +58,7 @@ def query_ids(loaded: LoadedModel, query: str) -> list[int]:
     if not text or unknown == len(text):
         why = " (every piece is [UNK]): its ranking would not depend on it" if text else ""
         raise ConfigError(f"the query {query!r} has no WordPiece the model knows{why}")
-    if unknown:
-        log.warning("%d of the %d word pieces of the query %r are unknown to the model ([UNK])", unknown, len(text), query)
+    loaded.vocab.warn_unknown(query, "query")
     return text
 
 

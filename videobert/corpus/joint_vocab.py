@@ -16,13 +16,16 @@ codebook's hash (:mod:`videobert.model_folder`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from videobert.errors import InputError
 from videobert.readers import Field, check_fields
 from videobert.store import atomic_write_json, read_json
-from videobert.text.wordpiece import TEXT_SPECIALS, encode_texts, load_tokenizer
+from videobert.text.wordpiece import TEXT_SPECIALS, encode_texts, load_tokenizer, unknown_words, warn_unknown
+
+log = logging.getLogger(__name__)
 
 VIDEO_SEP = "[>]"
 MASK = "[MASK]"  # a template's slot to fill (JointVocabulary.encode_template)
@@ -92,6 +95,15 @@ class JointVocabulary(JointLayout):
         query, a caption or ``--text`` is the word pieces of those characters, never the
         structural ids (which would let text rewrite the input's structure)."""
         return encode_texts(self.tokenizer, [text])[0]
+
+    def unknown_words(self, text: str) -> tuple[list[str], int]:
+        """The words of ``text`` the WordPiece vocabulary does not hold whole, and the word count."""
+        return unknown_words(self.tokenizer, text)
+
+    def warn_unknown(self, text: str, what: str) -> None:
+        """Warn when most words of ``text`` are not in the WordPiece vocabulary (the model reads
+        them as fragments); ``what`` names it in the message ("query", "template")."""
+        warn_unknown(self.tokenizer, text, what, log)
 
     def encode_template(self, template: str) -> list[int]:
         """WordPiece ids of a fill-in-the-blank template: each literal ``[MASK]`` is the mask id

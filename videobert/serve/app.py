@@ -7,7 +7,8 @@ An ASGI app (Starlette) over one model folder and its indexes, opened once (:cla
 ``GET /api/indexes``                       the indexes served: number, name, segments, videos
 ``GET /api/search?q=…&index=0&top_k=5&k=``  the hits (as ``videobert retrieve`` finds them), the
                                            cards they merge into (with their HTML), and the
-                                           visual words the query calls up
+                                           visual words the query calls up, and its words
+                                           the vocabulary does not hold whole
 ``GET /api/filmstrip/{index}/{row}.jpg``   frames across segment ``row`` (decoded on demand, cached)
 ``GET /api/video/{index}/{number}``        video ``number`` of an index's files (HTTP Range: 206)
 ``GET /api/exemplar/{word}.jpg``           a visual word's exemplar thumbnail
@@ -145,7 +146,9 @@ class SearchService:
         called: dict[int, float] = {}  # the words the query calls up, each once with its best probability
         for w, p in zip(words, probabilities):
             called[int(w)] = max(called.get(int(w), 0.0), float(p))
+        unknown, count = self.loaded.vocab.unknown_words(query)
         return {"query": query, "index": index, "hits": [hit_json(h) for h in hits], "cards": out_cards,
+                "unknown_words": unknown, "word_count": count,
                 "words": [{"word": w, "probability": p, "exemplar": exemplars.get(w)} for w, p in called.items()],
                 "timings_ms": {name: round(seconds * 1000, 2) for name, seconds in timings.items()}}
 

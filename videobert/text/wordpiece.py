@@ -48,6 +48,34 @@ def encode_texts(tokenizer: BertTokenizerFast, texts: list[str]) -> list[list[in
     return [[i for i in ids if i not in structural] for ids in encoded]
 
 
+def unknown_words(tokenizer: BertTokenizerFast, text: str) -> tuple[list[str], int]:
+    """The words of ``text`` the vocabulary does not hold whole (split into pieces, or [UNK]),
+    and the number of words: what a user should hear of before trusting a ranking that the
+    model computed from character fragments."""
+    encoded = tokenizer(text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
+    pieces: dict[int, list[int]] = {}
+    for position, word in enumerate(encoded.word_ids()):
+        if word is not None:
+            pieces.setdefault(word, []).append(encoded["input_ids"][position])
+    unk = tokenizer.convert_tokens_to_ids("[UNK]")
+    unknown = []
+    for word, ids in pieces.items():
+        if len(ids) > 1 or ids[0] == unk:
+            span = encoded.word_to_chars(word)
+            unknown.append(text[span.start:span.end])
+    return unknown, len(pieces)
+
+
+def warn_unknown(tokenizer: BertTokenizerFast, text: str, what: str, log) -> None:
+    """Log a warning when most words of ``text`` (a query, a template, ``--text``) are unknown
+    to the vocabulary (:func:`unknown_words`), naming them with the count."""
+    unknown, words = unknown_words(tokenizer, text)
+    if words and 2 * len(unknown) > words:
+        shown = ", ".join(repr(w) for w in unknown[:8]) + (", ..." if len(unknown) > 8 else "")
+        log.warning("%d of the %d words of the %s %r are not in the model's WordPiece vocabulary and are read "
+                    "as fragments (%s): its results say little about them", len(unknown), words, what, text, shown)
+
+
 def train_wordpiece(
     texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2, lowercase: bool = True
 ) -> BertTokenizerFast:

@@ -56,6 +56,12 @@ async function search(event) {
   }
   const times = Object.entries(answer.timings_ms).map(([part, ms]) => `${part.replace("_", " ")} ${ms} ms`).join(", ");
   statusLine.replaceChildren(text(`${answer.hits.length} hits in ${answer.cards.length} cards (${times})`));
+  if (2 * answer.unknown_words.length > answer.word_count) {
+    const warning = Object.assign(document.createElement("div"), { className: "vb-unknown" });
+    warning.textContent = `${answer.unknown_words.length} of the ${answer.word_count} words are not in the model's vocabulary `
+      + `(${answer.unknown_words.join(", ")}): it reads them as fragments, so these hits say little about them.`;
+    statusLine.appendChild(warning);
+  }
   why.replaceChildren(text("the query calls up the visual words "));
   for (const word of answer.words) {
     const item = word.exemplar ? Object.assign(document.createElement("img"), { src: word.exemplar }) : text(`v${word.word}`);
