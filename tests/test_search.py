@@ -18,7 +18,7 @@ from tests.conftest import REPO, run_cli
 from videobert.dual import load_dual
 from videobert.errors import InputError
 from videobert.index.folder import META_FILE, open_index, part_dir, remove_videos, to_ivf, write_part
-from videobert.index.stage import IndexConfig, index_meta, make_part
+from videobert.index.stage import IndexConfig, cut_segments, index_meta, make_part
 from videobert.inference import load_model
 from videobert.search import Searcher, segments_index
 
@@ -53,6 +53,21 @@ def test_distil_records_its_val_figures_and_makes_the_test_segments_searchable(p
     index = open_index(portable_model["copy"] / "test_index")
     assert index.live_rows == portable_model["metrics"]["gallery"] or index.live_rows >= 2
     assert "## Search" in (portable_model["copy"] / "README.md").read_text()
+
+
+@pytest.mark.parametrize("clips, window, stride, expected", [
+    (10, 4, 2, [(0, 4), (2, 6), (4, 8), (6, 10)]),  # overlapping by default (stride = window / 2)
+    (11, 4, 2, [(0, 4), (2, 6), (4, 8), (6, 10), (8, 11)]),  # the tail is covered
+    (10, 4, 4, [(0, 4), (4, 8), (8, 10)]),  # stride = window: side by side
+    (3, 4, 2, [(0, 3)]),  # shorter than a window: one segment
+])
+def test_a_video_without_transcript_is_cut_into_windows_that_cover_it(clips, window, stride, expected):
+    words = np.arange(clips, dtype=np.int32)
+    segments = cut_segments(words, 1.5, window, stride, None)
+    assert [(round(s / 1.5), round(e / 1.5)) for s, e, _, _ in segments] == expected
+    assert all(np.array_equal(w, words[round(s / 1.5):round(e / 1.5)]) for s, e, _, w in segments)
+    listed = [{"start": 0.0, "end": 3.0, "sentence": "first"}, {"start": 90.0, "end": 99.0, "sentence": "past the end"}]
+    assert [(s, e, t) for s, e, t, _ in cut_segments(words, 1.5, window, stride, listed)] == [(0.0, 3.0, "first")]
 
 
 def test_a_query_is_one_faiss_search_and_k_cross_encoder_pairs(model, tmp_path, monkeypatch):
@@ -214,7 +229,7 @@ sys.exit(main(sys.argv[1:]))
 
 def test_distil_killed_and_resumed_writes_the_files_of_one_run(eval_demo_run, tmp_path):
     args = ["--corpus", str(eval_demo_run["corpus"]), "--steps", "20", "--save-every", "10", "--batch-size", "8",
-            "--warmup", "2", "--device", "cpu", "-q"]
+            "--warmup", "2", "--hard-negatives", "2", "--mine-every", "5", "--device", "cpu", "-q"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     own = (eval_demo_run["run"] / "dual" / "model.safetensors").read_bytes()
     done = run_cli("distil", eval_demo_run["run"], "-o", whole, *args)
@@ -231,3 +246,34 @@ def test_distil_killed_and_resumed_writes_the_files_of_one_run(eval_demo_run, tm
         assert (whole / name).read_bytes() == (killed / name).read_bytes(), name
     # a dual encoder written elsewhere leaves the model folder's own as it was
     assert (eval_demo_run["run"] / "dual" / "model.safetensors").read_bytes() == own
+
+
+def test_hard_negatives_are_the_videos_the_student_ranks_highest_for_other_texts(eval_demo_run):
+    import torch
+
+    from videobert.distil.train import Distiller, DistilOptions, distil_loss
+    from videobert.dual import DualEncoder, text_vectors, video_vectors
+    from videobert.retrieval.gallery import corpus_gallery
+
+    teacher = load_model(eval_demo_run["run"], "cpu")
+    train = corpus_gallery(eval_demo_run["corpus"], "train", None)
+    options = DistilOptions(hard_negatives=2, batch_size=4)
+    student = DualEncoder.from_videobert(teacher.model, options.dim, options.shared, options.pooling)
+    distiller = Distiller(student, teacher, options, train.texts, train.videos)
+    distiller.mine()
+    scores = text_vectors(student, teacher, train.texts) @ video_vectors(student, teacher, train.videos).T
+    for row in range(len(train.texts)):
+        others = [c for c in np.argsort(-scores[row], kind="stable")
+                  if not np.array_equal(train.texts[c], train.texts[row])]
+        mined = distiller.mined[row].tolist()
+        assert row not in mined and set(mined) <= set(others[:4])  # the best two (ties may swap)
+        np.testing.assert_allclose(sorted(scores[row, mined]), sorted(scores[row, others[:2]]), rtol=1e-5)
+    rows = np.array([0, 1, 2, 3])
+    columns = distiller.columns(rows)
+    assert list(columns[:4]) == [0, 1, 2, 3] and len(set(columns)) == len(columns) > 4
+    # the mined columns are negatives of every text: a student that ranks them high pays for it
+    square = torch.eye(4) * 0.9
+    low = torch.cat([square, torch.full((4, len(columns) - 4), -0.5)], 1)
+    high = torch.cat([square, torch.full((4, len(columns) - 4), 0.8)], 1)
+    unit = DistilOptions(temperature=1.0)
+    assert distil_loss(high, None, unit)[0] > distil_loss(low, None, unit)[0] > distil_loss(square, None, unit)[0]
