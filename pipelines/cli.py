@@ -12,6 +12,7 @@ from videobert import __version__
 STAGES: dict[str, tuple[str, str]] = {
     "demo": ("pipelines.demo", "generate the synthetic corpus and run every stage on it on CPU, then print the metrics"),
     "run": ("pipelines.run", "run the stages of a run config in order into one run folder, skipping what is up to date"),
+    "plan": ("pipelines.plan", "what a run config will make of its videos and how long pretraining takes here, before running"),
     "synth": ("pipelines.synth", "generate the synthetic narrated-video corpus"),
     "prepare": ("pipelines.prepare", "YouCook II or MSR-VTT as distributed -> manifest, segments, zero-shot labels"),
     "extract": ("pipelines.extract", "S3D features of 1.5 s clips of every video (GPU, torchrun-sharded, resumable)"),
