@@ -220,7 +220,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     path.write_text("manifest: data/manifest.jsonl\nextract: {weights: ../models/s3d.pth}\n")
     cfg = load_run_config(path)
     assert cfg.manifest == tmp_path / "cfg" / "data" / "manifest.jsonl"
-    assert cfg.extract.weights.resolve() == (tmp_path / "models" / "s3d.pth").resolve()
+    assert cfg.extract.s3d_weights.resolve() == (tmp_path / "models" / "s3d.pth").resolve()
 
 
 def test_shipped_configs_load():

@@ -4,7 +4,7 @@ A run config (YAML) names the corpus and holds one section per stage, each check
 stage's own config dataclass::
 
     manifest: data/my_corpus/manifest.jsonl     # or a `synth:` section to generate the corpus
-    extract: {size: 224, weights: /models/s3d-d76dad2f.pth}
+    extract: {size: 224, s3d_weights: /models/s3d-d76dad2f.pth}
     vocab: {k: 12, depth: 4}
     pretrain: {preset: large, init: /models/bert-large-uncased}
 
@@ -132,8 +132,8 @@ def load_run_config(path: str | Path, assignments: Sequence[str] = ()) -> RunCon
 
     cfg.manifest, cfg.labels, cfg.transcripts = anchor(cfg.manifest), anchor(cfg.labels), anchor(cfg.transcripts)
     cfg.segments, cfg.zero_shot = anchor(cfg.segments), anchor(cfg.zero_shot)
-    if cfg.extract.weights is not None:
-        cfg.extract.weights = anchor(cfg.extract.weights)
+    if cfg.extract.s3d_weights is not None:
+        cfg.extract.s3d_weights = anchor(cfg.extract.s3d_weights)
     if cfg.pretrain.init != "scratch":
         cfg.pretrain.init = str(anchor(cfg.pretrain.init))
     if cfg.corpus.tokenizer is not None:

@@ -57,7 +57,8 @@ class ExtractConfig:
     fps: int = field(20, help="frames per second sampled from each video")
     clip_frames: int = field(30, help="frames per clip; clips do not overlap and a trailing partial clip is dropped")
     size: int = field(224, help="frame size: the short side is scaled to it, then the centre square is cropped")
-    weights: Path | None = field(None, help="torchvision S3D state dict (.pth, e.g. Kinetics-400); none: seeded random init")
+    s3d_weights: Path | None = field(None, former="weights",
+                                     help="torchvision S3D state dict (.pth, e.g. Kinetics-400); none: seeded random init")
     init_seed: int = field(0, help="seed of the random initialisation used without weights")
     device: DeviceName = field("auto", help="where the model runs (auto: CUDA when visible)")
     precision: Precision = field(
@@ -112,7 +113,7 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
     precision = extract_precision(cfg.precision, device, None if overwrite else out)
     runtime = resolve_runtime(device, precision, cfg.batch_size, cfg.workers, env.local_processes)
     check_decoder(cfg.decoder, device, runtime.gpu)
-    model, weights = build_s3d(cfg.weights, cfg.init_seed)
+    model, weights = build_s3d(cfg.s3d_weights, cfg.init_seed)
     meta = extraction_meta(cfg, weights, device, precision, manifest)
     failures_file = out / failures_name(worker.index, worker.count)
 
