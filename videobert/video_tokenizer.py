@@ -107,7 +107,7 @@ class VideoTokenizer:
             check_decoder(decoder, encoder.device, runtime.gpu)
             self._decoder_checked = True
         yield from extract_features(list(entries), encoder, runtime, int(settings["fps"]), int(settings["clip_frames"]),
-                                    int(settings["size"]), decoder, progress=progress)
+                                    int(settings["size"]), decoder, progress=progress, desc="visual words")
 
     def iter_words(self, entries: Sequence[VideoEntry], progress=None
                    ) -> Iterator[tuple[VideoEntry, np.ndarray | None, InputError | None]]:
