@@ -47,7 +47,9 @@ def next_steps(run_dir: Path) -> list[str]:
         "Or on the command line (the model folder carries them; copy it anywhere):",
         f"  videobert retrieve {model} \"now the red circle moves left\" --top-k 5 "
         f"--sheet {shlex.quote(str(run_dir / 'hits.jpg'))}",
-        "In Python: VideoBERTPipeline.from_pretrained(" + repr(str(run_dir / "model")) + ").search(\"...\")",
+        "In Python:",
+        "  from videobert import VideoBERTPipeline; pipe = VideoBERTPipeline.from_pretrained("
+        + repr(str(run_dir / "model")) + "); print(pipe.search(\"now the red circle moves left\"))",
         "Open the retrieval notebook on this model (pip install -e \".[notebook]\" first):",
         f"  VIDEOBERT_MODEL={model} jupyter notebook {notebook}",
     ]
