@@ -34,7 +34,7 @@ from videobert.features.s3d import (
 from videobert.features.settings import check_feature_settings, feature_identity
 from videobert.logs import progress
 from videobert.manifest import read_manifest
-from videobert.readers import bounded_lines, open_regular
+from videobert.readers import bounded_lines, open_regular, parse_json
 from videobert.features.decode import Decoder, check_decoder, decodes_into_gpu
 from videobert.runtime import (
     LONG_BARRIER, DeviceName, Precision, Shard, combined_shard, cpu_bf16_native, device_name, dist_env, process_group,
@@ -230,10 +230,10 @@ def read_sources(features_dir: Path) -> dict[str, dict[str, Any]]:
     for path in sorted(Path(features_dir).glob("sources*.jsonl")):
         try:
             with open_regular(path, "feature sources") as handle:
-                for line in bounded_lines(handle, path):
+                for number, line in enumerate(bounded_lines(handle, path), 1):
                     try:
-                        record = json.loads(line)
-                    except ValueError:
+                        record = parse_json(line, path, number)
+                    except InputError:
                         continue
                     if isinstance(record, dict) and isinstance(record.get("video_id"), str):
                         sources[record["video_id"]] = record
