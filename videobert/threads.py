@@ -39,19 +39,47 @@ def affinity_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"), own: Path = Path("/proc/self/cgroup")) -> float | None:
     """The CPU quota of this process's cgroup in CPUs (``1.5``: one and a half CPUs' time per
-    period), or None without one (``max``, no cgroup, or a file that cannot be read)."""
-    v2 = root / "cpu.max"
+    period), the smallest along its path up to ``root`` (a parent's limit binds its children), or
+    None without one (``max``, no cgroup, or files that cannot be read)."""
+    quotas = []
+    for folder in _cgroup_folders(root, own):
+        try:
+            if (folder / "cpu.max").is_file():  # v2: "max 100000" or "<quota> <period>", microseconds
+                quota, period = (folder / "cpu.max").read_text().split()[:2]
+                if quota != "max":
+                    quotas.append(int(quota) / int(period))
+            elif (folder / "cpu.cfs_quota_us").is_file():  # v1
+                quota_us = int((folder / "cpu.cfs_quota_us").read_text())
+                period_us = int((folder / "cpu.cfs_period_us").read_text())
+                if quota_us > 0 and period_us > 0:
+                    quotas.append(quota_us / period_us)
+        except (OSError, ValueError, ZeroDivisionError):
+            continue
+    return min(quotas) if quotas else None
+
+
+def _cgroup_folders(root: Path, own: Path) -> list[Path]:
+    """The folders of this process's cgroup and its parents (v2 under ``root``, v1 under
+    ``root/cpu``), leaf first; ``root`` and ``root/cpu`` themselves last."""
+    paths = []
     try:
-        quota, _, period = v2.read_text().split()[:3] if v2.is_file() else (None, None, None)
-        if quota is not None:
-            return None if quota == "max" else int(quota) / int(period)
-        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
-    except (OSError, ValueError, ZeroDivisionError):
-        return None
+        for line in own.read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                paths.append(root / path.lstrip("/"))
+            elif "cpu" in controllers.split(","):
+                paths.append(root / "cpu" / path.lstrip("/"))
+    except (OSError, ValueError):
+        pass
+    folders = []
+    for leaf in paths:
+        folder = leaf
+        while folder not in (root, root / "cpu") and root in folder.parents:
+            folders.append(folder)
+            folder = folder.parent
+    return folders + [root, root / "cpu"]
 
 
 def cpu_budget() -> int:
