@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from videobert import __version__
@@ -12,6 +14,7 @@ from videobert import __version__
 STAGES: dict[str, tuple[str, str]] = {
     "demo": ("pipelines.demo", "generate the synthetic corpus and run every stage on it on CPU, then print the metrics"),
     "run": ("pipelines.run", "run the stages of a run config in order into one run folder, skipping what is up to date"),
+    "plan": ("pipelines.plan", "what a run config will make of its videos and how long pretraining takes here, before running"),
     "synth": ("pipelines.synth", "generate the synthetic narrated-video corpus"),
     "prepare": ("pipelines.prepare", "YouCook II or MSR-VTT as distributed -> manifest, segments, zero-shot labels"),
     "extract": ("pipelines.extract", "S3D features of 1.5 s clips of every video (GPU, torchrun-sharded, resumable)"),
@@ -46,8 +49,41 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+# ``videobert <command> --help`` prints pipelines/help/<command>.txt, written from the command's
+# parser (``python -m pipelines.cli --write-help``; tests/test_cli.py checks each is current), so
+# that help comes at once instead of after the seconds torch takes to import.
+HELP_DIR = Path(__file__).resolve().parent / "help"
+HELP_COLUMNS = "100"
+
+
+def help_text(command: str) -> str:
+    """The ``--help`` of ``command`` as its parser writes it, at :data:`HELP_COLUMNS` columns."""
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = HELP_COLUMNS
+    try:
+        return importlib.import_module(STAGES[command][0]).build_parser().format_help()
+    finally:
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
+
+
+def write_help() -> None:
+    """Write every command's ``--help`` into :data:`HELP_DIR`."""
+    HELP_DIR.mkdir(exist_ok=True)
+    for command in STAGES:
+        (HELP_DIR / f"{command}.txt").write_text(help_text(command), encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--write-help"]:
+        write_help()
+        return 0
+    if len(args) == 2 and args[0] in STAGES and args[1] in ("-h", "--help") and (HELP_DIR / f"{args[0]}.txt").is_file():
+        print((HELP_DIR / f"{args[0]}.txt").read_text(encoding="utf-8"), end="")
+        return 0
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if args else 2

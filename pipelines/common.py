@@ -98,7 +98,8 @@ def add_config_arguments(
     group = parser.add_argument_group(title or "configuration (defaults < --config YAML < flags < --set)")
     group.add_argument("--config", type=Path, metavar="YAML", help="YAML file with keys of this stage's config")
     group.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key, e.g. --set lr=1e-4"
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help=f"override any config key, e.g. --set {set_example(cls, skip)}"
     )
     hints = cfgmod.field_types(cls)
     for f in dataclasses.fields(cls):
@@ -111,18 +112,41 @@ def add_config_arguments(
             help_text += f" (default: {default})"
         if cfgmod.is_speed_only(f):
             help_text += f" [{cfgmod.SPEED_ONLY_NOTE}]"
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-")]
+        if f.metadata.get("former"):  # the earlier name stays an alias
+            flags.append("--" + f.metadata["former"].replace("_", "-"))
+            help_text += f" (also --{f.metadata['former'].replace('_', '-')}, its former name)"
         dest = _CFG_PREFIX + f.name
         if tp is bool or set(typing.get_args(tp)) == {bool, type(None)}:  # bool, or bool | None (unset: automatic)
-            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(*flags, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                               help=help_text)
             continue
         conv, extra = _flag_type(tp)
         if conv is None:
             continue
         group.add_argument(
-            flag, dest=dest, type=conv, default=argparse.SUPPRESS, help=help_text,
+            *flags, dest=dest, type=conv, default=argparse.SUPPRESS, help=help_text,
             metavar=None if "choices" in extra else f.name.upper(), **extra,
         )
+
+
+def set_example(cls: type, skip: Sequence[str] = ()) -> str:
+    """``KEY=VALUE`` of a key of ``cls`` for ``--set``'s help: its first numeric setting at a value
+    other than its default."""
+    for f in dataclasses.fields(cls):
+        default = f.default
+        if f.name in skip or cfgmod.is_speed_only(f) or isinstance(default, bool):
+            continue
+        if isinstance(default, int):
+            return f"{f.name}={default * 2 if default else 1}"
+        if isinstance(default, float):
+            return f"{f.name}={default * 2:g}" if default else f"{f.name}=0.1"
+    hints = cfgmod.field_types(cls)
+    for f in dataclasses.fields(cls):
+        choices = [c for c in typing.get_args(hints[f.name]) if c != f.default] if typing.get_origin(hints[f.name]) is Literal else []
+        if f.name not in skip and choices:
+            return f"{f.name}={choices[-1] if f.name == 'device' else choices[0]}"
+    return f"{dataclasses.fields(cls)[0].name}=..."
 
 
 def resolve_config(cls: type[T], args: argparse.Namespace, section: str | None = None, **fixed: Any) -> T:

@@ -1,4 +1,4 @@
-"""``videobert demo [--out DIR]``: the synthetic corpus through every stage on CPU, then the metrics."""
+"""``videobert demo [-o DIR]``: the synthetic corpus through every stage on CPU, then the metrics."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         "13-16 on 2 AVX2-only cores). Prints the held-out metrics beside chance and their baselines, and\n"
         "the commands to query the trained model. Rerunning skips the stages that are done.",
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="DIR",
+    parser.add_argument("-o", "--out", type=Path, default=Path("runs/demo"), metavar="DIR",
                         help="run folder (default: runs/demo)")
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG, metavar="YAML",
                         help="run config (default: the packaged demo.yaml)")
@@ -47,7 +47,9 @@ def next_steps(run_dir: Path) -> list[str]:
         "Or on the command line (the model folder carries them; copy it anywhere):",
         f"  videobert retrieve {model} \"now the red circle moves left\" --top-k 5 "
         f"--sheet {shlex.quote(str(run_dir / 'hits.jpg'))}",
-        "In Python: VideoBERTPipeline.from_pretrained(" + repr(str(run_dir / "model")) + ").search(\"...\")",
+        "In Python:",
+        "  from videobert import VideoBERTPipeline; pipe = VideoBERTPipeline.from_pretrained("
+        + repr(str(run_dir / "model")) + "); print(pipe.search(\"now the red circle moves left\"))",
         "Open the retrieval notebook on this model (pip install -e \".[notebook]\" first):",
         f"  VIDEOBERT_MODEL={model} jupyter notebook {notebook}",
     ]
@@ -56,15 +58,17 @@ def next_steps(run_dir: Path) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     runner = execute(args.config, args.out, assignments=args.set, flags=stage_flags(args))
-    metrics = read_json(runner.folder("evaluate") / "metrics.json", "evaluation metrics")
-    say()
-    say(format_report(metrics))
+    ran = {result.name for result in runner.results if result.status == "ran"}  # their figures were printed as they ran
+    metrics = runner.folder("evaluate") / "metrics.json"
+    if "evaluate" not in ran and metrics.exists():
+        say()
+        say(format_report(read_json(metrics, "evaluation metrics")))
     captions = runner.folder("caption") / "metrics.json"
-    if runner.enabled("caption") and captions.exists():
+    if "caption" not in ran and runner.enabled("caption") and captions.exists():
         say()
         say("\n".join(format_suite(read_json(captions, "caption metrics"))))
     forecasts = runner.folder("forecast") / "metrics.json"
-    if runner.enabled("forecast") and forecasts.exists():
+    if "forecast" not in ran and runner.enabled("forecast") and forecasts.exists():
         say()
         say("\n".join(format_forecast(read_json(forecasts, "forecast metrics"))))
     say()

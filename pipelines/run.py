@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pipelines.common import command, new_parser, say, stage_flags, torchrun_launcher
+from pipelines.plan import show_plan
 from videobert.runner import STAGE_NAMES, Runner, load_run_config, summary_lines
 
 
@@ -17,8 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the pipeline's stages in order into one run folder: "
         + ", ".join(STAGE_NAMES)
         + ".\nA stage whose config and inputs are unchanged since it finished is skipped; a changed stage\n"
-        "reruns with every stage after it; an interrupted stage resumes. See pipelines/configs/ for\n"
-        "examples (demo.yaml, paper.yaml, my_corpus.yaml).",
+        "reruns with every stage after it; an interrupted stage resumes. The plan comes first: videos,\n"
+        "clips, visual words, corpus, pretraining time measured here, memory, and a warning naming the\n"
+        "setting to change where the plan is hopeless (videobert plan CONFIG prints it alone). See\n"
+        "pipelines/configs/ for examples (demo.yaml, paper.yaml, my_corpus.yaml, my_corpus_cpu.yaml).",
     )
     parser.add_argument("config", type=Path, metavar="CONFIG", help="run config (YAML)")
     parser.add_argument("-o", "--out", type=Path, metavar="RUN",
@@ -28,14 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rerun this stage and every stage after it, even if up to date")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set pretrain.steps=100")
+    parser.add_argument("--no-plan", action="store_true",
+                        help="do not print the plan first (videobert plan CONFIG prints it alone)")
     return parser
 
 
 def execute(config_path: Path, run_dir: Path, stages: str | None = None, force: Sequence[str] = (),
-            assignments: Sequence[str] = (), flags: Sequence[str] = ()) -> Runner:
-    """Run the pipeline and print the per-stage summary (also when a stage fails)."""
+            assignments: Sequence[str] = (), flags: Sequence[str] = (), plan: bool = True) -> Runner:
+    """Print the plan (``plan``), run the pipeline and print the per-stage summary (also when a
+    stage fails)."""
     cfg = load_run_config(config_path, assignments)
     runner = Runner(cfg, run_dir, torchrun_launcher(flags))
+    if plan:
+        show_plan(runner, f"{config_path} into {runner.run_dir}")
     only = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     try:
         runner.run(only=only, force=force)
@@ -47,7 +55,7 @@ def execute(config_path: Path, run_dir: Path, stages: str | None = None, force: 
 
 def run(args: argparse.Namespace) -> int:
     execute(args.config, args.out or Path("runs") / args.config.stem, args.stages, args.force, args.set,
-            stage_flags(args))
+            stage_flags(args), plan=not args.no_plan)
     return 0
 
 

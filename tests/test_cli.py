@@ -56,3 +56,22 @@ def test_stage_writes_its_resolved_config(tmp_path):
     again = run_cli("synth", tmp_path / "d", "--config", tmp_path / "c" / "config.yaml")
     assert again.returncode == 0
     assert (tmp_path / "d" / "labels.jsonl").read_text() == (tmp_path / "c" / "labels.jsonl").read_text()
+
+
+def test_help_files_are_what_the_parsers_write_and_help_imports_no_torch():
+    """pipelines/help/<command>.txt is each command's --help as its parser writes it (rewrite them
+    with `python -m pipelines.cli --write-help`); `videobert <command> --help` prints it without
+    importing torch."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    stale = [command for command in cli.STAGES
+             if (cli.HELP_DIR / f"{command}.txt").read_text(encoding="utf-8") != cli.help_text(command)]
+    assert not stale, f"stale help of {stale}: run python -m pipelines.cli --write-help"
+    probe = ("import sys; from pipelines.cli import main; code = main(['pretrain', '--help']); "
+             "print('TORCH', 'torch' in sys.modules, code)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.stdout.startswith("usage: videobert pretrain") and "TORCH False 0" in result.stdout, result.stderr

@@ -118,3 +118,31 @@ def test_a_neutral_field_at_its_default_is_left_out_of_the_settings_that_decide_
 
     assert settings(Section()) == {"rate": 0.1}
     assert settings(Section(added=0.5)) == {"rate": 0.1, "added": 0.5}
+
+
+@dataclass
+class Renamed:
+    s3d_weights: Optional[Path] = field(None, former="weights", help="weights file")
+    size: int = field(224, help="frame size")
+
+
+@dataclass
+class Outer:
+    extract: Renamed = field(default_factory=Renamed, help="a section")
+
+
+def test_a_renamed_key_keeps_its_former_name_as_an_alias_and_in_the_recorded_settings(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("extract: {weights: old.pth}\n")
+    assert cfgmod.load(Outer, path).extract.s3d_weights == Path("old.pth")
+    # a later layer under the new name wins over the file's former one, and the other way round
+    assert cfgmod.load(Outer, path, assignments=["extract.s3d_weights=new.pth"]).extract.s3d_weights == Path("new.pth")
+    assert cfgmod.load(Renamed, overrides={"s3d_weights": "a.pth"}, assignments=["weights=b.pth"]).s3d_weights == Path("b.pth")
+    with pytest.raises(ConfigError, match="weights: the former name of 's3d_weights'; give one of them"):
+        cfgmod.from_dict(Renamed, {"weights": "a", "s3d_weights": "b"})
+    assert cfgmod.settings(Renamed(Path("w.pth"))) == {"weights": "w.pth", "size": 224}  # hashes of older folders hold
+    parser = new_parser("test", "test")
+    add_config_arguments(parser, Renamed)
+    for flag in ("--s3d-weights", "--weights"):
+        assert resolve_config(Renamed, parser.parse_args([flag, "x.pth"])).s3d_weights == Path("x.pth")
+    assert "--set size=448" in parser.format_help()

@@ -397,3 +397,37 @@ def test_a_split_reads_lazily_row_for_row_like_load_corpus(many_videos, tmp_path
     assert split.text_lengths.tolist() == [len(r["text_ids"]) for r in rows]
     assert [split.video_name(c) for c in split.video_codes] == [r["video_id"] for r in rows]
     assert isinstance(split._tables[0].ragged["text_ids"].values.base, np.memmap)  # a view of the mapped file, not read
+
+
+def test_videos_without_a_split_are_drawn_by_id_stably_and_small_corpora_get_every_split():
+    from videobert.corpus.splits import assign_splits, split_draw
+    from videobert.manifest import VideoEntry
+
+    def entries(ids, split=None):
+        return [VideoEntry(video_id, Path(f"{video_id}.mp4"), split=split) for video_id in ids]
+
+    many = entries([f"video_{i:04d}" for i in range(2000)])
+    drawn, record = assign_splits(many, val_share=0.1, test_share=0.2, seed=7)
+    shares = {split: sum(e.split == split for e in drawn) / len(drawn) for split in SPLITS}
+    assert abs(shares["test"] - 0.2) < 0.03 and abs(shares["val"] - 0.1) < 0.03
+    assert record["drawn"] == 2000 and record["given"] == 0 and record["borrowed"] == {}
+    # Adding videos, or listing them in another order, moves none of the others; another seed draws anew.
+    more, _ = assign_splits(list(reversed(many)) + entries(["new_1", "new_2"]), 0.1, 0.2, seed=7)
+    assert {e.video_id: e.split for e in drawn}.items() <= {e.video_id: e.split for e in more}.items()
+    reseeded, _ = assign_splits(many, 0.1, 0.2, seed=8)
+    assert [e.split for e in reseeded] != [e.split for e in drawn]
+    assert 0 <= split_draw("x", 0) < 1 and split_draw("x", 0) == split_draw("x", 0) != split_draw("x", 1)
+    # Six videos: an empty test (then val) takes the train video of the smallest draw, one with speech first.
+    six = entries([f"v{i}" for i in range(6)])
+    small, record = assign_splits(six, 0.1, 0.1, seed=0, has_text=lambda e: e.video_id != "v3")
+    assert {e.split for e in small} == set(SPLITS)
+    assert sum(len(ids) for ids in record["borrowed"].values()) == sum(
+        e.split != "train" and split_draw(e.video_id, 0) >= 0.2 for e in small)
+    assert all(e.video_id != "v3" for split, ids in record["borrowed"].items() for e in small if e.video_id in ids)
+    # Splits the manifest gives are kept and count: nothing is borrowed when they fill val and test.
+    given = entries(["t"], "test") + entries(["v"], "val") + entries(["a", "b", "c"])
+    kept, record = assign_splits(given, 0.0, 0.0, seed=0)
+    assert [e.split for e in kept] == ["test", "val", "train", "train", "train"] and record["borrowed"] == {}
+    # Two videos cannot fill three splits and keep train: no borrowing.
+    two, record = assign_splits(entries(["p", "q"]), 0.0, 0.0, seed=0)
+    assert [e.split for e in two] == ["train", "train"] and record["borrowed"] == {}

@@ -389,17 +389,48 @@ def test_cuda_end_to_end_with_gpu_decoding(corpus, tmp_path):
     assert meta["precision"] in ("bf16", "fp16") and meta["device"].startswith("cuda")
 
 
-def test_auto_precision_on_the_cpu_follows_the_calibration_and_a_folder_keeps_its_own(tmp_path, monkeypatch):
+def test_auto_precision_on_the_cpu_follows_the_cpus_flags_and_a_folder_keeps_its_own(tmp_path, monkeypatch):
     from videobert import runtime
     from videobert.features import stage as extract_stage
 
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    verdicts = {runtime.cpu_bf16_is_faster.__wrapped__(rounds=2) for _ in range(2)}
+    verdicts = {runtime.cpu_bf16_native.__wrapped__() for _ in range(3)}
     assert len(verdicts) == 1 and (native or verdicts == {False})  # emulated bf16 is never chosen
+    flags = runtime.cpu_flags()
+    if native and flags:
+        assert verdicts == {bool(flags & {"avx512_bf16", "amx_bf16"})}
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert "avx512_bf16" in runtime.cpu_flags(cpuinfo) and runtime.cpu_flags(tmp_path / "none") == set()
     cpu = torch.device("cpu")
     for faster, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(extract_stage, "cpu_bf16_is_faster", lambda faster=faster: faster)
+        monkeypatch.setattr(extract_stage, "cpu_bf16_native", lambda faster=faster: faster)
         assert extract_stage.extract_precision("auto", cpu) == expected
     (tmp_path / "extract.json").write_text(json.dumps({"precision": "fp32"}))
-    monkeypatch.setattr(extract_stage, "cpu_bf16_is_faster", lambda: True)
+    monkeypatch.setattr(extract_stage, "cpu_bf16_native", lambda: True)
     assert extract_stage.extract_precision("auto", cpu, tmp_path) == "fp32"  # a folder never mixes two
+
+
+def test_features_are_reused_whatever_lists_the_videos_and_made_again_when_a_file_changes(corpus, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("moving.mp4", "life.mp4", "-odd name ü.mp4"):
+        shutil.copy(corpus.parent / name, videos / name)
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps({"video_id": k, "video": f"videos/{v}", "split": "train"}) + "\n"
+                                for k, v in (("moving", "moving.mp4"), ("life", "life.mp4"), ("gradient", "-odd name ü.mp4"))))
+    out = tmp_path / "features"
+    code, stdout = extract(manifest, "-o", out, *COMMON)
+    assert code == 0 and stdout.startswith("3 videos ok, 0 failed")
+    before = {name: np.load(out / name) for name in npy_files(out)}
+    # The folder lists the same files (the gradient under the id of its file's stem): nothing is extracted.
+    code, stdout = extract(videos, "-o", out, *COMMON)
+    assert code == 0 and stdout.startswith("3 videos ok (3 already done), 0 failed"), stdout
+    (folder_id,) = set(npy_files(out)) - set(before)
+    assert np.array_equal(np.load(out / folder_id), before["gradient.npy"])
+    # A file that changed (another modification time) is extracted again; the others are kept.
+    stamp = (videos / "life.mp4").stat().st_mtime_ns
+    os.utime(videos / "life.mp4", ns=(stamp + 10**9, stamp + 10**9))
+    code, stdout = extract(videos, "-o", out, *COMMON)
+    assert code == 0 and re.match(r"3 videos ok \(2 already done\), 0 failed .*, 2 clips", stdout), stdout
+    assert np.array_equal(np.load(out / "life.npy"), before["life.npy"])

@@ -122,3 +122,29 @@ def test_a_damaged_folder_or_other_s3d_weights_get_one_line_naming_the_file(port
     assert result.returncode == 1
     message = result.stderr.strip().splitlines()[-1]
     assert "model.safetensors" in message and ("unreadable weights" in message or "do not match" in message)
+
+
+def test_a_span_of_a_video_is_answered_about_and_a_video_file_is_decoded_once(portable_model, monkeypatch):
+    from videobert import VideoBERTPipeline
+
+    pipe = VideoBERTPipeline.from_pretrained(portable_model["copy"], device="cpu")
+    entry = next(e for e in portable_model["manifest"] if e.split == "test")
+    decoded = []
+    real = pipe.videos.features
+    monkeypatch.setattr(pipe.videos, "features", lambda video: decoded.append(video) or real(video))
+    words = pipe.visual_words(entry.video)
+    seconds = pipe.clip_seconds()
+    span = pipe.visual_words(entry.video, 2 * seconds, 5 * seconds)  # clips 2, 3 and 4
+    np.testing.assert_array_equal(span, words[2:5])
+    np.testing.assert_array_equal(pipe.visual_words(entry.video, 2.1 * seconds, 2.2 * seconds), words[2:3])
+    sentences = ["now the red circle moves left", "the blue square grows"]
+    whole, part = pipe.score(sentences, [entry.video]), pipe.score(sentences, entry.video, 2 * seconds, 5 * seconds)
+    np.testing.assert_allclose(part, pipe.score(sentences, [words[2:5]]))
+    assert whole.shape == part.shape == (2, 1)
+    zero = pipe.zero_shot(entry.video, "now the [MASK] circle", ["red", "green", "blue"], start=0, end=3 * seconds)
+    assert zero == pipe.zero_shot(words[:3], "now the [MASK] circle", ["red", "green", "blue"])
+    assert len(decoded) == 1  # one decode of the file for every question above
+    with pytest.raises(InputError, match="no clip of the video's"):
+        pipe.visual_words(entry.video, 10_000, 10_001)
+    with pytest.raises(InputError, match="end must come after start"):
+        pipe.score(sentences, entry.video, 3, 3)

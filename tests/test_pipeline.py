@@ -27,6 +27,8 @@ class Recorder:
         self.run_dir = run_dir
         self.calls: list[tuple[str, list[str]]] = []
         self.fail: set[str] = set()
+        self.interrupt: set[str] = set()
+        self.splits: dict[str, dict] | None = None  # the corpus's summary.json splits, when given
 
     def __call__(self, call: StageCall, procs: int) -> None:
         argv = importlib.import_module(f"pipelines.{call.stage}").argv(call)
@@ -38,8 +40,12 @@ class Recorder:
         (out / "done").write_text(call.stage)
         for name in next(stage for stage in STAGES if stage.name == call.stage).outputs:
             (out / name).write_text(call.stage)
+        if call.stage == "corpus" and self.splits is not None:
+            (out / "summary.json").write_text(json.dumps({"clip_seconds": 1.5, "splits": self.splits}))
         if call.stage in self.fail:
             raise InputError(f"{call.stage} stands in for a failure")
+        if call.stage in self.interrupt:
+            raise KeyboardInterrupt
 
     def stages(self) -> list[str]:
         names = [stage for stage, _ in self.calls]
@@ -214,7 +220,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     path.write_text("manifest: data/manifest.jsonl\nextract: {weights: ../models/s3d.pth}\n")
     cfg = load_run_config(path)
     assert cfg.manifest == tmp_path / "cfg" / "data" / "manifest.jsonl"
-    assert cfg.extract.weights.resolve() == (tmp_path / "models" / "s3d.pth").resolve()
+    assert cfg.extract.s3d_weights.resolve() == (tmp_path / "models" / "s3d.pth").resolve()
 
 
 def test_shipped_configs_load():
@@ -267,3 +273,73 @@ def test_labels_of_ones_own_need_their_zero_shot_spec_and_evaluate_gets_it(tmp_p
     runner, recorder = make(tmp_path, f"labels={labels}", f"zero_shot={named}")
     runner.run()  # a changed spec reruns evaluate alone
     assert recorder.stages() == ["evaluate"]
+
+
+def test_stages_that_need_a_split_the_corpus_lacks_are_skipped_with_a_warning(tmp_path, caplog):
+    runner, recorder = make(tmp_path)
+    recorder.splits = {"train": {"videos": 4, "text_examples": 30}, "val": {"videos": 0, "text_examples": 0},
+                       "test": {"videos": 1, "text_examples": 1}}
+    results = runner.run()
+    assert recorder.stages() == ["synth", "extract", "vocab", "tokenize", "corpus", "pretrain", "distil"]
+    evaluate = next(r for r in results if r.name == "evaluate")
+    assert evaluate.status == "skipped" and "test split has 1 text-video segments" in evaluate.note
+    assert "corpus.test_share" in caplog.text and "evaluate: skipped" in caplog.text
+    recorder.splits = {"train": {"videos": 1, "text_examples": 1}}
+    runner, _ = make(tmp_path, "corpus.test_share=0.2")
+    runner.execute = recorder
+    results = runner.run()
+    assert recorder.stages() == ["corpus", "pretrain"]
+    assert {r.name: r.status for r in results}["distil"] == "skipped"
+
+
+def test_extract_is_up_to_date_whatever_lists_the_same_videos_and_adding_one_extracts_in_place(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a", "b"):
+        (videos / f"{name}.mp4").write_bytes(name.encode())
+    config = tmp_path / "pipeline.yaml"
+    run_dir = tmp_path / "run"
+
+    def run(manifest: str) -> list[str]:
+        config.write_text(f"manifest: {manifest}\nvocab: {{k: 4, depth: 2}}\n")
+        recorder = Recorder(run_dir)
+        Runner(load_run_config(config), run_dir, recorder).run()
+        return recorder.stages()
+
+    assert run("videos")[:1] == ["extract"]
+    (tmp_path / "m.jsonl").write_text('{"video_id": "a", "video": "videos/a.mp4", "split": "train"}\n'
+                                      '{"video_id": "b", "video": "videos/b.mp4", "split": "test"}\n')
+    assert run("m.jsonl") == ["corpus", "pretrain", "distil", "evaluate"]  # the same videos: not extracted again
+    (run_dir / "features" / "a.npy").write_bytes(b"kept")
+    (videos / "c.mp4").write_bytes(b"c")
+    assert run("videos")[:2] == ["extract", "vocab"]
+    assert (run_dir / "features" / "a.npy").read_bytes() == b"kept"  # in place: not set aside
+    assert not any(p.name.startswith("extract-") for p in (run_dir / ".previous").iterdir())
+
+
+def test_an_interrupted_stage_is_said_so_and_resuming_is_said_only_where_there_is_something(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    runner, recorder = make(tmp_path)
+    recorder.interrupt = {"vocab"}
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    assert runner.results[-1].status == "interrupted"
+    table = "\n".join(summary_lines(runner.results, tmp_path / "run"))
+    assert "interrupted" in table and "exit code 130" not in table
+    runner, recorder = make(tmp_path)
+    recorder.fail = {"pretrain"}
+    with pytest.raises(StageError):
+        runner.run()
+    assert "vocab: running (resuming)" in caplog.text  # its folder holds what the interrupted run wrote
+    caplog.clear()
+    for path in (tmp_path / "run" / "model").iterdir():
+        if path.is_dir():
+            path.rmdir()
+        else:
+            path.unlink()
+    (tmp_path / "run" / "model" / "config.yaml").write_text("{}")
+    runner, recorder = make(tmp_path)
+    runner.run()
+    assert "pretrain: running" in caplog.text and "pretrain: running (resuming)" not in caplog.text

@@ -338,6 +338,8 @@ ALLOWED = {
     "videobert/config.py": "a --set value from the command line, not a file",
     "videobert/text/transcripts.py": "telling JSON from JSONL in text already read by the reader",
     "videobert/runtime.py": "/proc/cpuinfo",
+    "videobert/threads.py": "the cgroup's CPU quota (/sys/fs/cgroup), read before anything imports torch",
+    "pipelines/cli.py": "the packaged --help text it prints",
     "videobert/embed/stage.py": "the stage's own part files of this run, merged",
     "videobert/store.py": "the failure files of this run's own shards, merged",
 }

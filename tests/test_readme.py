@@ -39,3 +39,34 @@ def test_readme_lists_exactly_the_settings_that_only_change_speed():
     listed = set(re.findall(r"`(\w+\.\w+)`", paragraph))
     declared = {f"{stage}.{key}" for stage, keys in speed_only_settings().items() for key in keys}
     assert listed == declared
+
+
+def test_readme_api_snippets_and_the_demos_printed_lines_run_as_written(portable_model, tmp_path):
+    """README's Python blocks and what `videobert demo` prints to paste, run against a small trained
+    run (tests/conftest.py's portable_model) standing in for the demo's: its model folder at
+    RUN/model and its videos at RUN/synth/videos."""
+    import contextlib
+    import io
+    import shlex
+
+    from pipelines.demo import next_steps
+    from tests.conftest import run_cli
+
+    run = tmp_path / "demo"
+    run.mkdir()
+    (run / "model").symlink_to(portable_model["copy"], target_is_directory=True)
+    (run / "synth").symlink_to(portable_model["run"] / "synth", target_is_directory=True)
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks and any("VideoBERTPipeline" in block for block in blocks)
+    for block in blocks:
+        exec(compile(block.replace("runs/demo", str(run)), "README.md", "exec"), {})  # noqa: S102
+    lines = next_steps(run)
+    python = lines[lines.index("In Python:") + 1].strip()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(python, "videobert demo", "exec"), {})  # noqa: S102
+    assert "Hit(" in printed.getvalue()
+    retrieve = next(line.strip() for line in lines if line.strip().startswith("videobert retrieve"))
+    result = run_cli(*shlex.split(retrieve)[1:])
+    assert result.returncode == 0, result.stderr

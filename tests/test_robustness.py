@@ -38,10 +38,10 @@ def small(tmp_path):
             "entries": manifest}
 
 
-def build_corpus(small, out: Path):
+def build_corpus(small, out: Path, **settings):
     from videobert import corpus as corpus_stage
 
-    return corpus_stage.run(small["manifest"], small["tokens"], out, corpus_stage.CorpusConfig())
+    return corpus_stage.run(small["manifest"], small["tokens"], out, corpus_stage.CorpusConfig(**settings))
 
 
 def failure_records(folder: Path) -> dict[str, dict]:
@@ -370,15 +370,18 @@ def test_disk_full_during_a_checkpoint_says_so_and_keeps_the_earlier_ones(traine
 
 
 # ----------------------------------------------------------------------- a user's own corpus
-def test_a_corpus_without_val_split_pretrains_on_held_out_train_videos(small, tmp_path):
+def test_a_manifest_without_splits_gets_them_drawn_and_without_val_pretrains_on_held_out_train_videos(small, tmp_path):
     from videobert.pretrain import PretrainConfig
     from videobert.pretrain import stage as pretrain_stage
 
     for entry in small["entries"]:
         entry.pop("split", None)
     small["manifest"].write_text("".join(json.dumps(e) + "\n" for e in small["entries"]))
+    drawn = build_corpus(small, tmp_path / "drawn").details
+    assert all(drawn["splits"][split]["videos"] >= 1 for split in ("train", "val", "test"))
+    assert drawn["split_draw"]["drawn"] == 8
     corpus = tmp_path / "corpus"
-    build_corpus(small, corpus)
+    build_corpus(small, corpus, val_share=0.0, test_share=0.0)  # every video in train
     assert json.loads((corpus / "summary.json").read_text())["splits"]["val"]["examples"] == 0
     cfg = PretrainConfig(preset="tiny", steps=3, batch_size=4, max_len=48, device="cpu", warmup=1, val_share=0.25)
     first = pretrain_stage.run(corpus, tmp_path / "run", cfg).details["validation"]

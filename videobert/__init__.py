@@ -5,7 +5,13 @@
 ``videobert.text``, ``videobert.corpus``, ``videobert.pretrain``, ``videobert.retrieval``, …).
 """
 
+from videobert import threads as _threads
+
 __version__ = "0.1.0"
+
+# Before anything imports torch: its threads from the CPUs this process may use, and OpenMP
+# threads that sleep rather than spin while they wait (videobert/threads.py).
+_threads.configure()
 
 
 def __getattr__(name: str):

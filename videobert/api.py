@@ -19,7 +19,13 @@ precision, then the codebook — the same computation as ``videobert extract`` +
 tokenize``), as features already extracted (float ``[n_clips, 1024]``), or as visual words (int
 ``[n_clips]``). S3D is built on first use: from the weights file given as ``s3d_weights`` (its
 sha256 must be the one the features were made with), or, for a model trained on randomly
-initialised features, from the same seeded initialisation.
+initialised features, from the same seeded initialisation. A video file's features are computed
+once for the life of the object (kept by the file's path, size and modification time), so asking
+again — another sentence scored, another span, another template — decodes nothing.
+
+``visual_words``, ``score``, ``zero_shot`` and ``embed`` take a time span ``start``, ``end``
+(seconds; default: the whole video): the clips that overlap ``[start, end)`` stand for the video,
+so a question about a span is answered about that span.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ class VideoBERTPipeline:
         self.model_dir, self.loaded, self.videos = model_dir, loaded, videos
         self.dual = load_dual(model_dir, loaded)
         self._searchers: dict[str | None, Searcher] = {}
+        self._features: dict[tuple, np.ndarray] = {}  # a video file's S3D features, by (path, size, mtime)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, s3d_weights: str | Path | None = None, device: str = "auto",
@@ -92,22 +99,51 @@ class VideoBERTPipeline:
         return self.videos.iter_words(entries, progress)
 
     def features(self, video: str | Path) -> np.ndarray:
-        """float16 [n_clips, 1024]: the S3D features of a video file, as ``videobert extract`` makes them."""
-        return self.videos.features(video)
+        """float16 [n_clips, 1024]: the S3D features of a video file, as ``videobert extract`` makes
+        them; computed once per file for the life of this object."""
+        path = Path(video)
+        try:
+            stat = path.stat()
+            key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            return self.videos.features(path)  # reports the file as extraction does
+        if key not in self._features:
+            self._features[key] = self.videos.features(path)
+        return self._features[key]
 
-    def visual_words(self, video: Video) -> np.ndarray:
+    def visual_words(self, video: Video, start: float | None = None, end: float | None = None) -> np.ndarray:
         """int [n_clips]: the visual word of every clip of ``video`` — a path (decoded and encoded as
-        the model's videos were), features float [n_clips, 1024], or visual words (checked)."""
-        return self.videos.words(video)
+        the model's videos were, once per file), features float [n_clips, 1024], or visual words
+        (checked) — or of the clips overlapping ``[start, end)`` seconds."""
+        if isinstance(video, (str, Path)):
+            words = self.videos.words(self.features(video))
+        else:
+            words = self.videos.words(video)
+        if start is None and end is None:
+            return words
+        return words[self._span(len(words), start, end)]
+
+    def _span(self, n_clips: int, start: float | None, end: float | None) -> slice:
+        """The clips of a video of ``n_clips`` that overlap ``[start, end)`` (None: its start, its end)."""
+        seconds = self.clip_seconds()
+        first, last = 0.0 if start is None else float(start), n_clips * seconds if end is None else float(end)
+        if last <= first:
+            raise InputError(f"span {first:g}-{last:g} s: end must come after start")
+        clips = overlapping_clips(first, last, n_clips, seconds)
+        if not len(clips):
+            raise InputError(f"no clip of the video's {n_clips} ({n_clips * seconds:.1f} s) overlaps {first:g}-{last:g} s")
+        return slice(clips.start, clips.stop)
 
     # ------------------------------------------------------------------ answers
-    def score(self, texts: str | Sequence[str], videos: Video | Sequence[Video]) -> np.ndarray:
+    def score(self, texts: str | Sequence[str], videos: Video | Sequence[Video], start: float | None = None,
+              end: float | None = None) -> np.ndarray:
         """float64 [len(texts), len(videos)]: the alignment probability of every (text, video)
-        pair (one text or one video gives a row or column of one)."""
+        pair (one text or one video gives a row or column of one); of each video's clips that
+        overlap ``[start, end)`` seconds when given. A video file is decoded once per object."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         videos = [videos] if _is_one_video(videos) else list(videos)
         ids = [self._text_ids(text) for text in texts]
-        words = [self.visual_words(video) for video in videos]
+        words = [self.visual_words(video, start, end) for video in videos]
         empty = [i for i, w in enumerate(words) if len(w) == 0]
         if empty:
             raise InputError(f"video {empty[0]} has no clip to score")
@@ -126,9 +162,10 @@ class VideoBERTPipeline:
         return SearchHits(hits, searcher.index.video_path)
 
     def zero_shot(self, video: Video, template: str, candidates: Sequence[str] | dict[str, Sequence[str]],
-                  slot: int = 1) -> dict[str, float]:
+                  slot: int = 1, start: float | None = None, end: float | None = None) -> dict[str, float]:
         """The probability of each candidate word (or class of words) at the ``slot``-th ``[MASK]``
-        of ``template`` followed by the video's visual words, best first (paper §4.2)."""
+        of ``template`` followed by the video's visual words — those of the clips overlapping
+        ``[start, end)`` seconds when given: the answer is about that span — best first (paper §4.2)."""
         classes = {str(c): [str(c)] for c in candidates} if not isinstance(candidates, dict) else {
             str(k): [v] if isinstance(v, str) else list(v) for k, v in candidates.items()}
         spec = AttributeSpec("zero_shot", template, slot, {k: tuple(v) for k, v in classes.items()})
@@ -138,7 +175,7 @@ class VideoBERTPipeline:
         labels, ids, owners = candidate_ids(self.loaded, spec)
         if not labels:
             raise ConfigError("no candidate is a single WordPiece the model knows")
-        sequence, positions = template_input(self.loaded, template, self.visual_words(video))
+        sequence, positions = template_input(self.loaded, template, self.visual_words(video, start, end))
         _, logits = forward_sequences(self.loaded, [sequence], [[positions[slot - 1]]])
         scores = class_scores(logits[0], ids, owners, len(labels))[0]
         return dict(sorted(zip(labels, map(float, scores)), key=lambda item: -item[1]))
@@ -155,7 +192,7 @@ class VideoBERTPipeline:
         features = None
         if isinstance(video, (str, Path)):
             features = self.features(video) if s3d else None
-            words = self.visual_words(features if features is not None else video)
+            words = self.visual_words(video)
         else:
             array = np.asarray(video)
             features = array if array.ndim == 2 and array.dtype.kind == "f" and s3d else None

@@ -49,14 +49,16 @@ SPEED_ONLY_NOTE = "only changes speed"
 
 def field(
     default: Any = dataclasses.MISSING, *, help: str, speed_only: bool = False, default_factory: Any = dataclasses.MISSING,
-    neutral: bool = False,
+    neutral: bool = False, former: str | None = None,
 ):
     """A dataclass field that carries its ``--help`` text, and whether it only changes speed.
 
     ``neutral``: the field's default does what the code did before the field existed, so at that
     default it is left out of :func:`settings` — a run folder made before it was added stays up to
-    date (and resumable) instead of being rerun."""
-    metadata = {"help": help, "speed_only": speed_only, "neutral": neutral}
+    date (and resumable) instead of being rerun. ``former``: the field's earlier name, still
+    accepted (YAML, ``--set``, a ``--flag`` alias) and the name :func:`settings` records it under,
+    so that folders made before the rename stay up to date."""
+    metadata = {"help": help, "speed_only": speed_only, "neutral": neutral, "former": former}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -76,7 +78,7 @@ def settings(cfg: Any, section: type | None = None) -> dict[str, Any]:
     speed; with ``section``, only the fields that section (a base class of ``cfg``'s) declares."""
     names = {f.name for f in dataclasses.fields(section)} if section is not None else None
     return {
-        f.name: _plain(getattr(cfg, f.name))
+        f.metadata.get("former") or f.name: _plain(getattr(cfg, f.name))
         for f in dataclasses.fields(cfg)
         if not is_speed_only(f) and (names is None or f.name in names)
         and not (f.metadata.get("neutral") and getattr(cfg, f.name) == f.default)
@@ -183,8 +185,13 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = field_types(cls)
     valid = list(hints)
+    formers = former_names(cls)
     kwargs = {}
     for key, value in data.items():
+        if key in formers:
+            if formers[key] in data:
+                raise ConfigError(f"{where + '.' if where else ''}{key}: the former name of '{formers[key]}'; give one of them")
+            key = formers[key]
         if key not in hints:
             raise unknown_key_error(str(key), valid, where)
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
@@ -196,6 +203,26 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     if callable(check):
         check()
     return cfg
+
+
+def former_names(cls: type) -> dict[str, str]:
+    """Former name -> field name, for the fields of ``cls`` that were renamed."""
+    return {f.metadata["former"]: f.name for f in dataclasses.fields(cls) if f.metadata.get("former")}
+
+
+def canonical_keys(cls: type, data: Any) -> Any:
+    """``data`` (plain config data for ``cls``) with former names replaced by the fields' names,
+    in nested sections too — so that layers merge whichever name each used."""
+    if not isinstance(data, Mapping) or not dataclasses.is_dataclass(cls):
+        return data
+    formers, hints = former_names(cls), field_types(cls)
+    out = {}
+    for key, value in data.items():
+        name = formers.get(key, key) if formers.get(key) not in data else key
+        inner = [arg for arg in (typing.get_args(hints[name]) or (hints[name],)) if dataclasses.is_dataclass(arg)] \
+            if name in hints else []
+        out[name] = canonical_keys(inner[0], value) if inner else value
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -278,14 +305,15 @@ def load(
         if section is not None:
             data = data.get(section) or {}
             source = f"{yaml_path} [{section}]"
+    data = canonical_keys(cls, data)
     if overrides:
-        data = merge(data, overrides)
+        data = merge(data, canonical_keys(cls, overrides))
     for text in assignments or []:
         path, value = parse_assignment(text)
         nested: Any = value
         for part in reversed(path):
             nested = {part: nested}
-        data = merge(data, nested)
+        data = merge(data, canonical_keys(cls, nested))
     try:
         return from_dict(cls, data)
     except ConfigError as exc:

@@ -351,8 +351,13 @@ def read_yaml(path: str | Path, what: str = "YAML file", limit: int | None = Non
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        # The parser notices a mistake where it gives up (often the next key, lines further on);
+        # the construct it was reading ("while scanning a simple key") starts where the mistake is.
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if start is not None and mark is not None and start.line != mark.line:
+            raise InputError(f"{path}:{start.line + 1}: invalid YAML ({context}: {problem} by line {mark.line + 1})") from None
+        where = f":{mark.line + 1}" if mark is not None else ""
         raise InputError(f"{path}{where}: invalid YAML ({problem})") from None
     except RecursionError:
         raise InputError(f"{path}: invalid YAML (nested too deeply)") from None

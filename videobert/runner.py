@@ -4,7 +4,7 @@ A run config (YAML) names the corpus and holds one section per stage, each check
 stage's own config dataclass::
 
     manifest: data/my_corpus/manifest.jsonl     # or a `synth:` section to generate the corpus
-    extract: {size: 224, weights: /models/s3d-d76dad2f.pth}
+    extract: {size: 224, s3d_weights: /models/s3d-d76dad2f.pth}
     vocab: {k: 12, depth: 4}
     pretrain: {preset: large, init: /models/bert-large-uncased}
 
@@ -50,6 +50,7 @@ from videobert.config import field
 from videobert.caption import stage as caption_stage
 from videobert.caption.stage import CaptionSuiteConfig
 from videobert.corpus import stage as corpus_stage
+from videobert.corpus.reader import corpus_summary
 from videobert.corpus.stage import CorpusConfig
 from videobert.distil import stage as distil_stage
 from videobert.distil.stage import DistilConfig
@@ -131,8 +132,8 @@ def load_run_config(path: str | Path, assignments: Sequence[str] = ()) -> RunCon
 
     cfg.manifest, cfg.labels, cfg.transcripts = anchor(cfg.manifest), anchor(cfg.labels), anchor(cfg.transcripts)
     cfg.segments, cfg.zero_shot = anchor(cfg.segments), anchor(cfg.zero_shot)
-    if cfg.extract.weights is not None:
-        cfg.extract.weights = anchor(cfg.extract.weights)
+    if cfg.extract.s3d_weights is not None:
+        cfg.extract.s3d_weights = anchor(cfg.extract.s3d_weights)
     if cfg.pretrain.init != "scratch":
         cfg.pretrain.init = str(anchor(cfg.pretrain.init))
     if cfg.corpus.tokenizer is not None:
@@ -158,11 +159,14 @@ class Stage:
     run: Callable[..., StageSummary]
     torchrun: bool = False  # shares its work out among torchrun ranks when gpus > 1
     outputs: tuple[str, ...] = ()  # files a finished folder holds (one written by an earlier version may lack them)
+    # with the same settings and other inputs, runs again in its folder, keeping what is still valid
+    # (extract keeps the features of every video whose file is unchanged) instead of from an empty one
+    incremental: bool = False
 
 
 STAGES = (
     Stage("synth", "synth", (), synthetic_stage.run, outputs=("manifest.jsonl", LABELS_FILE, ZERO_SHOT_FILE)),
-    Stage("extract", "features", ("synth",), features_stage.run, torchrun=True),
+    Stage("extract", "features", ("synth",), features_stage.run, torchrun=True, incremental=True),
     Stage("vocab", "vocab", ("extract",), vocab_stage.run),
     Stage("tokenize", "tokens", ("extract", "vocab"), vocab_stage.run_tokenize, torchrun=True),
     Stage("asr", "transcripts", ("synth",), text_stage.run),
@@ -187,7 +191,7 @@ def in_process(call: StageCall, procs: int) -> StageSummary:
 @dataclass
 class StageResult:
     name: str
-    status: str  # "ran", "skipped", "off", "failed"
+    status: str  # "ran", "skipped", "off", "failed", "interrupted"
     seconds: float = 0.0
     failures: int = 0
     folder: Path | None = None
@@ -212,6 +216,15 @@ def _fingerprint_inputs(manifest: Path | None, extra: Sequence[Path | None]) -> 
     for path in extra:
         if path is not None:
             digest.update(_file_key(Path(path)))
+    return digest.hexdigest()[:16]
+
+
+def _fingerprint_videos(manifest: Path) -> str:
+    """Hash of the videos a manifest (or folder) lists: sorted ids with their files' resolved path,
+    size and modification time (a ``stat`` per video)."""
+    digest = hashlib.sha256()
+    for entry in sorted(read_manifest(manifest), key=lambda entry: entry.video_id):
+        digest.update(f"{entry.video_id}|".encode() + _file_key(entry.video.resolve()))
     return digest.hexdigest()[:16]
 
 
@@ -285,14 +298,36 @@ class Runner:
 
     @functools.cached_property
     def inputs_fingerprint(self) -> str:
-        """The manifest corpus's fingerprint, read once per run (extract, asr and corpus share it)."""
+        """The manifest corpus's fingerprint, read once per run (asr and corpus share it)."""
         return _fingerprint_inputs(self.cfg.manifest, [])
+
+    @functools.cached_property
+    def videos_fingerprint(self) -> str:
+        """What extract's features depend on: each video's id and file (path, size, modification
+        time) — not the manifest's bytes, its order, transcripts or splits, so a folder and a
+        manifest listing the same videos extract the same."""
+        return _fingerprint_videos(self.cfg.manifest)
+
+    @functools.cached_property
+    def draws_splits(self) -> bool:
+        """Whether the manifest leaves some video's split to the corpus stage's draw."""
+        return self.cfg.synth is None and any(entry.split is None for entry in read_manifest(self.cfg.manifest))
+
+    def _settings_hash(self, stage: Stage) -> str:
+        """The stage's settings and the hashes of the stages it reads: what decides whether an
+        ``incremental`` stage whose inputs changed may run again in its own folder."""
+        upstream = {name: self.hashes.get(name) for name in stage.reads if self.enabled(name)}
+        return cfgmod.config_hash({"settings": cfgmod.settings(self.stage_config(stage.name)), "upstream": upstream})
 
     def _hash(self, stage: Stage) -> str:
         settings = cfgmod.settings(self.stage_config(stage.name))
         upstream = {name: self.hashes.get(name) for name in stage.reads if self.enabled(name)}
-        if stage.name in ("extract", "asr", "corpus") and self.cfg.synth is None:
+        if stage.name == "extract" and self.cfg.synth is None:
+            upstream["videos"] = self.videos_fingerprint
+        if stage.name in ("asr", "corpus") and self.cfg.synth is None:
             upstream["inputs"] = self.inputs_fingerprint
+            if stage.name == "corpus" and self.draws_splits:  # videos without a split get one drawn (corpus.splits)
+                upstream["drawn_splits"] = True
             if stage.name == "corpus" and self.cfg.transcripts is not None:
                 folder = Path(self.cfg.transcripts)
                 files = sorted(folder.iterdir()) if folder.is_dir() else []
@@ -338,6 +373,36 @@ class Runner:
         stage = next(s for s in STAGES if s.name == name)
         return StageCall(name, stage.run, inputs, f(name), self.stage_config(name),
                          self.run_dir / "configs" / f"{name}.yaml", options)
+
+    def split_shortfall(self, name: str) -> str | None:
+        """Why stage ``name`` cannot run on the corpus's splits (distil needs 2 text-video
+        examples in train, evaluate 2 in its split, forecast a video in its split), or None.
+        Such a stage is skipped with a warning instead of failing the run; a corpus that cannot be
+        read is left for the stage itself to report."""
+        if name not in ("distil", "evaluate", "forecast") or not self.enabled(name):
+            return None
+        try:
+            splits = corpus_summary(self.folder("corpus")).get("splits") or {}
+        except VideoBertError:
+            return None
+        fix = ("give videos a split in the manifest ('split': 'test'), add videos, or raise corpus.test_share and "
+               "corpus.val_share (the share of videos without a split drawn into test and val)")
+
+        def count(split: str, key: str) -> int:
+            value = (splits.get(split) or {}).get(key, 0)
+            return value if isinstance(value, int) else 0
+
+        if name == "distil" and count("train", "text_examples") < 2:
+            return f"the train split has {count('train', 'text_examples')} text-video examples (distillation needs 2); {fix}"
+        if name == "evaluate":
+            split = self.cfg.evaluate.split
+            if count(split, "text_examples") < 2:
+                return f"the {split} split has {count(split, 'text_examples')} text-video segments (retrieval needs 2); {fix}"
+        if name == "forecast":
+            split = self.cfg.forecast.split
+            if count(split, "videos") < 1:
+                return f"the {split} split has no video to forecast; {fix}"
+        return None
 
     # ------------------------------------------------------------------ running
     def _check_run_dir(self) -> None:
@@ -441,19 +506,32 @@ class Runner:
                 log.info("%s: up to date (same config and inputs), skipped", name)
                 results.append(StageResult(name, "skipped", recorded.get("seconds", 0.0), recorded.get("failures", 0), folder))
                 continue
+            shortfall = self.split_shortfall(name)
+            if shortfall is not None:
+                log.warning("%s: skipped: %s", name, shortfall)
+                results.append(StageResult(name, "skipped", folder=folder, note=shortfall.split(";")[0]))
+                continue
             resumable = (recorded.get("hash") == current and recorded.get("status") in ("started", "failed")
                          and index < forced_from)
-            if folder.exists() and not resumable:
+            settings_hash = self._settings_hash(stage)
+            in_place = (stage.incremental and index < forced_from and recorded.get("settings_hash") == settings_hash
+                        and not resumable)
+            if in_place and folder.exists():
+                log.info("%s: its inputs changed (same settings): running again in %s, keeping what is unchanged",
+                         name, folder)
+            if folder.exists() and not resumable and not in_place:
                 reason = "forced" if index >= forced_from else "its config or inputs changed"
                 kept = self._set_aside(name, folder)
                 log.warning("%s: %s; its previous outputs were moved to %s (videobert prune %s deletes them)",
                             name, reason, kept, self.run_dir)
             call = self.call(name)
             cfgmod.save(call.cfg, call.config_file)
-            self.state[name] = {"hash": current, "status": "started", "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            self.state[name] = {"hash": current, "settings_hash": settings_hash, "status": "started",
+                                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
             self._save_state()
             procs = max(1, self.cfg.gpus) if stage.torchrun else 1
-            log.info("%s: running%s", name, " (resuming)" if resumable else "")
+            resumes = resumable and _holds_work(folder)
+            log.info("%s: running%s", name, " (resuming)" if resumes else "")
             began = time.perf_counter()
             try:
                 self.execute(call, procs)
@@ -463,7 +541,9 @@ class Runner:
                 reason = _first_line(exc)
                 self.state[name].update(status="failed", seconds=round(seconds, 1), exit_code=code, error=reason)
                 self._save_state()
-                results.append(StageResult(name, "failed", seconds, _failure_count(folder), folder, f"exit code {code}"))
+                interrupted = isinstance(exc, KeyboardInterrupt) or code == 130
+                results.append(StageResult(name, "interrupted" if interrupted else "failed", seconds, _failure_count(folder),
+                                           folder, "rerun to resume" if interrupted else f"exit code {code}"))
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 raise StageError(f"stage '{name}' failed: {reason}; fix the cause and rerun to resume", code) from exc
@@ -479,7 +559,7 @@ class Runner:
 # the names of the folders the runner sets aside: <stage>-<YYYYmmdd>-<HHMMSS>[-<serial>]
 PREVIOUS_NAME = re.compile(rf"(?:{'|'.join(STAGE_NAMES)})-[0-9]{{8}}-[0-9]{{6}}(?:-[0-9]{{1,6}})?")
 _STATE_FIELDS = {"stages": Field("dict"), "config": Field("dict", required=False), "previous": Field("list", required=False)}
-_STAGE_FIELDS = {"hash": Field("str"), "status": Field("str"), "seconds": Field("number", 0, required=False),
+_STAGE_FIELDS = {"hash": Field("str"), "settings_hash": Field("str", required=False), "status": Field("str"), "seconds": Field("number", 0, required=False),
                  "failures": Field("int", 0, required=False), "exit_code": Field("int", required=False)}
 
 
@@ -567,6 +647,15 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _holds_work(folder: Path) -> bool:
+    """Whether a stage folder holds anything a resumed run goes on from (more than its config and
+    failure records)."""
+    if not folder.is_dir():
+        return False
+    return any(not (path.name.startswith(".") or path.name == "config.yaml" or path.name.startswith("failures"))
+               for path in folder.iterdir())
+
+
 def _failure_count(folder: Path) -> int:
     """Items recorded as failed in a stage folder (0 when its records cannot be read)."""
     try:
@@ -578,11 +667,12 @@ def _failure_count(folder: Path) -> int:
 
 def summary_lines(results: Sequence[StageResult], run_dir: Path) -> list[str]:
     """A table of what ran, what was skipped, time and failures per stage."""
-    lines = [f"{'stage':<10} {'status':<8} {'time':>8} {'failures':>8}  output"]
+    width = max([8, *(len(result.status) for result in results)])
+    lines = [f"{'stage':<10} {'status':<{width}} {'time':>8} {'failures':>8}  output"]
     for result in results:
-        seconds = f"{result.seconds:7.1f}s" if result.status in ("ran", "failed") else ""
+        seconds = f"{result.seconds:7.1f}s" if result.status in ("ran", "failed", "interrupted") else ""
         folder = str(result.folder) if result.folder else ""
-        lines.append(f"{result.name:<10} {result.status:<8} {seconds:>8} {result.failures:>8}  {folder}{'  ' + result.note if result.note else ''}")
+        lines.append(f"{result.name:<10} {result.status:<{width}} {seconds:>8} {result.failures:>8}  {folder}{'  ' + result.note if result.note else ''}")
     metrics = run_dir / "eval" / "metrics.json"
     if metrics.exists():
         lines.append(f"metrics: {metrics}")

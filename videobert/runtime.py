@@ -20,10 +20,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-import math
 import os
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence, TypeVar
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from videobert.errors import ConfigError
+from videobert.threads import cpu_budget
 
 T = TypeVar("T")
 
@@ -210,36 +209,30 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo: the CPU computes bf16 natively
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (``flags`` of /proc/cpuinfo; empty where there is none)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 @functools.lru_cache(maxsize=1)
-def cpu_bf16_is_faster(rounds: int = 5) -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16, AMX) *and* a short probe — three of
-    S3D's separable 3-D convolutions (3×3 spatial, then 3 temporal) at a size it runs, in its
-    channels-last layout under autocast, as the extractor runs them — takes at most 0.8 of the
-    fp32 time in bf16. Elsewhere bf16 is emulated and can be ten times slower than fp32. The two
-    precisions are timed in turn for ``rounds`` rounds and their fastest times compared, so that
-    other work on the machine cannot tip the choice (about half a second in all)."""
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX, and oneDNN's bf16 kernels
+    for it), from the CPU's flags: the same answer every time, however busy the machine is.
+    Where bf16 is emulated it runs S3D many times slower than fp32 (BENCHMARKS.md); where it is
+    native it was the faster of the two on every CPU measured."""
     if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return False
-    layers: list[torch.nn.Module] = []
-    for _ in range(3):
-        layers += [torch.nn.Conv3d(64, 64, (1, 3, 3), padding=(0, 1, 1)), torch.nn.Conv3d(64, 64, (3, 1, 1), padding=(1, 0, 0)),
-                   torch.nn.ReLU()]
-    conv = torch.nn.Sequential(*layers).eval().to(memory_format=torch.channels_last_3d)
-    x = torch.randn(2, 64, 8, 28, 28).to(memory_format=torch.channels_last_3d)
-
-    def seconds(precision: str) -> float:
-        with torch.inference_mode(), autocast(torch.device("cpu"), precision):
-            began = time.perf_counter()
-            conv(x)
-            return time.perf_counter() - began
-
-    best = {"fp32": math.inf, "bf16": math.inf}
-    for precision in best:  # warm-up: first calls create the kernels
-        seconds(precision)
-    for _ in range(rounds):
-        for precision in best:
-            best[precision] = min(best[precision], seconds(precision))
-    return best["bf16"] <= 0.8 * best["fp32"]
+    flags = cpu_flags()
+    return not flags or bool(flags & set(BF16_CPU_FLAGS))  # no /proc/cpuinfo: oneDNN's own check stands
 
 
 def device_name(device: torch.device) -> str:
@@ -249,11 +242,9 @@ def device_name(device: torch.device) -> str:
 
 # --------------------------------------------------------------------------- the machine
 def cpu_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """CPUs this process may compute on: its affinity capped by its cgroup's CPU quota
+    (:func:`videobert.threads.cpu_budget`)."""
+    return cpu_budget()
 
 
 def cpu_name() -> str:

@@ -4,7 +4,8 @@ A model folder records the feature settings its visual words assume (``features.
 S3D weights sha256, fps, clip frames, size, precision) and carries the codebook
 (``visual_vocab/``). :class:`VideoTokenizer` decodes a video at the recorded fps and size, runs S3D
 in the recorded precision and descends the codebook — the same computation as ``videobert
-extract`` + ``videobert tokenize``. S3D is built on first use: from the weights file given as
+extract`` + ``videobert tokenize``. The precision is kept on any device because it changes words:
+fp32 and bf16 features give 1.6 % of the demo's clips another visual word (BENCHMARKS.md). S3D is built on first use: from the weights file given as
 ``s3d_weights`` (its sha256 must be the one the features were made with), or, for a model trained
 on randomly initialised features, from the same seeded initialisation.
 
@@ -13,6 +14,7 @@ on randomly initialised features, from the same seeded initialisation.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -26,7 +28,9 @@ from videobert.features.settings import clip_seconds
 from videobert.inference import LoadedModel
 from videobert.manifest import VideoEntry, safe_id_from_stem
 from videobert.model_folder import FEATURES_FILE, check_s3d_weights, read_feature_settings
-from videobert.runtime import resolve_precision
+from videobert.runtime import cpu_bf16_native, resolve_precision
+
+log = logging.getLogger(__name__)
 
 
 class VideoTokenizer:
@@ -82,7 +86,13 @@ class VideoTokenizer:
                 raise InputError(f"{self.model_dir / FEATURES_FILE}: features of {expected}, but S3D was built from "
                                  f"{made_from}")
             device = self.loaded.device
-            self._encoder = ClipEncoder(model, device, resolve_precision(self.settings.get("precision", "auto"), device))
+            precision = resolve_precision(self.settings.get("precision", "auto"), device)
+            if device.type == "cpu" and precision == "bf16" and not cpu_bf16_native():
+                log.warning("%s: the model's visual words were made from bf16 S3D features, and this CPU has no native "
+                            "bf16 (AVX-512 BF16 or AMX): S3D runs emulated, many times slower than fp32. The precision "
+                            "is kept because fp32 features change the visual word of some clips (1.6 %% of the "
+                            "demo's, BENCHMARKS.md)", self.model_dir)
+            self._encoder = ClipEncoder(model, device, precision)
         return self._encoder
 
     def iter_features(self, entries: Sequence[VideoEntry], progress=None) -> Iterator[VideoFeatures]:
@@ -97,7 +107,7 @@ class VideoTokenizer:
             check_decoder(decoder, encoder.device, runtime.gpu)
             self._decoder_checked = True
         yield from extract_features(list(entries), encoder, runtime, int(settings["fps"]), int(settings["clip_frames"]),
-                                    int(settings["size"]), decoder, progress=progress)
+                                    int(settings["size"]), decoder, progress=progress, desc="visual words")
 
     def iter_words(self, entries: Sequence[VideoEntry], progress=None
                    ) -> Iterator[tuple[VideoEntry, np.ndarray | None, InputError | None]]:

@@ -38,6 +38,7 @@ from videobert.vocab.stage import load_tokens
 FORMAT = 2  # corpus.json / summary.json "format": the columnar shards of this module
 SUMMARY_FILE = "summary.json"
 PLAN_FILE = "corpus.json"
+SPLITS_FILE = "splits.jsonl"  # every video's split, and whether it was drawn (videobert.corpus.splits)
 SHARDS = "shards"
 FIXED_COLUMNS = {"video": "int32", "index": "int32", "start": "float64", "end": "float64", "first_clip": "int32"}
 RAGGED_COLUMNS = {"text": "uint8", "text_ids": "int32", "video_ids": "int32"}

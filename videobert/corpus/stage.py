@@ -14,7 +14,11 @@ every shard is there, merges their failure records into ``failures.jsonl`` and w
 * **Sentences**: :func:`videobert.text.split_sentences` (``pause``, ``max_words``, and a local
   punctuation model with ``punctuator``).
 * **Alignment**: :mod:`videobert.corpus.align`.
-* **Splits** follow the manifest (a video without one is in ``train``), so a video is in one split.
+* **Splits** follow the manifest; a video without one (a folder of videos, a manifest without
+  ``split``) gets one drawn from a hash of ``split_seed`` and its id (:mod:`videobert.corpus.splits`:
+  ``test_share`` and ``val_share`` of them, an empty split filled from train where the corpus
+  allows), so a video is in one split and adding videos never moves the others. ``splits.jsonl``
+  lists every video's split and whether it was drawn; ``summary.json`` records the draw.
 * **WordPiece**: a local BERT tokenizer folder (``tokenizer``), as the paper used BERT's, or one
   trained on the sentences of the train split's videos — all of them when they number at most
   ``wordpiece_sample``, else a seeded sample of videos taken until that many sentences.
@@ -30,6 +34,7 @@ every shard is there, merges their failure records into ``failures.jsonl`` and w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -49,8 +54,9 @@ from videobert.config import field
 from videobert.corpus.align import MAX_SENTENCES_PER_CLIP, cap_sentences, sentence_examples, video_only_examples
 from videobert.corpus.columns import TableBuilder, write_table
 from videobert.corpus.joint_vocab import JointVocabulary
+from videobert.corpus.splits import assign_splits
 from videobert.corpus.reader import (
-    FIXED_COLUMNS, FORMAT, PLAN_FILE, RAGGED_COLUMNS, SHARDS, SUMMARY_FILE, VIDEO_COLUMNS, shard_path,
+    FIXED_COLUMNS, FORMAT, PLAN_FILE, RAGGED_COLUMNS, SHARDS, SPLITS_FILE, SUMMARY_FILE, VIDEO_COLUMNS, shard_path,
 )
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.logs import progress, progress_enabled
@@ -86,6 +92,10 @@ class CorpusConfig(SentenceConfig):
         None, help="local Hugging Face token-classification punctuation model, for transcripts without punctuation (ASR)"
     )
     video_only_words: int = field(16, help="visual words per example for videos without speech (paper: 16)")
+    test_share: float = field(0.1, neutral=True, help="videos the manifest gives no split: share drawn into test "
+                                                      "(by a hash of split_seed and the video id)")
+    val_share: float = field(0.1, neutral=True, help="videos the manifest gives no split: share drawn into val")
+    split_seed: int = field(0, neutral=True, help="seed of the split drawn for videos the manifest gives none")
     videos_per_shard: int = field(
         1000, help="videos per shard: the unit written whole, resumed and shared out among workers (the examples do not change)")
 
@@ -101,6 +111,8 @@ class CorpusConfig(SentenceConfig):
             raise ConfigError("video_only_words: must be at least 1")
         if self.videos_per_shard < 1:
             raise ConfigError("videos_per_shard: must be at least 1")
+        if not (0 <= self.test_share < 1 and 0 <= self.val_share < 1 and self.test_share + self.val_share < 1):
+            raise ConfigError("test_share, val_share: need 0 <= each and test_share + val_share < 1 (train keeps the rest)")
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,8 @@ class _Inputs:
     failed_asr: dict[str, dict]
     cfg: CorpusConfig
     punctuator: object
+    split_record: dict = dataclasses.field(default_factory=dict)  # how missing splits were drawn (splits.assign_splits)
+    drawn_ids: frozenset = frozenset()  # the videos whose split was drawn
 
 
 def run(manifest: str | Path, tokens_dir: str | Path, out_dir: str | Path, cfg: CorpusConfig,
@@ -129,14 +143,22 @@ def run(manifest: str | Path, tokens_dir: str | Path, out_dir: str | Path, cfg: 
     if overwrite and not alone:
         raise ConfigError("--overwrite needs one run over all the videos (alone, or torchrun without --shard): "
                           "other shards' writers would not see it; delete the folder first instead")
-    entries = read_manifest(manifest)
     info = read_tokens_info(tokens_dir)
     transcripts_dir = Path(transcripts_dir) if transcripts_dir is not None else None
     if transcripts_dir is not None and not transcripts_dir.is_dir():
         raise InputError(f"{transcripts_dir}: transcripts folder not found", "missing")
+    listed = read_manifest(manifest)
+    entries, split_record = assign_splits(listed, cfg.val_share, cfg.test_share, cfg.split_seed,
+                                          has_text=lambda entry: find_transcript(entry, transcripts_dir) is not None)
+    drawn_ids = frozenset(entry.video_id for entry in listed if entry.split is None)
+    if split_record["drawn"] and env.is_main and worker.index == 0:
+        log.info("%d videos without a split in the manifest: drawn into test %g, val %g, train the rest (split_seed %d)%s",
+                 split_record["drawn"], cfg.test_share, cfg.val_share, cfg.split_seed,
+                 "".join(f"; {split} was empty and takes {', '.join(ids)} from train"
+                         for split, ids in split_record["borrowed"].items()))
     failed_asr = asr_failures(transcripts_dir) if transcripts_dir is not None else {}
     punctuator = Punctuator(cfg.punctuator) if cfg.punctuator is not None else None
-    inputs = _Inputs(entries, info, transcripts_dir, failed_asr, cfg, punctuator)
+    inputs = _Inputs(entries, info, transcripts_dir, failed_asr, cfg, punctuator, split_record, drawn_ids)
     out = prepare_output_dir(out_dir)
     remove_stale_temporaries(out / SHARDS)
     shard_count = max(1, math.ceil(len(entries) / cfg.videos_per_shard))
@@ -275,7 +297,7 @@ def _first_difference(recorded: Any, plan: dict[str, Any]) -> str | None:
 
 def _clear(out: Path, reason: str) -> None:
     """Remove what the corpus stage wrote into ``out`` (and nothing else), saying why."""
-    names = [SUMMARY_FILE, "failures.jsonl", "vocabulary.json", PLAN_FILE, *(f"{s}.jsonl" for s in SPLITS)]
+    names = [SUMMARY_FILE, "failures.jsonl", "vocabulary.json", PLAN_FILE, SPLITS_FILE, *(f"{s}.jsonl" for s in SPLITS)]
     present = [name for name in names if (out / name).exists()] + [d for d in (SHARDS, "tokenizer") if (out / d).is_dir()]
     if not present:
         return
@@ -327,7 +349,7 @@ def wordpiece_sample(inputs: _Inputs) -> list[str]:
     seeded order until that many sentences (the last video's cut short), in manifest order.
     Unreadable transcripts are skipped here (the shards record them)."""
     cfg = inputs.cfg
-    train = [entry for entry in inputs.entries if (entry.split or "train") == "train"]
+    train = [entry for entry in inputs.entries if entry.split == "train"]
     order = np.random.default_rng([cfg.seed, 0x3D9]).permutation(len(train))
     taken: dict[int, list[str]] = {}
     total = 0
@@ -364,7 +386,7 @@ def build_shard(out: Path, index: int, count: int, vocabulary: JointVocabulary, 
     for entry in _shard_entries(inputs.entries, index, cfg.videos_per_shard):
         if bar is not None:
             bar.update(1)
-        split = entry.split or "train"
+        split = entry.split
         try:
             words = video_tokens(info, entry.video_id)
             sentences = video_sentences(entry, inputs.transcripts_dir, inputs.failed_asr, cfg, inputs.punctuator)
@@ -450,6 +472,9 @@ def finish(out: Path, plan: dict[str, Any], vocabulary: JointVocabulary, inputs:
         failure_lines += [json.dumps(record, ensure_ascii=False) for _, record in read_jsonl(folder / "failures.jsonl",
                                                                                                  "failure records")]
     atomic_write_text(out / "failures.jsonl", "".join(line + "\n" for line in failure_lines))
+    atomic_write_text(out / SPLITS_FILE, jsonl_text(
+        [{"video_id": entry.video_id, "split": entry.split, "drawn": entry.video_id in inputs.drawn_ids}
+         for entry in inputs.entries]))
     total = sum(per_split[split]["examples"] for split in SPLITS)
     if not total:
         raise StageError(f"no example could be made from {len(inputs.entries)} videos (see {out / 'failures.jsonl'})")
@@ -461,6 +486,7 @@ def finish(out: Path, plan: dict[str, Any], vocabulary: JointVocabulary, inputs:
         "splits": {split: {k: per_split[split][k] for k in _SPLIT_COUNTS} for split in SPLITS},
         **{name: _stats(tallies[name]) for name in _TALLIES},
         "dropped_sentences": {k: dropped[k] for k in ("outside_clips", "no_wordpieces", "over_clips")},
+        "split_draw": inputs.split_record,
         "tokenizer": {
             "source": str(cfg.tokenizer) if cfg.tokenizer is not None else "trained on the train split",
             "text_vocab_size": vocabulary.text_vocab_size,

@@ -84,9 +84,10 @@ def extract_features(
     size: int,
     decoder: str = "cpu",
     progress: Callable[..., Any] | None = None,
+    desc: str = "extract",
 ) -> Iterator[VideoFeatures]:
     """The features of every entry, each yielded as soon as its last batch is back (see the module
-    docstring). ``progress`` is a tqdm-like factory (``videobert.logs.progress``)."""
+    docstring). ``progress`` is a tqdm-like factory (``videobert.logs.progress``); ``desc`` names its bar."""
     if not entries:
         return
     began = time.perf_counter()
@@ -95,7 +96,7 @@ def extract_features(
                               chunk_clips=max(1, min(runtime.batch_size, 4)))
     loader = clip_loader([e.video for e in entries], settings, runtime.workers, pin_memory=runtime.device.type == "cuda")
     videos = [_Video(entry) for entry in entries]
-    bar = progress(total=len(entries), desc="extract", unit="video") if progress else None
+    bar = progress(total=len(entries), desc=desc, unit="video") if progress else None
     batch_size = runtime.batch_size
     waiting: list[tuple[int, int, torch.Tensor]] = []  # (video, first clip, clips) not yet in a batch
     in_flight: tuple[PendingFeatures, list[tuple[int, int]]] | None = None

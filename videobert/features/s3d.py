@@ -66,7 +66,7 @@ def build_s3d(weights: str | Path | None = None, init_seed: int = 0) -> tuple[nn
     if weights is None:
         log.warning(
             "NO PRETRAINED WEIGHTS: S3D is randomly initialised (seed %d). The features are good for "
-            "testing the pipeline, not for research; pass --weights with torchvision's Kinetics-400 S3D "
+            "testing the pipeline, not for research; pass --s3d-weights with torchvision's Kinetics-400 S3D "
             "state dict (s3d-d76dad2f.pth).", init_seed,
         )
         random_init_s3d(model, init_seed)

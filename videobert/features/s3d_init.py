@@ -3,7 +3,7 @@
 torchvision's default initialisation shrinks activations layer after layer (clip features come out
 with norms near 1e-5, which float16 storage flattens into subnormals) and its filters are blind to
 the direction of motion, so clip features from it say little beyond "which colours are on screen".
-Without ``--weights`` the extract stage uses this initialisation instead. It is deterministic for a
+Without ``--s3d-weights`` the extract stage uses this initialisation instead. It is deterministic for a
 seed (reruns, resumed runs and every rank get the same network) and keeps information:
 
 * the stem — a 1×7×7 spatial then a 7×1×1 temporal convolution — is a fixed bank of the filters
@@ -18,7 +18,7 @@ seed (reruns, resumed runs and every rank get the same network) and keeps inform
   instead of being scrambled by twenty random layers, while the noise adds random mixtures.
 
 It is a stand-in that makes the pipeline runnable and testable end to end; real work uses the
-Kinetics-400 weights (``--weights``).
+Kinetics-400 weights (``--s3d-weights``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 ``run`` creates the folder, records ``extract.json`` (what defines a feature; a folder never mixes
 two kinds), writes the resolved ``config.yaml``, owns the failure log (one per writer), writes
 ``<video_id>.npy`` as videos finish and, under torchrun, waits for the other ranks and merges their
-failure files. Rerunning skips videos whose features are complete. The readers at the end
+failure files. Rerunning skips videos whose features are complete and whose video file has the size
+and modification time of the one they were made from (``sources.jsonl``: each video's file, size
+and modification time, appended as it finishes), whatever manifest or folder lists it now; a video
+listed under another id whose file (name, size, modification time) made features gets a copy. The readers at the end
 (:func:`load_features`, :func:`list_videos`, :func:`clip_count`, :func:`extract_info`) are what
 the next stages use.
 """
@@ -11,6 +14,7 @@ the next stages use.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -30,9 +34,10 @@ from videobert.features.s3d import (
 from videobert.features.settings import check_feature_settings, feature_identity
 from videobert.logs import progress
 from videobert.manifest import read_manifest
+from videobert.readers import bounded_lines, open_regular, parse_json
 from videobert.features.decode import Decoder, check_decoder, decodes_into_gpu
 from videobert.runtime import (
-    LONG_BARRIER, DeviceName, Precision, Shard, combined_shard, cpu_bf16_is_faster, device_name, dist_env, process_group,
+    LONG_BARRIER, DeviceName, Precision, Shard, combined_shard, cpu_bf16_native, device_name, dist_env, process_group,
     resolve_device, resolve_precision,
 )
 from videobert.store import (
@@ -52,12 +57,13 @@ class ExtractConfig:
     fps: int = field(20, help="frames per second sampled from each video")
     clip_frames: int = field(30, help="frames per clip; clips do not overlap and a trailing partial clip is dropped")
     size: int = field(224, help="frame size: the short side is scaled to it, then the centre square is cropped")
-    weights: Path | None = field(None, help="torchvision S3D state dict (.pth, e.g. Kinetics-400); none: seeded random init")
+    s3d_weights: Path | None = field(None, former="weights",
+                                     help="torchvision S3D state dict (.pth, e.g. Kinetics-400); none: seeded random init")
     init_seed: int = field(0, help="seed of the random initialisation used without weights")
     device: DeviceName = field("auto", help="where the model runs (auto: CUDA when visible)")
     precision: Precision = field(
-        "auto", help="model precision (auto: bf16/fp16 on CUDA; on the CPU bf16 where it computes bf16 natively and "
-                     "faster, else fp32; a folder's features keep the precision they were started with)")
+        "auto", help="model precision (auto: bf16/fp16 on CUDA; on the CPU bf16 where it computes bf16 natively — "
+                     "AVX-512 BF16 or AMX — else fp32; a folder's features keep the precision they were started with)")
     decoder: Decoder = field(
         "cpu", help="video decoding: cpu — an ffmpeg process per video (the default: faster than torchcodec on the "
                     "2-core CPU measured, BENCHMARKS.md); torchcodec — FFmpeg's libraries in the decoding processes; "
@@ -107,7 +113,7 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
     precision = extract_precision(cfg.precision, device, None if overwrite else out)
     runtime = resolve_runtime(device, precision, cfg.batch_size, cfg.workers, env.local_processes)
     check_decoder(cfg.decoder, device, runtime.gpu)
-    model, weights = build_s3d(cfg.weights, cfg.init_seed)
+    model, weights = build_s3d(cfg.s3d_weights, cfg.init_seed)
     meta = extraction_meta(cfg, weights, device, precision, manifest)
     failures_file = out / failures_name(worker.index, worker.count)
 
@@ -131,15 +137,17 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
             len(mine), len(entries), worker, device, precision, runtime.batch_size,
             0 if decodes_into_gpu(cfg.decoder) else runtime.workers, cfg.decoder,
         )
-        todo = [entry for entry in mine if not is_complete(feature_path(out, entry.video_id))]
+        todo = reuse_features(out, mine, sources_name(worker.index, worker.count))
         skipped = len(mine) - len(todo)
         if skipped:
-            log.info("%d of %d videos already have features; skipping them", skipped, len(mine))
+            log.info("%d of %d videos already have features of the same video file; skipping them", skipped, len(mine))
         ok = failed = clips = 0
         cpu_decoded: dict[str, str] = {}  # video id -> why the GPU decoder left it to the CPU
         encoder = ClipEncoder(model, device, precision)
         began = time.perf_counter()
-        with FailureLog(failures_file) as failures:
+        keys = {entry.video_id: source_key(entry.video) for entry in todo}  # the files as they are read now
+        with FailureLog(failures_file) as failures, open(out / sources_name(worker.index, worker.count), "a",
+                                                         encoding="utf-8") as sources:
             for video in extract_features(todo, encoder, runtime, cfg.fps, cfg.clip_frames, cfg.size, cfg.decoder,
                                           progress=progress if env.is_main else None):
                 if video.error is not None:
@@ -147,6 +155,7 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
                     failed += 1
                     continue
                 atomic_save_npy(feature_path(out, video.entry.video_id), video.features)
+                record_source(sources, video.entry.video_id, keys.get(video.entry.video_id))
                 ok += 1
                 clips += len(video.features)
                 if video.cpu_reason:
@@ -175,8 +184,9 @@ def run(manifest: str | Path, out_dir: str | Path, cfg: ExtractConfig, shard: Sh
 
 def extract_precision(precision: str, device: torch.device, features_dir: Path | None = None) -> str:
     """The precision extraction runs in. ``auto``: the one ``features_dir`` was started with (a
-    folder never mixes two), else bf16 or fp16 on CUDA, and on the CPU bf16 only where it is
-    native and faster (:func:`videobert.runtime.cpu_bf16_is_faster`), fp32 elsewhere."""
+    folder never mixes two), else bf16 or fp16 on CUDA, and on the CPU bf16 where the CPU computes it
+    natively (:func:`videobert.runtime.cpu_bf16_native`, from its flags: no timing, so a busy
+    machine cannot change the choice), fp32 elsewhere."""
     if precision != "auto":
         return resolve_precision(precision, device)
     meta = Path(features_dir) / META_FILE if features_dir is not None else None
@@ -185,8 +195,93 @@ def extract_precision(precision: str, device: torch.device, features_dir: Path |
         if recorded in ("fp32", "bf16") or (recorded == "fp16" and device.type == "cuda"):
             return recorded
     if device.type == "cpu":
-        return "bf16" if cpu_bf16_is_faster() else "fp32"
+        return "bf16" if cpu_bf16_native() else "fp32"
     return resolve_precision("auto", device)
+
+
+# --------------------------------------------------------------------------- which video file made which features
+def sources_name(shard_index: int = 0, shard_count: int = 1) -> str:
+    """``sources.jsonl``, or ``sources.shard-I-of-N.jsonl`` for one writer among several."""
+    return "sources.jsonl" if shard_count <= 1 else f"sources.shard-{shard_index:05d}-of-{shard_count:05d}.jsonl"
+
+
+def source_key(video: Path) -> dict[str, Any] | None:
+    """What identifies a video file: its resolved path (recorded for people), size and modification
+    time (None where it cannot be read: extraction then reports it)."""
+    try:
+        path = Path(video).resolve()
+        stat = path.stat()
+    except (OSError, RuntimeError):
+        return None
+    return {"video": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def record_source(handle, video_id: str, key: dict[str, Any] | None) -> None:
+    """Append which file ``video_id``'s features were made from (one line, flushed)."""
+    if key is not None:
+        handle.write(json.dumps({"video_id": video_id, **key}, ensure_ascii=False) + "\n")
+        handle.flush()
+
+
+def read_sources(features_dir: Path) -> dict[str, dict[str, Any]]:
+    """video id -> the file its features were made from, from every writer's ``sources*.jsonl``
+    (the last record of an id wins; a line a killed writer left half-written is ignored)."""
+    sources: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(features_dir).glob("sources*.jsonl")):
+        try:
+            with open_regular(path, "feature sources") as handle:
+                for number, line in enumerate(bounded_lines(handle, path), 1):
+                    try:
+                        record = parse_json(line, path, number)
+                    except InputError:
+                        continue
+                    if isinstance(record, dict) and isinstance(record.get("video_id"), str):
+                        sources[record["video_id"]] = record
+        except InputError as exc:
+            log.warning("%s; its videos' features are taken as they are", exc)
+    return sources
+
+
+def _same_source(record: dict[str, Any], key: dict[str, Any]) -> bool:
+    """The same file: size and modification time (a folder of videos moved elsewhere keeps both)."""
+    return all(record.get(name) == key[name] for name in ("size", "mtime_ns"))
+
+
+def _file_identity(record: dict[str, Any]) -> tuple:
+    return Path(str(record.get("video"))).name, record.get("size"), record.get("mtime_ns")
+
+
+def reuse_features(out: Path, entries: list, sources_file: str = "sources.jsonl") -> list:
+    """The entries whose features must be (re)computed. A video whose features are complete is
+    kept when no record says otherwise (features of an earlier version, or a file that cannot be
+    read now) or its record has the file's size and modification time; a video without features
+    whose file (name, size and modification time) made another id's features gets a copy of them
+    (recorded)."""
+    sources = read_sources(out)
+    by_file = {_file_identity(record): video_id for video_id, record in sources.items()}
+    todo, copied = [], []
+    for entry in entries:
+        path = feature_path(out, entry.video_id)
+        key = source_key(entry.video)
+        if is_complete(path):
+            record = sources.get(entry.video_id)
+            if record is None or key is None or _same_source(record, key):
+                continue
+            log.info("%s: its video file changed since its features were made (%s); extracting it again",
+                     entry.video_id, entry.video)
+        elif key is not None:
+            other = by_file.get(_file_identity(key))
+            if other is not None and is_complete(feature_path(out, other)):
+                atomic_save_npy(path, load_features(out, other))
+                copied.append((entry.video_id, key))
+                continue
+        todo.append(entry)
+    if copied:
+        with open(out / sources_file, "a", encoding="utf-8") as handle:
+            for video_id, key in copied:
+                record_source(handle, video_id, key)
+        log.info("%d videos listed under new ids took the features of the same file", len(copied))
+    return todo
 
 
 def record_cpu_decoded(features_dir: Path, reasons: dict[str, str]) -> None:
@@ -261,7 +356,8 @@ def claim_features_dir(features_dir: str | Path, meta: dict[str, Any], overwrite
                 f"{key}={ours[key]!r}; use another output folder, or --overwrite to replace them"
             )
     if recorded.get("manifest") != meta.get("manifest"):
-        log.warning("%s was started from manifest %s; this run reads %s", features_dir, recorded.get("manifest"), meta.get("manifest"))
+        log.info("%s was started from manifest %s; this run reads %s (features of the same video files are reused)",
+                 features_dir, recorded.get("manifest"), meta.get("manifest"))
     return recorded
 
 
@@ -272,7 +368,7 @@ def remove_features(features_dir: str | Path) -> int:
     removed = 0
     if not (folder / META_FILE).is_file():
         return removed
-    for path in [*folder.glob("*.npy"), *folder.glob("failures*.jsonl"), folder / META_FILE]:
+    for path in [*folder.glob("*.npy"), *folder.glob("failures*.jsonl"), *folder.glob("sources*.jsonl"), folder / META_FILE]:
         if path.name.startswith(".") or not path.is_file():
             continue
         path.unlink()

@@ -186,7 +186,9 @@ def evaluate(
     n = len(texts)
     where = corpus_dir if corpus_dir is not None else segments
     if n < 2:
-        raise StageError(f"{where}: the {cfg.split} split has {n} text-video segments; retrieval needs 2 or more")
+        raise StageError(f"{where}: the {cfg.split} split has {n} text-video segments; retrieval needs 2 or more (give "
+                         "videos a split in the manifest, or raise the corpus's test_share, the share of videos without "
+                         "one drawn into test)")
     queries, how = _queries(n, cfg)
     metrics: dict[str, Any] = {
         "run": str(Path(model_dir).absolute()),

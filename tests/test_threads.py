@@ -1,0 +1,66 @@
+"""Threads from the CPUs a process may use, and OpenMP's wait policy, set before torch loads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+from videobert import threads
+
+
+def test_the_cgroup_quota_caps_the_affinity(tmp_path, monkeypatch):
+    own = tmp_path / "self-cgroup"
+    own.write_text("0::/\n")
+    root = tmp_path / "fs"
+    root.mkdir()
+    (root / "cpu.max").write_text("max 100000\n")
+    assert threads.cgroup_cpu_quota(root, own) is None
+    (root / "cpu.max").write_text("150000 100000\n")  # a container's --cpus 1.5
+    assert threads.cgroup_cpu_quota(root, own) == 1.5
+    job = root / "system.slice" / "job_42"  # a job's cgroup below the root (Slurm, systemd), the tighter limit wins
+    job.mkdir(parents=True)
+    (job / "cpu.max").write_text("100000 100000\n")
+    own.write_text("0::/system.slice/job_42\n")
+    assert threads.cgroup_cpu_quota(root, own) == 1.0
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    own.write_text("4:cpu,cpuacct:/\n")
+    assert threads.cgroup_cpu_quota(v1, own) is None
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    assert threads.cgroup_cpu_quota(v1, own) == 3.0
+    assert threads.cgroup_cpu_quota(tmp_path / "none", tmp_path / "no-such-file") is None
+    monkeypatch.setattr(threads, "affinity_cpus", lambda: 8)
+    for quota, budget in ((None, 8), (1.5, 2), (0.5, 1), (3.0, 3), (16.0, 8)):
+        monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda quota=quota: quota)
+        assert threads.cpu_budget() == budget
+
+
+def test_configure_sets_only_what_is_unset_and_off_leaves_everything():
+    environ: dict[str, str] = {}
+    loaded = sys.modules.pop("torch", None)
+    try:
+        threads.configure(environ)
+        assert environ == {"OMP_NUM_THREADS": str(threads.cpu_budget()), "OMP_WAIT_POLICY": threads.WAIT_POLICY}
+        mine = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"}
+        threads.configure(mine)
+        assert mine == {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"}
+        off = {"VIDEOBERT_THREADS": "off"}
+        threads.configure(off)
+        assert off == {"VIDEOBERT_THREADS": "off"}
+    finally:
+        if loaded is not None:
+            sys.modules["torch"] = loaded
+
+
+def test_importing_videobert_before_torch_sets_them_for_torch():
+    probe = ("import os, videobert, torch; "
+             "print(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], os.environ['OMP_WAIT_POLICY'])")
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    result = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                            env={**env, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1", threads.WAIT_POLICY]  # one CPU allowed: one thread
