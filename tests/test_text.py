@@ -367,3 +367,8 @@ def test_words_the_vocabulary_does_not_hold_whole_are_counted_and_warned_of_when
         vocab.warn_unknown("red xylophone quantum", "query")
     assert len(caplog.records) == 1
     assert "2 of the 3 words of the query 'red xylophone quantum'" in caplog.text and "'xylophone', 'quantum'" in caplog.text
+    with caplog.at_level("WARNING"):
+        vocab.warn_unknown("red xylophone quantum", "query")  # said once per text
+        vocab.warn_unknown("now the [MASK] zyzzyva quokka wombat", "template")  # a template's slots are not words
+    assert len(caplog.records) == 2
+    assert "3 of the 5 words of the template" in caplog.records[-1].getMessage()

@@ -246,6 +246,7 @@ class VideoBERTPipeline:
 
     # ------------------------------------------------------------------ helpers
     def _text_ids(self, text: str) -> list[int]:
+        self.loaded.vocab.warn_unknown(text, "text")
         ids = self.loaded.vocab.encode_text(text)
         if not ids:
             raise ConfigError(f"the text {text!r} has no WordPiece the model knows")

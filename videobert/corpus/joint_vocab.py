@@ -102,8 +102,12 @@ class JointVocabulary(JointLayout):
 
     def warn_unknown(self, text: str, what: str) -> None:
         """Warn when most words of ``text`` are not in the WordPiece vocabulary (the model reads
-        them as fragments); ``what`` names it in the message ("query", "template")."""
-        warn_unknown(self.tokenizer, text, what, log)
+        them as fragments); ``what`` names it in the message ("query", "template"). Once per
+        text and kind for the life of the vocabulary (a template is read once per video)."""
+        warned = self.__dict__.setdefault("_warned", set())
+        if (what, text) not in warned:
+            warned.add((what, text))
+            warn_unknown(self.tokenizer, text.replace(MASK, " "), what, log)
 
     def encode_template(self, template: str) -> list[int]:
         """WordPiece ids of a fill-in-the-blank template: each literal ``[MASK]`` is the mask id

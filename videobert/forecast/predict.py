@@ -104,6 +104,7 @@ def forecast(loaded: LoadedModel, context_words: Sequence[int], n_words: int,
     _check_words(context, layout, "the context")
     text_ids = None
     if text is not None:
+        loaded.vocab.warn_unknown(text, "--text")
         text_ids = loaded.vocab.encode_text(text)
         if not text_ids:
             raise ConfigError(f"the sentence {text!r} has no WordPiece the model knows")

@@ -19,6 +19,7 @@ def text_to_video(loaded: LoadedModel, sentence: str, n_words: int = 4) -> tuple
     """Visual words (0 … V-1) predicted for ``sentence``, in clip order, and the probability each
     had when it was chosen. The ``n_words`` masks are filled iteratively, most confident first."""
     layout = loaded.layout
+    loaded.vocab.warn_unknown(sentence, "sentence")
     text = loaded.vocab.encode_text(sentence)
     if not text:
         raise ConfigError(f"the sentence {sentence!r} has no WordPiece the model knows")

@@ -91,6 +91,7 @@ def load_spec(path: str | Path) -> list[AttributeSpec]:
 
 def template_input(loaded: LoadedModel, template: str, video_words: Sequence[int] | None) -> tuple[dict[str, np.ndarray], list[int]]:
     """The template (with the video when given) as a model input, and the positions of its masks."""
+    loaded.vocab.warn_unknown(template, "template")
     text = loaded.vocab.encode_template(template)
     sequence = build_input(loaded.layout, text, video_words if video_words is not None and len(video_words) else None,
                            loaded.max_len)
