@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from pipelines.common import command, new_parser, say, stage_flags, torchrun_launcher
+from videobert.bars import BarResult, format_bars, missed
+from videobert.errors import BarsMissed
 from videobert.runner import STAGE_NAMES, Runner, load_run_config, summary_lines
 
 
@@ -18,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(STAGE_NAMES)
         + ".\nA stage whose config and inputs are unchanged since it finished is skipped; a changed stage\n"
         "reruns with every stage after it; an interrupted stage resumes. See pipelines/configs/ for\n"
-        "examples (demo.yaml, paper.yaml, my_corpus.yaml).",
+        "examples (demo.yaml, paper.yaml, my_corpus.yaml). With a bars: section in CONFIG, a run of every\n"
+        "stage ends with its figures beside their bars and exits 1 naming those missed.",
     )
     parser.add_argument("config", type=Path, metavar="CONFIG", help="run config (YAML)")
     parser.add_argument("-o", "--out", type=Path, metavar="RUN",
@@ -45,9 +48,29 @@ def execute(config_path: Path, run_dir: Path, stages: str | None = None, force: 
     return runner
 
 
+def report_bars(runner: Runner) -> list[BarResult]:
+    """Print the finished run's figures beside its config's bars (nothing without a bars section)."""
+    results = runner.bar_results()
+    if results:
+        say()
+        say("\n".join(format_bars(results)))
+    return results
+
+
+def fail_on_missed(results: list[BarResult]) -> None:
+    """:class:`BarsMissed` naming every bar missed, with its figure (exit code 1)."""
+    names = missed(results)
+    if names:
+        figures = [f"{r.name} {r.value:.3f} (bar {r.bar})" if r.value is not None else f"{r.name} (not measured)"
+                   for r in results if not r.held]
+        raise BarsMissed(f"{len(names)} bar(s) missed: " + "; ".join(figures))
+
+
 def run(args: argparse.Namespace) -> int:
-    execute(args.config, args.out or Path("runs") / args.config.stem, args.stages, args.force, args.set,
-            stage_flags(args))
+    runner = execute(args.config, args.out or Path("runs") / args.config.stem, args.stages, args.force, args.set,
+                     stage_flags(args))
+    if args.stages is None:
+        fail_on_missed(report_bars(runner))
     return 0
 
 
