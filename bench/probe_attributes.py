@@ -4,7 +4,8 @@
 
 For every labelled segment of the synthetic corpus (colour, shape, action), three representations
 of its video are probed with a logistic regression trained on the train split's segments and
-scored on the test split's, beside chance and the majority class:
+scored on the val split's (``--split test`` only to report a choice already made: choices are made
+on val), beside chance and the majority class:
 
 * S3D features: the mean 1024-d clip feature over the clips the segment overlaps (FEATURES);
 * visual words: the segment's bag of visual words, normalised (TOKENS);
@@ -76,6 +77,8 @@ def probe(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="run folder with synth/, features/, tokens/, model/")
+    parser.add_argument("--split", default="val", choices=["val", "test"],
+                        help="split the probes are scored on (default val, where choices are made)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = segments(args.run)
@@ -91,9 +94,9 @@ def main() -> None:
     ])
     states = model_states(args.run, rows, tokens)
     train = np.array([r["split"] == "train" for r in rows])
-    test = np.array([r["split"] == "test" for r in rows])
+    test = np.array([r["split"] == args.split for r in rows])  # the split scored
     keep = train | test
-    print(f"{args.run}: {int(train.sum())} train / {int(test.sum())} test labelled segments")
+    print(f"{args.run}: {int(train.sum())} train / {int(test.sum())} {args.split} labelled segments")
     print(f"{'attribute':<10}{'chance':>8}{'majority':>10}{'S3D':>8}{'words':>8}{'states':>8}")
     for attribute, classes in ATTRIBUTES.items():
         y = np.array([classes.index(r[attribute]) for r in rows])

@@ -3,7 +3,8 @@
 train: a transformer encoder-decoder (after Zhou et al. 2018) on EMB's train split (videobert embed),
 reading its S3D part, its VideoBERT part or both (--features); --resume continues bit for bit.
 evaluate: beam search on a split, scored with the COCO caption toolkit (BLEU-3/4, METEOR where Java
-is installed, ROUGE-L, CIDEr) beside the nearest-neighbour baseline, into CAP/eval-<split> (or -o OUT).
+is installed, ROUGE-L, CIDEr) beside two baselines that copy train captions — the nearest neighbour's, and
+the consensus of the K nearest (the one of their captions most like the others) — into CAP/eval-<split> (or -o OUT).
 generate: print the captions of a split's segments (-o FILE: write them as JSON Lines).
 suite: one captioner per feature choice in CAP/<features>/ (what videobert run and the demo call).
 """
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-o", "--out", type=Path, required=True, metavar="CAP", help="captioner folder")
     train.add_argument("--resume", action="store_true", help="continue from the folder's latest checkpoint")
     add_config_arguments(train, stage.CaptionConfig)
-    for name, help_text in (("evaluate", "caption a split and score it beside the nearest-neighbour baseline"),
+    for name, help_text in (("evaluate", "caption a split and score it beside the nearest-neighbour and consensus baselines"),
                             ("generate", "caption a split's segments")):
         sub = actions.add_parser(name, help=help_text)
         sub.add_argument("captioner", type=Path, metavar="CAP", help="captioner folder (videobert caption train)")
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
         out_help = "output folder (default: CAP/eval-<split>)" if name == "evaluate" else "write the captions as JSON Lines"
         sub.add_argument("-o", "--out", type=Path, metavar="OUT" if name == "evaluate" else "FILE", help=out_help)
+        if name == "evaluate":
+            sub.add_argument("--consensus-k", type=int, default=stage.CONSENSUS_K, metavar="K",
+                             help="train segments the consensus baseline chooses among: of their captions, the one most "
+                                  f"like the others (default {stage.CONSENSUS_K}, chosen on the demo's val split; 1: the "
+                                  "nearest neighbour)")
         if name == "generate":
             sub.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N segments (0: all)")
     suite = actions.add_parser("suite", help="train and evaluate one captioner per feature choice")
@@ -57,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
         report(stage.run_suite(args.embeddings, args.out, resolve_config(stage.CaptionSuiteConfig, args)))
     elif args.action == "evaluate":
         cfg = stage.decoding_config(args.captioner, args.device, args.beam)
-        say(stage.evaluate(args.captioner, args.embeddings, args.out, args.split, cfg).message)
+        say(stage.evaluate(args.captioner, args.embeddings, args.out, args.split, cfg, args.consensus_k).message)
     else:
         cfg = stage.decoding_config(args.captioner, args.device, args.beam)
         captions = stage.generate_captions(args.captioner, args.embeddings, args.split, cfg, args.limit, args.out)

@@ -9,6 +9,8 @@ from typing import Sequence
 
 from pipelines.common import command, new_parser, say, stage_flags, torchrun_launcher
 from pipelines.plan import show_plan
+from videobert.bars import BarResult, format_bars, missed
+from videobert.errors import BarsMissed
 from videobert.runner import STAGE_NAMES, Runner, load_run_config, summary_lines
 
 
@@ -21,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         "reruns with every stage after it; an interrupted stage resumes. The plan comes first: videos,\n"
         "clips, visual words, corpus, pretraining time measured here, memory, and a warning naming the\n"
         "setting to change where the plan is hopeless (videobert plan CONFIG prints it alone). See\n"
-        "pipelines/configs/ for examples (demo.yaml, paper.yaml, my_corpus.yaml, my_corpus_cpu.yaml).",
+        "pipelines/configs/ for examples (demo.yaml, paper.yaml, my_corpus.yaml, my_corpus_cpu.yaml).\n"
+        "With a bars: section in CONFIG, a run of every stage ends with its figures beside their bars\n"
+        "and exits 1 naming those missed.",
     )
     parser.add_argument("config", type=Path, metavar="CONFIG", help="run config (YAML)")
     parser.add_argument("-o", "--out", type=Path, metavar="RUN",
@@ -53,9 +57,29 @@ def execute(config_path: Path, run_dir: Path, stages: str | None = None, force: 
     return runner
 
 
+def report_bars(runner: Runner) -> list[BarResult]:
+    """Print the finished run's figures beside its config's bars (nothing without a bars section)."""
+    results = runner.bar_results()
+    if results:
+        say()
+        say("\n".join(format_bars(results)))
+    return results
+
+
+def fail_on_missed(results: list[BarResult]) -> None:
+    """:class:`BarsMissed` naming every bar missed, with its figure (exit code 1)."""
+    names = missed(results)
+    if names:
+        figures = [f"{r.name} {r.value:.3f} (bar {r.bar})" if r.value is not None else f"{r.name} (not measured)"
+                   for r in results if not r.held]
+        raise BarsMissed(f"{len(names)} bar(s) missed: " + "; ".join(figures))
+
+
 def run(args: argparse.Namespace) -> int:
-    execute(args.config, args.out or Path("runs") / args.config.stem, args.stages, args.force, args.set,
-            stage_flags(args), plan=not args.no_plan)
+    runner = execute(args.config, args.out or Path("runs") / args.config.stem, args.stages, args.force, args.set,
+                     stage_flags(args), plan=not args.no_plan)
+    if args.stages is None:
+        fail_on_missed(report_bars(runner))
     return 0
 
 

@@ -1,6 +1,6 @@
 """The paper's downstream uses through ``videobert run``: segment embeddings (shapes, the template,
 the S3D part, sharding and resuming), captioners (training that resumes bit for bit, beam search,
-the nearest-neighbour baseline, the commands) and one-line errors for bad inputs."""
+the nearest-neighbour and consensus baselines, the commands) and one-line errors for bad inputs."""
 
 from __future__ import annotations
 
@@ -53,13 +53,29 @@ def test_the_run_embeds_captions_and_forecasts(downstream):
         assert matrix.shape == (len(rows), hidden + 1024) == (count, meta["dim"]) and matrix.dtype == np.float16
         assert count == sum(s["split"] == split for s in segments)  # the synthetic segments all cover clips
         assert np.isfinite(matrix).all()
+    from videobert.caption.metrics import caption_metrics, java_status
+
     captions = json.loads((run / "caption" / "metrics.json").read_text())["by_features"]
     assert set(captions) == {"s3d", "videobert", "both"}
+    java, why = java_status()
     for figures in captions.values():
-        for kind in ("captioner", "nearest_neighbour"):
+        for kind in ("captioner", "nearest_neighbour", "consensus"):
             assert all(0 <= figures[kind][key] for key in ("bleu3", "bleu4", "rouge_l", "cider"))
-            assert figures[kind]["meteor"] is None or 0 <= figures[kind]["meteor"] <= 1
+            if java:  # where Java runs, METEOR is computed: a figure, never a note
+                assert figures[kind]["meteor"] is not None and 0 < figures[kind]["meteor"] <= 1, figures[kind]
+            else:
+                assert figures[kind]["meteor"] is None and figures[kind]["meteor_note"], why
+        assert figures["consensus_k"] >= 1
         assert (run / "caption" / figures["features"] / "model.safetensors").is_file()
+    # the captioner learned something: above a caption drawn at random from the train split, on the
+    # same segments and tokenizer
+    rng = np.random.default_rng(0)
+    train_sentences = [json.loads(line)["sentence"] for line in (run / "embed" / "train.jsonl").read_text().splitlines()]
+    written = [json.loads(line) for line in (run / "caption" / "both" / "eval-test" / "captions.jsonl").read_text().splitlines()]
+    references = {str(i): row["references"] for i, row in enumerate(written)}
+    random = caption_metrics(references, {str(i): train_sentences[rng.integers(len(train_sentences))]
+                                          for i in range(len(written))}, meteor=False)
+    assert captions["both"]["captioner"]["cider"] > random["cider"], (captions["both"]["captioner"], random)
     forecast = json.loads((run / "forecast" / "metrics.json").read_text())
     assert forecast["predictions"] > 0 and 0 <= forecast["model"]["top1"] <= forecast["model"]["top5"] <= 1
 
@@ -294,13 +310,35 @@ def test_a_beam_of_one_without_length_penalty_is_greedy_decoding(downstream):
 
 
 def test_the_nearest_neighbour_baseline_copies_the_most_similar_train_caption():
-    from videobert.caption.stage import nearest_neighbour_captions
+    from videobert.caption.consensus import consensus_captions, nearest_neighbour_captions
 
     rng = np.random.default_rng(0)
     train_features = rng.normal(size=(20, 6)).astype(np.float32)
     sentences = [f"caption {i}" for i in range(20)]
     queries = train_features[[3, 17, 8]] + 0.01 * rng.normal(size=(3, 6)).astype(np.float32)
     assert nearest_neighbour_captions(train_features, sentences, queries) == ["caption 3", "caption 17", "caption 8"]
+    assert consensus_captions(train_features, sentences, queries, 1) == ["caption 3", "caption 17", "caption 8"]
+
+
+def test_the_consensus_baseline_picks_the_caption_its_neighbours_agree_on():
+    from videobert.caption.consensus import consensus_captions, nearest_train_rows
+
+    rng = np.random.default_rng(1)
+    centre = rng.normal(size=6).astype(np.float32)
+    # five train segments around the query, nearest first; the nearest has an odd phrasing, three others
+    # say the same thing in the common one; fifteen more far away
+    near = centre + np.outer(np.arange(1, 6), 0.02 * np.ones(6, np.float32))
+    far = rng.normal(size=(15, 6)).astype(np.float32) * 5 + 20
+    train_features = np.concatenate([near, far]).astype(np.float32)
+    sentences = ["okay so the red circle is going to the left now", "now the red circle moves left",
+                 "now the red circle moves left okay", "now the red circle moves left", "the blue square grows",
+                 *[f"far away {i}" for i in range(15)]]
+    query = centre[None] - 0.01
+    assert list(nearest_train_rows(train_features, query, 5)[0]) == [0, 1, 2, 3, 4]
+    assert consensus_captions(train_features, sentences, query, 1) == [sentences[0]]
+    assert consensus_captions(train_features, sentences, query, 5) == ["now the red circle moves left"]
+    with pytest.raises(ValueError, match="k: need at least 1"):
+        consensus_captions(train_features, sentences, query, 0)
 
 
 def test_the_caption_commands(downstream, tmp_path):
@@ -317,6 +355,13 @@ def test_the_caption_commands(downstream, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((cap / "eval-test" / "metrics.json").read_text())
     assert metrics["beam"] == 1 and metrics["features"] == "s3d" and "nearest neighbour" in result.stdout
+    from videobert.caption.stage import CONSENSUS_K
+
+    assert metrics["consensus_k"] == CONSENSUS_K and f"consensus of {CONSENSUS_K}" in result.stdout
+    result = run_cli("caption", "evaluate", cap, "--beam", "1", "--consensus-k", "1", "-o", tmp_path / "k1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    k1 = json.loads((tmp_path / "k1" / "metrics.json").read_text())
+    assert k1["consensus"]["cider"] == k1["nearest_neighbour"]["cider"]  # k = 1: the nearest neighbour
     missing = run_cli("caption", "evaluate", tmp_path / "nowhere")
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
 

@@ -234,6 +234,30 @@ def test_exhaustive_counts_equal_the_full_score_matrix_bit_for_bit(batch_tokens,
     assert part.pairs_scored < counts.pairs_scored <= 15 * 15
 
 
+def test_the_true_pair_must_tie_with_itself():
+    """An equal count of 0 would make recall 1 whatever the scores: the metrics refuse it, and
+    exhaustive ranking checks that each true pair scored the same in its two passes."""
+    from videobert.retrieval import exhaustive
+
+    with pytest.raises(ValueError, match="equal count 0 for query 1"):
+        metrics_from_counts(np.array([0, 40, 2]), np.array([1, 0, 1]))
+    texts, videos = random_gallery(8, seed=5)
+    loaded = random_model(batch_tokens=32)
+    forward = exhaustive.forward_sequences
+    calls = {"n": 0}
+
+    def drifting(*args, **kwargs):  # the second pass sees other scores than the first
+        calls["n"] += 1
+        logits, *rest = forward(*args, **kwargs)
+        return (logits + (1e-3 if calls["n"] > 1 else 0.0), *rest)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exhaustive, "CACHE_SCORES", 0)
+        patch.setattr(exhaustive, "forward_sequences", drifting)
+        with pytest.raises(RuntimeError, match="did not tie with itself"):
+            exhaustive_counts(loaded, texts, videos)
+
+
 def test_alignment_partners_are_those_of_the_quadratic_rule():
     """The O(N) partner choice draws the same partner as the list of every other video's examples."""
     from videobert.retrieval import scoring

@@ -148,9 +148,18 @@ def test_unclosed_tags_are_stripped_in_linear_time():
 
     from videobert.text import clean_text
 
-    began = time.perf_counter()
-    assert clean_text("so " + "<" * 100_000 + " then <i>we</i> {\\an8 [ [ cut") == "so " + "<" * 100_000 + " then we {\\an8 [ [ cut"
-    assert time.perf_counter() - began < 1.0
+    def seconds(count: int) -> float:  # the best of five: the least disturbed by other work on the machine
+        text = "so " + "<" * count + " then <i>we</i> {\\an8 [ [ cut"
+        best = float("inf")
+        for _ in range(5):
+            began = time.perf_counter()
+            assert clean_text(text) == "so " + "<" * count + " then we {\\an8 [ [ cut"
+            best = min(best, time.perf_counter() - began)
+        return best
+
+    # 8x the input: about 8x the time when linear, 64x when quadratic (what unclosed tags once cost)
+    small, large = seconds(20_000), seconds(160_000)
+    assert large < 24 * small, (small, large)
 
 
 def test_deeply_nested_json_is_one_named_error(tmp_path):

@@ -336,6 +336,34 @@ def test_vocab_recovers_planted_clusters_and_writes_its_summary(planted_folder):
     assert codebook.word_counts.sum() == 960
 
 
+def test_fit_split_train_fits_on_the_train_videos_only(planted_folder, tmp_path):
+    """The same codebook as a folder holding only the train videos, whatever the other videos hold."""
+    root, videos, _ = planted_folder
+    ids = sorted(videos)
+    splits = {video_id: ("val" if i == 3 else "test" if i in (5, 8) else None) for i, video_id in enumerate(ids)}
+    manifest = tmp_path / "manifest.jsonl"  # a video without a split is in train, as the corpus has it
+    manifest.write_text("".join(json.dumps({"video_id": v, "video": f"{v}.mp4", **({"split": s} if s else {})}) + "\n"
+                                for v, s in splits.items()))
+    rng = np.random.default_rng(0)
+    everything = {v: f if splits[v] is None else f + rng.normal(0, 0.05, f.shape).astype(np.float32)  # held-out: far off
+                  for v, f in videos.items()}
+    write_features(tmp_path / "all", everything, manifest=manifest)
+    write_features(tmp_path / "train_only", {v: f for v, f in videos.items() if splits[v] is None})
+    common = ["--k", "4", "--depth", "2", "--seed", "3", "--normalise", "standardise", "--pca-dim", "8", *FAST]
+    assert vocab_stage.main([str(tmp_path / "all"), "-o", str(tmp_path / "fit_train"), "--fit-split", "train",
+                             *common]) == 0
+    assert vocab_stage.main([str(tmp_path / "train_only"), "-o", str(tmp_path / "reference"), *common]) == 0
+    assert vocab_stage.main([str(tmp_path / "all"), "-o", str(tmp_path / "fit_all"), *common]) == 0
+    fitted, reference = load(tmp_path / "fit_train", device="cpu"), load(tmp_path / "reference", device="cpu")
+    assert fitted.hash == reference.hash != load(tmp_path / "fit_all", device="cpu").hash
+    sample = json.loads((tmp_path / "fit_train" / "vocab.json").read_text())["sample"]
+    assert (sample["videos"], sample["corpus_videos"], sample["fit_split"]) == (7, 7, "train")
+    # without a manifest that says the splits, fit_split is a usage error
+    write_features(tmp_path / "no_manifest", videos)
+    assert vocab_stage.main([str(tmp_path / "no_manifest"), "-o", str(tmp_path / "x"), "--fit-split", "train",
+                             *common]) == 2
+
+
 def test_codebook_has_no_pickles_and_reloads_to_the_same_tokens(planted_folder, tmp_path):
     root, videos, _ = planted_folder
     with np.load(root / "vocab" / "codebook.npz", allow_pickle=False) as data:

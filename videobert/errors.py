@@ -55,3 +55,7 @@ class StageError(VideoBertError):
 
     def __reduce__(self):
         return type(self), (str(self), self.exit_code)
+
+
+class BarsMissed(VideoBertError):
+    """A run finished, but figures of it missed the bars its config promises (:mod:`videobert.bars`)."""

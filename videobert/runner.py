@@ -46,6 +46,7 @@ from stat import S_ISDIR, S_ISREG
 from typing import Any, Callable, Optional, Sequence
 
 from videobert import config as cfgmod
+from videobert.bars import BarResult, BarsConfig, check_run_bars
 from videobert.config import field
 from videobert.caption import stage as caption_stage
 from videobert.caption.stage import CaptionSuiteConfig
@@ -108,6 +109,8 @@ class RunConfig:
     caption: Optional[CaptionSuiteConfig] = field(None, help="captioners on the embedded segments (off when absent; "
                                                              "needs embed)")
     forecast: Optional[ForecastConfig] = field(None, help="next-visual-word forecasting on a corpus split (off when absent)")
+    bars: Optional[BarsConfig] = field(None, help="figures the finished run must reach (videobert.bars): printed beside "
+                                                  "them, and the command exits 1 naming those missed (no stage reads it)")
 
     def check(self) -> None:
         if (self.manifest is None) == (self.synth is None):
@@ -295,6 +298,14 @@ class Runner:
 
     def enabled(self, name: str) -> bool:
         return self.stage_config(name) is not None
+
+    def bar_results(self) -> list[BarResult]:
+        """The finished run's figures beside its config's bars (none without a ``bars`` section)."""
+        if self.cfg.bars is None:
+            return []
+        return check_run_bars(self.cfg.bars, self.folder("evaluate"),
+                              self.folder("caption") if self.enabled("caption") else None,
+                              self.folder("forecast") if self.enabled("forecast") else None)
 
     @functools.cached_property
     def inputs_fingerprint(self) -> str:

@@ -34,6 +34,12 @@ def differences(metrics: dict[str, Any], benchmark: dict[str, Any], features: di
         notes.append(f"gallery: {gallery} segments here against {expected} in the papers"
                      + (f" ({missing} of the annotated videos {'was' if missing == 1 else 'were'} missing or unreadable)"
                         if (missing := benchmark.get("missing_videos")) else ""))
+    for attribute, zero in (metrics.get("zero_shot") or {}).items():
+        classes = zero.get("classes", 0) + len(zero.get("left_out_classes", []))
+        if "left_out_segments" in zero:
+            notes.append(f"zero-shot {attribute}: {len(zero['left_out_classes'])} of {classes} classes and "
+                         f"{zero['left_out_segments']} of {zero['labelled_segments']} labelled segments left out, their "
+                         "label not one WordPiece of this model's vocabulary (one [MASK] predicts one piece)")
     if (metrics.get("queries") or {}).get("scoring") == "seeded query sample":
         notes.append(f"ranked on a seeded sample of {metrics['queries']['ranked']} queries")
     return notes

@@ -5,9 +5,11 @@
   the ``s3d`` part, the ``videobert`` part or ``both``; CAP holds ``config.json``,
   ``model.safetensors``, ``captioner.json`` (which features, from which EMB), the tokenizer of the
   VideoBERT run, and ``checkpoints/`` to resume from.
-* :func:`evaluate` — beam search on a split, scored with the COCO caption toolkit beside the
-  nearest-neighbour baseline (each segment gets the caption of the train segment whose features
-  are most similar, cosine over standardised features): ``metrics.json`` and ``captions.jsonl``.
+* :func:`evaluate` — beam search on a split, scored with the COCO caption toolkit beside two
+  baselines that copy a train caption (:mod:`~videobert.caption.consensus`): the nearest neighbour
+  (the caption of the train segment whose features are most similar, cosine over standardised
+  features) and the consensus of the ``consensus_k`` nearest (the one of their captions most like
+  the others, after Devlin et al. 2015): ``metrics.json`` and ``captions.jsonl``.
 * :func:`run_suite` — what ``videobert run`` and the demo call: train and evaluate one captioner
   per feature choice into ``CAP/<features>/`` and gather the figures in ``CAP/metrics.json``.
 """
@@ -27,6 +29,7 @@ import torch
 
 from videobert import config as cfgmod
 from videobert.caption.beam import beam_search
+from videobert.caption.consensus import consensus_captions, nearest_neighbour_captions
 from videobert.caption.metrics import caption_metrics_sets
 from videobert.caption.model import Captioner, CaptionerConfig
 from videobert.caption.train import TrainingConfig, train_captioner
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 FEATURES = ("s3d", "videobert", "both")
 CAPTIONER_FILE = "captioner.json"
+KINDS = ("captioner", "nearest_neighbour", "consensus")  # the captioner and its two baselines
+CONSENSUS_K = 5  # chosen on the demo's val split (bench/caption_consensus.py; BENCHMARKS.md)
 
 
 @dataclass
@@ -73,9 +78,13 @@ class CaptionSuiteConfig(CaptionConfig):
     compare: list[str] = field(default_factory=lambda: list(FEATURES),
                                help="feature choices to train and evaluate, each beside the nearest-neighbour baseline")
     split: Literal["val", "test"] = field("test", help="split the captioners are evaluated on")
+    consensus_k: int = field(CONSENSUS_K, help="train segments whose captions the consensus baseline chooses among (the "
+                                               "one most like the others; 1: the nearest neighbour)")
 
     def check(self) -> None:
         CaptionConfig.check(self)
+        if self.consensus_k < 1:
+            raise ConfigError("consensus_k: need at least 1")
         if not self.compare or any(f not in FEATURES for f in self.compare):
             raise ConfigError(f"compare: need some of {', '.join(FEATURES)}, got {self.compare}")
 
@@ -189,44 +198,32 @@ def generate(model: Captioner, tokenizer, features: np.ndarray, beam: int = 5, a
     return captions
 
 
-def nearest_neighbour_captions(train_features: np.ndarray, train_sentences: Sequence[str],
-                               features: np.ndarray) -> list[str]:
-    """Each row's caption copied from the train row of highest cosine similarity, after
-    standardising every column by the train split's mean and spread."""
-    mean, spread = train_features.mean(axis=0), train_features.std(axis=0) + 1e-6
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        z = (x - mean) / spread
-        return z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)
-
-    bank = unit(train_features)
-    best = [np.argmax(unit(features[b : b + 1024]) @ bank.T, axis=1) for b in range(0, len(features), 1024)]
-    return [str(train_sentences[int(i)]) for i in np.concatenate(best)]
-
-
 def _segment_key(row: dict[str, Any]) -> str:
     return f"{row['video_id']}@{float(row['start']):.3f}-{float(row['end']):.3f}"
 
 
 @dataclass
 class SplitCaptions:
-    """A captioner's and the nearest-neighbour baseline's captions of a split's segments, one per
-    segment (rows that share a segment's span are its several references)."""
+    """A captioner's and its baselines' captions of a split's segments, one per segment (rows that
+    share a segment's span are its several references)."""
 
     rows: list[dict[str, Any]]
     references: dict[str, list[str]]  # segment key -> its sentences
     first_row: dict[str, int]  # segment key -> its first row
     captions: list[str]  # per row
     nearest: list[str]  # per row
+    consensus: list[str]  # per row
+    consensus_k: int
 
     def hypotheses(self, which: str) -> dict[str, str]:
-        chosen = self.captions if which == "captioner" else self.nearest
+        chosen = {"captioner": self.captions, "nearest_neighbour": self.nearest, "consensus": self.consensus}[which]
         return {key: chosen[i] for key, i in self.first_row.items()}
 
 
-def caption_split(cap_dir: Path, emb_dir: Path | None, split: str, cfg: CaptionConfig) -> tuple[SplitCaptions, Path, dict]:
-    """Beam-search captions and nearest-neighbour captions of ``split``; also the EMB folder used
-    and ``captioner.json``."""
+def caption_split(cap_dir: Path, emb_dir: Path | None, split: str, cfg: CaptionConfig,
+                  consensus_k: int = CONSENSUS_K) -> tuple[SplitCaptions, Path, dict]:
+    """Beam-search captions, nearest-neighbour and consensus captions of ``split``; also the EMB
+    folder used and ``captioner.json``."""
     model, tokenizer, info = load_captioner(cap_dir, resolve_device(cfg.device))
     emb_dir = Path(emb_dir) if emb_dir is not None else Path(info["embeddings"])
     features, rows, meta = _features(emb_dir, split, info["features"])
@@ -235,14 +232,16 @@ def caption_split(cap_dir: Path, emb_dir: Path | None, split: str, cfg: CaptionC
         raise InputError(f"{emb_dir / 'embed.json'}: its rows hold {meta['parts']}, the captioner read {info['parts']}")
     train_features, train_rows, _ = _features(emb_dir, "train", info["features"])
     captions = generate(model, tokenizer, features, cfg.beam, cfg.length_penalty)
-    nearest = nearest_neighbour_captions(train_features, [r["sentence"] for r in train_rows], features)
+    train_sentences = [r["sentence"] for r in train_rows]
+    nearest = nearest_neighbour_captions(train_features, train_sentences, features)
+    consensus = consensus_captions(train_features, train_sentences, features, consensus_k)
     references: dict[str, list[str]] = {}
     first_row: dict[str, int] = {}
     for i, row in enumerate(rows):
         key = _segment_key(row)
         references.setdefault(key, []).append(str(row["sentence"]))
         first_row.setdefault(key, i)
-    return SplitCaptions(rows, references, first_row, captions, nearest), emb_dir, info
+    return SplitCaptions(rows, references, first_row, captions, nearest, consensus, consensus_k), emb_dir, info
 
 
 def decoding_config(cap_dir: str | Path, device: str = "auto", beam: int | None = None) -> CaptionConfig:
@@ -278,6 +277,7 @@ def _write_evaluation(out_dir: Path, result: SplitCaptions, scores: dict[str, di
                       emb_dir: Path, cap_dir: Path, cfg: CaptionConfig) -> dict[str, Any]:
     metrics = {"split": split, "features": features, "segments": len(result.references),
                "captioner": scores["captioner"], "nearest_neighbour": scores["nearest_neighbour"],
+               "consensus": scores["consensus"], "consensus_k": result.consensus_k,
                "embeddings": str(emb_dir.resolve()), "captioner_folder": str(cap_dir.resolve()),
                "beam": cfg.beam, "length_penalty": cfg.length_penalty}
     out = prepare_output_dir(out_dir)
@@ -285,23 +285,25 @@ def _write_evaluation(out_dir: Path, result: SplitCaptions, scores: dict[str, di
     rows = result.rows
     atomic_write_text(out / "captions.jsonl", jsonl_text(
         {"video_id": rows[i]["video_id"], "start": rows[i]["start"], "end": rows[i]["end"],
-         "caption": result.captions[i], "nearest_neighbour": result.nearest[i], "references": result.references[key]}
+         "caption": result.captions[i], "nearest_neighbour": result.nearest[i], "consensus": result.consensus[i],
+         "references": result.references[key]}
         for key, i in result.first_row.items()))
     return metrics
 
 
 def evaluate(cap_dir: str | Path, emb_dir: str | Path | None, out_dir: str | Path | None, split: str = "test",
-             cfg: CaptionConfig | None = None) -> StageSummary:
+             cfg: CaptionConfig | None = None, consensus_k: int = CONSENSUS_K) -> StageSummary:
     """Caption ``split`` of EMB (default: the EMB the captioner was trained on) and score it
-    beside the nearest-neighbour baseline into ``out_dir`` (default ``CAP/eval-<split>``):
-    ``metrics.json`` and ``captions.jsonl``."""
+    beside the nearest-neighbour and consensus baselines into ``out_dir`` (default
+    ``CAP/eval-<split>``): ``metrics.json`` and ``captions.jsonl``."""
     began = time.perf_counter()
     cap_dir = Path(cap_dir)
     check_captioner_dir(cap_dir)
     cfg = cfg or cfgmod.load(CaptionConfig, cap_dir / "config.yaml")
-    result, emb_dir, info = caption_split(cap_dir, emb_dir, split, cfg)
-    scores = caption_metrics_sets(result.references, {which: result.hypotheses(which)
-                                                      for which in ("captioner", "nearest_neighbour")})
+    if consensus_k < 1:
+        raise ConfigError("--consensus-k: need at least 1")
+    result, emb_dir, info = caption_split(cap_dir, emb_dir, split, cfg, consensus_k)
+    scores = caption_metrics_sets(result.references, {which: result.hypotheses(which) for which in KINDS})
     out = Path(out_dir) if out_dir is not None else cap_dir / f"eval-{split}"
     metrics = _write_evaluation(out, result, scores, split, info["features"], emb_dir, cap_dir, cfg)
     return StageSummary("caption", out, len(result.references), 0, 0, time.perf_counter() - began,
@@ -323,14 +325,14 @@ def run_suite(emb_dir: str | Path, out_dir: str | Path, cfg: CaptionSuiteConfig)
         info = folder / CAPTIONER_FILE
         if not (info.exists() and read_json(info, "captioner").get("complete")):
             train(emb_dir, folder, single, resume=True)
-        captioned[which] = (caption_split(folder, Path(emb_dir), cfg.split, single)[0], single)
+        captioned[which] = (caption_split(folder, Path(emb_dir), cfg.split, single, cfg.consensus_k)[0], single)
     first = next(iter(captioned.values()))[0]
     sets = {f"{which}/{kind}": result.hypotheses(kind)
-            for which, (result, _) in captioned.items() for kind in ("captioner", "nearest_neighbour")}
+            for which, (result, _) in captioned.items() for kind in KINDS}
     scores = caption_metrics_sets(first.references, sets)
     results = {}
     for which, (result, single) in captioned.items():
-        mine = {kind: scores[f"{which}/{kind}"] for kind in ("captioner", "nearest_neighbour")}
+        mine = {kind: scores[f"{which}/{kind}"] for kind in KINDS}
         results[which] = _write_evaluation(out / which / f"eval-{cfg.split}", result, mine, cfg.split, which,
                                            Path(emb_dir), out / which, single)
     metrics = {"split": cfg.split, "by_features": results}
@@ -352,6 +354,8 @@ def format_report(metrics: dict[str, Any]) -> list[str]:
              f"beam {metrics['beam']})",
              f"  captioner          {_figures(ours)}",
              f"  nearest neighbour  {_figures(nearest)}"]
+    if "consensus" in metrics:
+        lines.append(f"  consensus of {metrics['consensus_k']:<4}  {_figures(metrics['consensus'])}")
     if ours.get("meteor") is None and ours.get("meteor_note"):
         lines.append(f"  METEOR not computed: {ours['meteor_note']}")
     return lines
@@ -367,6 +371,8 @@ def format_suite(metrics: dict[str, Any]) -> list[str]:
     for which, m in results.items():
         lines.append(f"  {which:<9} captioner          {_figures(m['captioner'])}")
         lines.append(f"  {which:<9} nearest neighbour  {_figures(m['nearest_neighbour'])}")
+        if "consensus" in m:
+            lines.append(f"  {which:<9} consensus of {m['consensus_k']:<4}  {_figures(m['consensus'])}")
     note = first["captioner"].get("meteor_note")
     if first["captioner"].get("meteor") is None and note:
         lines.append(f"  METEOR not computed: {note}")

@@ -144,5 +144,11 @@ def exhaustive_counts(
             counts[row] += np.bincount(member, weights=weight[entry] * (mine > true), minlength=queries.size)
             counts[row + 1] += np.bincount(member, weights=weight[entry] * (mine == true), minlength=queries.size)
     counts = np.asarray(group.sum_array(counts.reshape(-1)), np.float64).reshape(4, -1).round().astype(np.int64)
+    for row, direction in ((1, "text→video"), (3, "video→text")):
+        untied = np.flatnonzero(counts[row] < 1)
+        if untied.size:  # the true pair is scored in both passes and must tie with itself
+            raise RuntimeError(f"{direction}: the true pair of gallery item {int(queries[untied[0]])} ({untied.size} such) "
+                               "did not tie with itself between the two passes (its score changed); its counts would be "
+                               "wrong")
     scored = int(group.sum([scored])[0])
     return RankCounts(queries, (counts[0], counts[1]), (counts[2], counts[3]), scored)

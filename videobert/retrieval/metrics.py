@@ -34,9 +34,25 @@ def true_match_counts(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (scores > true).sum(axis=1), (scores == true).sum(axis=1)
 
 
-def ranks_from_counts(greater: np.ndarray, equal: np.ndarray, ties: Ties = "average") -> np.ndarray:
-    """1-based rank of each true item (float64 [N]) under the tie rule (module docstring)."""
+def _checked_counts(greater: np.ndarray, equal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The counts as float64, refusing an ``equal`` below 1: the true item ties with itself, so a 0
+    means the counts are wrong (a recall computed from it would be 1 whatever the scores)."""
     greater, equal = np.asarray(greater, np.float64), np.asarray(equal, np.float64)
+    if greater.shape != equal.shape:
+        raise ValueError(f"greater and equal counts differ in shape: {list(greater.shape)} and {list(equal.shape)}")
+    bad = np.flatnonzero(~(equal >= 1))
+    if bad.size:
+        raise ValueError(f"equal count {equal[bad[0]]:g} for query {int(bad[0])} ({bad.size} such): it counts the true "
+                         "item itself and must be at least 1")
+    if (greater < 0).any():
+        raise ValueError("greater counts must be >= 0")
+    return greater, equal
+
+
+def ranks_from_counts(greater: np.ndarray, equal: np.ndarray, ties: Ties = "average") -> np.ndarray:
+    """1-based rank of each true item (float64 [N]) under the tie rule (module docstring);
+    ValueError for an ``equal`` below 1 (the true item ties with itself)."""
+    greater, equal = _checked_counts(greater, equal)
     if ties == "average":
         return greater + (equal + 1) / 2
     if ties == "pessimistic":
@@ -46,7 +62,7 @@ def ranks_from_counts(greater: np.ndarray, equal: np.ndarray, ties: Ties = "aver
 
 def recall_from_counts(greater: np.ndarray, equal: np.ndarray, k: int, ties: Ties = "average") -> np.ndarray:
     """Per query, the probability (average) or indicator (pessimistic) that the true item is in the top k."""
-    greater, equal = np.asarray(greater, np.float64), np.asarray(equal, np.float64)
+    greater, equal = _checked_counts(greater, equal)
     if ties == "average":
         return np.clip((k - greater) / equal, 0.0, 1.0)
     return (ranks_from_counts(greater, equal, ties) <= k).astype(np.float64)

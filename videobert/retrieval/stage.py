@@ -45,7 +45,7 @@ from videobert.retrieval.gallery import check_same_vocabulary, corpus_gallery, d
 from videobert.retrieval.metrics import RECALL_AT, chance_metrics, metrics_from_counts
 from videobert.retrieval.scoring import align_accuracy
 from videobert.retrieval.two_stage import DualFirstStage, two_stage_ladder
-from videobert.retrieval.zeroshot import labelled_segments, load_spec, read_label_rows, zero_shot
+from videobert.retrieval.zeroshot import labelled_segments, load_spec, read_label_rows, spec_note, zero_shot
 from videobert.runtime import LONG_BARRIER, ProcessGroup, dist_env, process_group
 from videobert.store import StageSummary, atomic_write_json, prepare_output_dir, read_json
 
@@ -264,6 +264,9 @@ def evaluate(
             log.warning("zero-shot: %s labels no segment of the %s split's videos", labels, cfg.split)
         metrics["zero_shot_labels"] = str(Path(labels).absolute())
         metrics["zero_shot_spec"] = str(Path(zero_shot_spec).absolute())
+        note = spec_note(zero_shot_spec)
+        if note:
+            metrics["zero_shot_note"] = note
         seconds["zero_shot"] = time.perf_counter() - start
     metrics["features"] = read_feature_settings(Path(model_dir))
     seconds["total"] = time.perf_counter() - began
@@ -327,6 +330,8 @@ def format_report(metrics: dict[str, Any]) -> str:
             lines.append(f"{name:<14}{z['top1']:>7.3f}{z['chance_top1']:>8.3f}{z['prior_top1']:>7.3f}   "
                          f"{z['top5']:>7.3f}{z['chance_top5']:>8.3f}{z['prior_top5']:>7.3f}{z['classes']:>9}{z['segments']:>10}")
         lines.append("(prior: the same template without video — what the text alone predicts)")
+        if metrics.get("zero_shot_note"):
+            lines.append(f"note: {metrics['zero_shot_note']}")
     else:
         lines += ["", "zero-shot: not evaluated (no labels)"]
     if metrics.get("benchmark"):

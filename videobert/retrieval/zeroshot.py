@@ -14,7 +14,9 @@ The slot's distribution is restricted to the attribute's candidate words (softma
 class scores the sum of its words' probabilities. Top-1 and top-5 accuracy (top-5 over at most the
 number of classes) are reported beside chance (1/classes, 5/classes) and the **text-only prior**:
 the same template with no video, whose single fixed ranking is scored against every label — what
-the language model alone guesses. Labels come from a ``labels.jsonl`` (rows ``{video_id, start,
+the language model alone guesses. An optional ``note`` (a string) says what a reader of the figures
+should know about the spec — the synthetic corpus's says that its template is one of the
+narrations' own phrasings — and is printed beside them. Labels come from a ``labels.jsonl`` (rows ``{video_id, start,
 end, <attribute>: <class>, ...}``, as ``videobert synth`` writes); a segment's video is the visual
 words of the clips overlapping ``[start, end)``.
 """
@@ -56,8 +58,10 @@ def load_spec(path: str | Path) -> list[AttributeSpec]:
     """Read a zero-shot spec (module docstring); malformed specs raise :class:`ConfigError`."""
     data = read_yaml(path)
     for key in data:
-        if key not in ("template", "attributes"):
-            raise unknown_key_error(str(key), ["template", "attributes"], str(path))
+        if key not in ("template", "attributes", "note"):
+            raise unknown_key_error(str(key), ["template", "attributes", "note"], str(path))
+    if not isinstance(data.get("note", ""), str):
+        raise ConfigError(f"{path}: note: expected a string")
     attributes = data.get("attributes")
     if not isinstance(attributes, dict) or not attributes:
         raise ConfigError(f"{path}: 'attributes' must map each attribute to its slot and classes")
@@ -87,6 +91,12 @@ def load_spec(path: str | Path) -> list[AttributeSpec]:
             words[str(label)] = tuple(candidates)
         specs.append(AttributeSpec(str(name), template, slot, words))
     return specs
+
+
+def spec_note(path: str | Path) -> str | None:
+    """The spec's ``note`` (what a reader of its figures should know), or None."""
+    note = read_yaml(path).get("note")
+    return note.strip() if isinstance(note, str) and note.strip() else None
 
 
 def template_input(loaded: LoadedModel, template: str, video_words: Sequence[int] | None) -> tuple[dict[str, np.ndarray], list[int]]:
@@ -182,8 +192,10 @@ def labelled_segments(
 
 def zero_shot(loaded: LoadedModel, specs: Sequence[AttributeSpec], segments: Sequence[dict[str, Any]]) -> dict[str, dict]:
     """Per attribute: ``top1``, ``top5``, ``chance_top1``, ``chance_top5``, ``prior_top1``,
-    ``prior_top5``, ``classes`` (scored), ``left_out_classes`` (without a predictable word),
-    ``segments`` and ``predicted`` (how often each class was the top-1).
+    ``prior_top5``, ``classes`` (scored), ``left_out_classes`` (without a predictable word: none of
+    its words is one WordPiece of the model's vocabulary), ``left_out_segments`` (labelled with one
+    of those classes, so not scored), ``labelled_segments`` (with a label for the attribute),
+    ``segments`` (scored) and ``predicted`` (how often each class was the top-1).
 
     Segments without a label for an attribute, or with a label outside its scored classes, do not
     count for it (logged).
@@ -202,6 +214,9 @@ def zero_shot(loaded: LoadedModel, specs: Sequence[AttributeSpec], segments: Seq
         if not usable:
             log.warning("zero-shot %s: no labelled segment; skipped", spec.name)
             continue
+        left_out = [label for label in spec.classes if label not in index]
+        labelled = sum(s.get(spec.name) is not None for s in segments)
+        left_out_segments = sum(str(s.get(spec.name)) in left_out for s in segments if s.get(spec.name) is not None)
         truth = np.array([index[str(s[spec.name])] for s in usable])
         sequences, positions = [], []
         for segment in usable:
@@ -223,7 +238,9 @@ def zero_shot(loaded: LoadedModel, specs: Sequence[AttributeSpec], segments: Seq
             "prior_top1": top_k_accuracy(prior, truth, 1),
             "prior_top5": top_k_accuracy(prior, truth, top5),
             "classes": len(labels),
-            "left_out_classes": [label for label in spec.classes if label not in index],
+            "left_out_classes": left_out,
+            "left_out_segments": left_out_segments,
+            "labelled_segments": labelled,
             "segments": len(usable),
             "predicted": {label: int(count) for label, count in zip(labels, predicted)},
         }

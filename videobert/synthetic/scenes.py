@@ -222,6 +222,9 @@ def zero_shot_spec() -> dict:
     the red circle moves left", "okay so the blue square gets bigger", so the template's first
     [MASK] is the colour, the second the shape, the fourth the action word."""
     return {
+        "note": "the template is one of the narrations' own phrasings (\"now the red circle moves left\", a quarter "
+                "of them), so the model has read it in training with these words in its slots: easier than the "
+                "paper's zero-shot, whose template the speech never uses",
         "template": "now the [MASK] [MASK] [MASK] [MASK]",
         "attributes": {
             "colour": {"slot": 1, "classes": {colour: [colour] for colour in COLOURS}},

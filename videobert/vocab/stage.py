@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -73,6 +73,10 @@ class CodebookConfig:
     )
     center_per_video: bool = field(False, help="subtract each video's mean feature first (removes what is constant within a video)")
     pca_dim: int = field(0, help="PCA-whiten to this many dimensions after normalising (0: off)")
+    fit_split: Literal["all", "train"] = field(
+        "all", neutral=True,
+        help="videos the normalisation and the tree are fitted on: all (every video of FEATURES) or train (only the "
+             "manifest's train videos — a video without a split is train — so nothing of val or test is seen upstream)")
 
 
 @dataclass
@@ -147,6 +151,8 @@ def run(features_dir: str | Path, out_dir: str | Path, cfg: VocabConfig, manifes
             raise StageError(f"{features_dir}: no readable feature files (<video_id>.npy); run 'videobert extract'")
         if not sum(count for _, count in listing):
             raise StageError(f"{features_dir}: the feature files hold no clips")
+        if cfg.fit_split != "all":
+            listing = fit_videos(listing, cfg.fit_split, Path(manifest) if manifest else None, info, features_dir)
         key = build_key(cfg, features_dir, listing)
         summary = _previous_build(out, key)
         if summary is not None:
@@ -170,6 +176,23 @@ def run(features_dir: str | Path, out_dir: str | Path, cfg: VocabConfig, manifes
     message = (f"{summary['vocab_size']} visual words (per level {summary['words_per_level']}) from "
                f"{summary['sample']['clips']} clips of {summary['sample']['videos']} videos")
     return StageSummary("vocab", out, 1, 0, failed, time.perf_counter() - began, message, summary)
+
+
+def fit_videos(listing: list[tuple[str, int]], split: str, manifest: Path | None, info: dict,
+               features_dir: Path) -> list[tuple[str, int]]:
+    """The videos of ``listing`` that the manifest (``manifest``, else the one ``extract.json``
+    records) puts in ``split`` — a video without a split is in train, as the corpus stage has it."""
+    source = manifest or info.get("manifest")
+    if not source:
+        raise ConfigError(f"fit_split: {split} needs the manifest that says each video's split (pass --manifest; "
+                          f"{features_dir}/extract.json records none)")
+    splits = {entry.video_id: entry.split or "train" for entry in read_manifest(source)}
+    kept = [(video_id, count) for video_id, count in listing if splits.get(video_id) == split]
+    if not kept:
+        raise StageError(f"fit_split: {split}: none of the {len(listing)} videos of {features_dir} is in the {split} split "
+                         f"of {source}")
+    log.info("fitting on the %s split: %d of %d videos", split, len(kept), len(listing))
+    return kept
 
 
 def build_key(cfg: VocabConfig, features_dir: str | Path, listing: list[tuple[str, int]]) -> str:
@@ -271,6 +294,7 @@ def _build(features_dir: Path, out: Path, cfg: VocabConfig, listing, unreadable,
             "corpus_clips": sample.corpus_clips,
             "corpus_videos": len(listing),
             "subsampled": sample.corpus_clips > cfg.sample,
+            "fit_split": cfg.fit_split,
         },
         "dim": codebook.dim,
         "feature_dim": codebook.feature_dim,
