@@ -71,6 +71,7 @@ def worker(corpus: Path, out: Path, steps: int) -> None:
     import torch
 
     stamps: list[float] = []
+    during: list[int] = []
 
     class Stamps:  # stands in for the progress bar: the time of every step
         def __init__(self, *args, **kwargs):
@@ -78,6 +79,7 @@ def worker(corpus: Path, out: Path, steps: int) -> None:
 
         def update(self, count=1):
             stamps.append(time.perf_counter())
+            during.append(torch.get_num_threads())  # the loop's own count (videobert may lower it for a small model)
 
         def set_postfix(self, *args, **kwargs):
             pass
@@ -94,7 +96,7 @@ def worker(corpus: Path, out: Path, steps: int) -> None:
     pretrain(corpus, out, cfg)
     whole = time.perf_counter() - began
     steps_seconds = (stamps[-1] - stamps[0]) * steps / max(1, steps - 1) if len(stamps) > 1 else whole
-    print(json.dumps({"seconds": steps_seconds, "whole": whole, "threads": torch.get_num_threads(),
+    print(json.dumps({"seconds": steps_seconds, "whole": whole, "threads": during[-1] if during else torch.get_num_threads(),
                       "wait": os.environ.get("OMP_WAIT_POLICY", "")}), flush=True)
 
 

@@ -64,3 +64,23 @@ def test_importing_videobert_before_torch_sets_them_for_torch():
                             env={**env, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "1", threads.WAIT_POLICY]  # one CPU allowed: one thread
+
+
+def test_a_small_model_trains_on_one_thread_only_where_videobert_chose_the_threads(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(threads, "_chose_threads", True)
+        assert threads.training_threads(threads.SMALL_HIDDEN * 2, torch.device("cpu")) is None  # wide: left as it is
+        assert threads.training_threads(128, torch.device("cuda")) is None
+        assert torch.get_num_threads() == 2
+        saved = threads.training_threads(128, torch.device("cpu"))
+        assert saved == 2 and torch.get_num_threads() == 1
+        threads.restore_threads(saved)
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(threads, "_chose_threads", False)  # the user's OMP_NUM_THREADS (or off) is kept
+        assert threads.training_threads(128, torch.device("cpu")) is None and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -14,6 +14,11 @@
   pretraining ran 11–13× slower beside two copies of itself where a fair share is 3×. Measured
   choices, alone and beside one and two competing jobs: ``python bench/threads.py``, BENCHMARKS.md.
   ``VIDEOBERT_THREADS=off`` leaves both to torch and OpenMP.
+* :func:`training_threads`: a training loop of a small model (hidden size up to 256: the demo's,
+  the tiny preset) on the CPU runs on one thread — its products are too small to share, and with
+  PASSIVE two threads pay a wake-up per product (1.7× alone, where one thread is 1.2×; beside two
+  competing jobs one thread is 1.6–1.7× its time alone, two spinning threads 22×). S3D's long
+  convolutions keep every thread (one thread: 1.8× its time).
 
 libgomp reads its environment once, when torch's library loads; after that only the thread
 count can still change (``torch.set_num_threads``), so :func:`configure` lowers it to the budget
@@ -29,6 +34,10 @@ from pathlib import Path
 from typing import MutableMapping
 
 WAIT_POLICY = "PASSIVE"
+# A transformer this narrow or narrower trains faster on one CPU thread than on two that wait for
+# each other in every small matrix product (bench/threads.py; BENCHMARKS.md).
+SMALL_HIDDEN = 256
+_chose_threads = False  # OMP_NUM_THREADS was set by configure(), not by the user
 
 
 def affinity_cpus() -> int:
@@ -99,6 +108,9 @@ def configure(environ: MutableMapping[str, str] = os.environ) -> None:
     if environ.get("VIDEOBERT_THREADS", "").lower() in ("off", "0", "no", "false"):
         return
     budget = cpu_budget()
+    global _chose_threads
+    if "OMP_NUM_THREADS" not in environ and environ is os.environ:
+        _chose_threads = True
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         if "OMP_NUM_THREADS" not in environ and hasattr(torch, "get_num_threads") and torch.get_num_threads() > budget:
@@ -106,3 +118,29 @@ def configure(environ: MutableMapping[str, str] = os.environ) -> None:
         return
     environ.setdefault("OMP_NUM_THREADS", str(budget))
     environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+
+
+def training_threads(hidden_size: int, device) -> int | None:
+    """Lower torch's CPU threads to one for a training loop of a small model (hidden size up to
+    :data:`SMALL_HIDDEN`) on the CPU, where the thread count is videobert's choice (neither
+    ``OMP_NUM_THREADS`` nor ``VIDEOBERT_THREADS=off`` set by the user). Returns the count to
+    restore afterwards (:func:`restore_threads`), or None when nothing changed. Its products are
+    too small to share between threads: one thread is about as fast alone and stays fast beside
+    other busy processes, where two slow down several-fold."""
+    import torch
+
+    if not _chose_threads or getattr(device, "type", str(device)) != "cpu" or hidden_size > SMALL_HIDDEN:
+        return None
+    before = torch.get_num_threads()
+    if before <= 1:
+        return None
+    torch.set_num_threads(1)
+    return before
+
+
+def restore_threads(before: int | None) -> None:
+    """Undo :func:`training_threads` (None: nothing to undo)."""
+    if before is not None:
+        import torch
+
+        torch.set_num_threads(before)

@@ -32,6 +32,7 @@ from videobert.corpus.joint_vocab import JointVocabulary
 from videobert.corpus.reader import CorpusSplit, check_complete, corpus_summary, corpus_tokens_dir
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.logs import progress, progress_enabled
+from videobert.threads import restore_threads, training_threads
 from videobert.model import ModelConfig, VideoBERT
 from videobert.model_card import write_model_card
 from videobert.pretrain.package import package
@@ -283,6 +284,7 @@ def _train(corpus_dir: Path, model_dir: Path, cfg: PretrainConfig, vocab: JointV
     val_metrics: dict[str, float] = {}
     window = _Window()
     model.train()
+    threads_before = training_threads(model.config.hidden_size, device)
     try:
         for step, micro_batches in enumerate(loader, start=start_step + 1):
             window.add(trainer.step(micro_batches), sum(b["tokens"] for b in micro_batches) * env.world_size)
@@ -301,6 +303,7 @@ def _train(corpus_dir: Path, model_dir: Path, cfg: PretrainConfig, vocab: JointV
             if (cfg.save_every and step % cfg.save_every == 0) or last:
                 trainer.save(model_dir, step, batches.position(step), cfg.keep_checkpoints)
     finally:
+        restore_threads(threads_before)
         bar.close()
         curves.close()
         gc.unfreeze()
