@@ -336,13 +336,13 @@ def test_vocab_recovers_planted_clusters_and_writes_its_summary(planted_folder):
     assert codebook.word_counts.sum() == 960
 
 
-def test_fit_split_train_fits_on_the_train_videos_only(planted_folder, tmp_path):
+def test_fit_split_train_fits_on_the_train_videos_only(planted_folder, tmp_path, capsys):
     """The same codebook as a folder holding only the train videos, whatever the other videos hold."""
     root, videos, _ = planted_folder
     ids = sorted(videos)
     splits = {video_id: ("val" if i == 3 else "test" if i in (5, 8) else None) for i, video_id in enumerate(ids)}
-    manifest = tmp_path / "manifest.jsonl"  # a video without a split is in train, as the corpus has it
-    manifest.write_text("".join(json.dumps({"video_id": v, "video": f"{v}.mp4", **({"split": s} if s else {})}) + "\n"
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps({"video_id": v, "video": f"{v}.mp4", "split": s or "train"}) + "\n"
                                 for v, s in splits.items()))
     rng = np.random.default_rng(0)
     everything = {v: f if splits[v] is None else f + rng.normal(0, 0.05, f.shape).astype(np.float32)  # held-out: far off
@@ -358,6 +358,14 @@ def test_fit_split_train_fits_on_the_train_videos_only(planted_folder, tmp_path)
     assert fitted.hash == reference.hash != load(tmp_path / "fit_all", device="cpu").hash
     sample = json.loads((tmp_path / "fit_train" / "vocab.json").read_text())["sample"]
     assert (sample["videos"], sample["corpus_videos"], sample["fit_split"]) == (7, 7, "train")
+    # a video left to the corpus stage's split draw: that draw comes later, so fitting on train is refused
+    undrawn = tmp_path / "undrawn.jsonl"
+    undrawn.write_text("".join(json.dumps({"video_id": v, "video": f"{v}.mp4", **({"split": s} if s else {})}) + "\n"
+                               for v, s in splits.items()))
+    capsys.readouterr()
+    assert vocab_stage.main([str(tmp_path / "all"), "-o", str(tmp_path / "undrawn"), "--fit-split", "train",
+                             "--manifest", str(undrawn), *common]) != 0
+    assert "gives 7 video(s) no split" in capsys.readouterr().err
     # without a manifest that says the splits, fit_split is a usage error
     write_features(tmp_path / "no_manifest", videos)
     assert vocab_stage.main([str(tmp_path / "no_manifest"), "-o", str(tmp_path / "x"), "--fit-split", "train",

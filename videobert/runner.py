@@ -343,6 +343,8 @@ class Runner:
                 folder = Path(self.cfg.transcripts)
                 files = sorted(folder.iterdir()) if folder.is_dir() else []
                 upstream["transcripts"] = [str(folder), _fingerprint_inputs(None, files)]
+        if stage.name == "vocab" and self.cfg.synth is None and getattr(self.stage_config("vocab"), "fit_split", "all") != "all":
+            upstream["splits"] = sorted((entry.video_id, entry.split) for entry in read_manifest(self.cfg.manifest))
         if stage.name == "evaluate":
             upstream["labels"] = _fingerprint_inputs(None, [self.labels])
             upstream["zero_shot"] = _fingerprint_inputs(None, [self.zero_shot_spec])

@@ -76,7 +76,8 @@ class CodebookConfig:
     fit_split: Literal["all", "train"] = field(
         "all", neutral=True,
         help="videos the normalisation and the tree are fitted on: all (every video of FEATURES) or train (only the "
-             "manifest's train videos — a video without a split is train — so nothing of val or test is seen upstream)")
+             "manifest's train videos, so nothing of val or test is seen upstream; every video needs its split in the "
+             "manifest)")
 
 
 @dataclass
@@ -181,12 +182,20 @@ def run(features_dir: str | Path, out_dir: str | Path, cfg: VocabConfig, manifes
 def fit_videos(listing: list[tuple[str, int]], split: str, manifest: Path | None, info: dict,
                features_dir: Path) -> list[tuple[str, int]]:
     """The videos of ``listing`` that the manifest (``manifest``, else the one ``extract.json``
-    records) puts in ``split`` — a video without a split is in train, as the corpus stage has it."""
+    records) puts in ``split``. A manifest that leaves a video's split to the corpus stage's draw
+    is refused: the draw comes after the vocabulary, which would see the videos it puts in val and
+    test."""
     source = manifest or info.get("manifest")
     if not source:
         raise ConfigError(f"fit_split: {split} needs the manifest that says each video's split (pass --manifest; "
                           f"{features_dir}/extract.json records none)")
-    splits = {entry.video_id: entry.split or "train" for entry in read_manifest(source)}
+    entries = read_manifest(source)
+    unsplit = [entry.video_id for entry in entries if entry.split is None]
+    if unsplit:
+        raise ConfigError(f"fit_split: {split}: {source} gives {len(unsplit)} video(s) no split (e.g. {unsplit[0]!r}), "
+                          "and the corpus stage draws theirs only after the vocabulary is fitted: give every video "
+                          "its split in the manifest, or use fit_split: all")
+    splits = {entry.video_id: entry.split for entry in entries}
     kept = [(video_id, count) for video_id, count in listing if splits.get(video_id) == split]
     if not kept:
         raise StageError(f"fit_split: {split}: none of the {len(listing)} videos of {features_dir} is in the {split} split "
