@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 from videobert.dual import load_dual
-from videobert.errors import InputError
+from videobert.errors import ConfigError, InputError
 from videobert.index.folder import META_FILE, open_index, part_dir, remove_videos, to_ivf, write_part
 from videobert.index.stage import IndexConfig, cut_segments, index_meta, make_part
 from videobert.inference import load_model
@@ -277,3 +277,15 @@ def test_hard_negatives_are_the_videos_the_student_ranks_highest_for_other_texts
     high = torch.cat([square, torch.full((4, len(columns) - 4), 0.8)], 1)
     unit = DistilOptions(temperature=1.0)
     assert distil_loss(high, None, unit)[0] > distil_loss(low, None, unit)[0] > distil_loss(square, None, unit)[0]
+
+
+def test_an_index_made_before_windows_overlapped_is_added_to_only_with_its_own_stride(model, tmp_path):
+    from videobert.index.stage import claim_index_dir
+
+    folder = build(tmp_path / "index", model, [model["videos"][:1]], window=4)
+    meta = json.loads((folder / META_FILE).read_text())
+    del meta["stride"]  # as an index of the earlier format records it: windows one after another
+    (folder / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"another stride \(4, this run 2\); add to it with --stride 4"):
+        claim_index_dir(folder, index_meta(model["loaded"], model["dual"], 1.5, 4, None, IndexConfig()))
+    assert claim_index_dir(folder, index_meta(model["loaded"], model["dual"], 1.5, 4, None, IndexConfig(stride=4)))

@@ -158,9 +158,12 @@ def claim_index_dir(out: Path, meta: dict[str, Any]) -> dict[str, Any]:
     create_once_json(out / META_FILE, meta)
     recorded = read_meta(out)
     for key in IDENTITY:
-        if recorded.get(key) != meta[key]:
-            raise ConfigError(f"{out} holds segments made with another {key} ({recorded.get(key)!r}, this run "
-                              f"{meta[key]!r}); use another output folder")
+        # an index made before windows overlapped records no stride: its windows followed each other
+        value = recorded.get(key, recorded.get("window") if key == "stride" else None)
+        if value != meta[key]:
+            hint = f"add to it with --{key} {value}, or use" if key in ("window", "stride") else "use"
+            raise ConfigError(f"{out} holds segments made with another {key} ({value!r}, this run "
+                              f"{meta[key]!r}); {hint} another output folder")
     return recorded
 
 
