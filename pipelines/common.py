@@ -9,7 +9,6 @@ import dataclasses
 import functools
 import importlib
 import logging
-import os
 import subprocess
 import sys
 import traceback
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, TypeVar, Union
 
 from videobert import config as cfgmod
+from videobert import threads
 from videobert.errors import ConfigError, StageError, VideoBertError
 from videobert.logs import printable, set_progress, setup_logging
 from videobert.runtime import dist_env
@@ -259,7 +259,7 @@ def torchrun_launcher(flags: Sequence[str]) -> Callable[[StageCall, int], None]:
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={procs}", "-m",
                    f"pipelines.{call.stage}", *launcher.argv(call), *flags]
         log.info("%s", " ".join(command))
-        code = subprocess.run(command, env={**os.environ}).returncode
+        code = subprocess.run(command, env=threads.child_env(procs)).returncode
         if code != 0:
             raise StageError(f"torchrun exited with code {code}", code)
 

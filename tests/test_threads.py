@@ -84,3 +84,15 @@ def test_a_small_model_trains_on_one_thread_only_where_videobert_chose_the_threa
         assert threads.training_threads(128, torch.device("cpu")) is None and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_launched_ranks_share_the_budget_and_know_it_as_videoberts_choice(monkeypatch):
+    monkeypatch.setattr(threads, "cpu_budget", lambda: 8)
+    monkeypatch.setattr(threads, "_chose_threads", True)
+    env = threads.child_env(4)
+    assert env["OMP_NUM_THREADS"] == "2" and env[threads.CHOSEN_MARK] == "1"
+    assert threads.child_env(16)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setattr(threads, "_chose_threads", False)  # the user's own count goes to every rank as it is
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv(threads.CHOSEN_MARK, raising=False)
+    assert threads.child_env(4)["OMP_NUM_THREADS"] == "3" and threads.CHOSEN_MARK not in threads.child_env(4)

@@ -38,6 +38,7 @@ WAIT_POLICY = "PASSIVE"
 # each other in every small matrix product (bench/threads.py; BENCHMARKS.md).
 SMALL_HIDDEN = 256
 _chose_threads = False  # OMP_NUM_THREADS was set by configure(), not by the user
+CHOSEN_MARK = "VIDEOBERT_THREADS_CHOSEN"  # in a launched process's environment: its OMP_NUM_THREADS is videobert's
 
 
 def affinity_cpus() -> int:
@@ -109,7 +110,7 @@ def configure(environ: MutableMapping[str, str] = os.environ) -> None:
         return
     budget = cpu_budget()
     global _chose_threads
-    if "OMP_NUM_THREADS" not in environ and environ is os.environ:
+    if environ is os.environ and ("OMP_NUM_THREADS" not in environ or environ.get(CHOSEN_MARK) == "1"):
         _chose_threads = True
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
@@ -118,6 +119,17 @@ def configure(environ: MutableMapping[str, str] = os.environ) -> None:
         return
     environ.setdefault("OMP_NUM_THREADS", str(budget))
     environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+
+
+def child_env(procs: int) -> dict[str, str]:
+    """The environment for ``procs`` processes launched together on this machine (torchrun's
+    ranks): where videobert chose the thread count, each gets its share of the budget, and knows
+    the count as videobert's choice (not the user's)."""
+    env = dict(os.environ)
+    if _chose_threads:
+        env["OMP_NUM_THREADS"] = str(max(1, cpu_budget() // max(1, procs)))
+        env[CHOSEN_MARK] = "1"
+    return env
 
 
 def training_threads(hidden_size: int, device) -> int | None:
