@@ -101,7 +101,10 @@ def tables(rows: list[dict]) -> list[str]:
     for row in rows:
         cells = []
         for which in choices:
-            m = row["caption"]["by_features"][which]
+            m = ((row["caption"] or {}).get("by_features") or {}).get(which)
+            if not m:
+                cells.append("—")
+                continue
             cells.append(" · ".join(f"{m[k]['cider']:.2f} / {m[k]['bleu4']:.3f}"
                                     for k in ("captioner", "nearest_neighbour", "consensus") if k in m))
         lines.append(f"| {row['seed']} | " + " | ".join(cells) + " |")
