@@ -522,6 +522,11 @@ class Runner:
             shortfall = self.split_shortfall(name)
             if shortfall is not None:
                 log.warning("%s: skipped: %s", name, shortfall)
+                if folder.exists():  # an earlier run's figures are not this run's
+                    kept = self._set_aside(name, folder)
+                    self.state.pop(name, None)
+                    self._save_state()
+                    log.warning("%s: its previous outputs (another run's) were moved to %s", name, kept)
                 results.append(StageResult(name, "skipped", folder=folder, note=shortfall.split(";")[0]))
                 continue
             resumable = (recorded.get("hash") == current and recorded.get("status") in ("started", "failed")
