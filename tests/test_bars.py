@@ -83,8 +83,16 @@ def test_bars_are_checked_as_config():
 def finished_demo(tmp_path, monkeypatch):
     """``videobert demo`` on a run folder whose stages are done: the runner is not run, its metrics
     files are written here; returns a function that writes them and runs the demo's command."""
+    import logging
+
     import pipelines.demo as demo
     from videobert.runner import Runner, load_run_config
+
+    for name in ("videobert", "pipelines"):  # the command routes these loggers to stderr: give them back after
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+        monkeypatch.setattr(logger, "propagate", logger.propagate)
+        monkeypatch.setattr(logger, "level", logger.level)
 
     def execute(config, out, assignments=(), flags=()):
         return Runner(load_run_config(config, assignments), out)

@@ -400,7 +400,8 @@ def test_a_big_corpus_is_sampled_reproducibly(planted_folder, tmp_path):
     assert vocab_stage.main([*args, "-o", str(tmp_path / "a")]) == 0
     assert vocab_stage.main([*args, "-o", str(tmp_path / "b")]) == 0
     summary = json.loads((tmp_path / "a" / "vocab.json").read_text())
-    assert summary["sample"] == {"clips": 500, "videos": 10, "corpus_clips": 960, "corpus_videos": 10, "subsampled": True}
+    assert summary["sample"] == {"clips": 500, "videos": 10, "corpus_clips": 960, "corpus_videos": 10, "subsampled": True,
+                                 "fit_split": "all"}
     assert load(tmp_path / "a").hash == load(tmp_path / "b").hash
 
 
