@@ -33,6 +33,22 @@ def run_config(root: Path, config: dict) -> tuple[Path, subprocess.CompletedProc
     return root / "run", result
 
 
+@pytest.fixture(autouse=True)
+def _loggers_given_back():
+    """A command run in-process routes the videobert and pipelines loggers to stderr
+    (videobert.logs.setup_logging); give them back after each test, so that later tests' caplog
+    sees their records."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("videobert", "pipelines")]
+    saved = [(list(logger.handlers), logger.propagate, logger.level) for logger in loggers]
+    yield
+    for logger, (handlers, propagate, level) in zip(loggers, saved):
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+        logger.setLevel(level)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """torch on one CPU thread for the module's tests."""
