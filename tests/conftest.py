@@ -35,18 +35,21 @@ def run_config(root: Path, config: dict) -> tuple[Path, subprocess.CompletedProc
 
 @pytest.fixture(autouse=True)
 def _loggers_given_back():
-    """A command run in-process routes the videobert and pipelines loggers to stderr
-    (videobert.logs.setup_logging); give them back after each test, so that later tests' caplog
-    sees their records."""
+    """A command run in-process (in a test or a module's fixture) routes the videobert and pipelines
+    loggers to stderr (videobert.logs.setup_logging); every test starts and ends with them as Python
+    makes them — no handler of their own, records passed up to the root, where caplog sees them."""
     import logging
 
-    loggers = [logging.getLogger(name) for name in ("videobert", "pipelines")]
-    saved = [(list(logger.handlers), logger.propagate, logger.level) for logger in loggers]
+    def reset():
+        for name in ("videobert", "pipelines"):
+            logger = logging.getLogger(name)
+            logger.handlers[:] = []
+            logger.propagate = True
+            logger.setLevel(logging.NOTSET)
+
+    reset()
     yield
-    for logger, (handlers, propagate, level) in zip(loggers, saved):
-        logger.handlers[:] = handlers
-        logger.propagate = propagate
-        logger.setLevel(level)
+    reset()
 
 
 @pytest.fixture(scope="module")
