@@ -8,19 +8,11 @@ import shutil
 
 import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import PORTABLE_RUN, run_cli
 from tests.test_video import lavfi_video
 from videobert.plan import estimate_words
 
-SMALL = {  # the stages' sizes of tests/conftest.py's PORTABLE_RUN
-    "extract": {"size": 112, "fps": 10, "clip_frames": 15, "device": "cpu", "precision": "fp32"},
-    "vocab": {"k": 4, "depth": 2, "min_points_per_centroid": 2, "device": "cpu", "exemplar_size": 32, "niter": 5},
-    "tokenize": {"device": "cpu"},
-    "pretrain": {"preset": "tiny", "steps": 40, "batch_size": 8, "max_len": 64, "device": "cpu", "eval_every": 0,
-                 "save_every": 0, "log_every": 20, "lr": 1.0e-3, "warmup": 5},
-    "distil": {"steps": 30, "batch_size": 8, "warmup": 5, "device": "cpu", "save_every": 0, "log_every": 0},
-    "evaluate": {"device": "cpu"},
-}
+SMALL = {stage: sizes for stage, sizes in PORTABLE_RUN.items() if stage != "synth"}  # its own videos, no synth
 
 
 def test_the_vocabulary_estimate_follows_which_nodes_split():
