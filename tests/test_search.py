@@ -110,12 +110,32 @@ def test_an_ivf_index_searched_exhaustively_finds_what_the_flat_one_finds(model,
     flat = open_index(folder)
     to_ivf(folder, nprobe=1_000)
     ivf = open_index(folder)
-    assert ivf.meta["kind"] == "ivf" and not list(folder.glob("parts/*/vectors.npy"))
+    assert ivf.meta["kind"] == "ivf" and len(list(folder.glob("parts/*/lists.npy"))) == 2
+    assert not list(folder.glob("parts/*/*.faiss"))  # a part holds vectors and lists, never a quantiser of its own
     vectors = flat.vectors.reconstruct_n(0, 3)  # the first segments' own vectors as queries
     scores, rows = flat.search(vectors, 5)
     ivf_scores, ivf_rows = ivf.search(vectors, 5)
     np.testing.assert_array_equal(rows, ivf_rows)
     np.testing.assert_allclose(scores, ivf_scores, rtol=1e-5)
+
+
+def test_parts_added_to_an_ivf_index_give_the_ivf_of_one_conversion(model, tmp_path):
+    videos = model["videos"]
+    once = build(tmp_path / "once", model, [videos[:4], videos[4:]], window=2)
+    to_ivf(once, nprobe=4)  # both parts written flat, then given lists
+    grown = tmp_path / "grown"  # the same IVF, both parts added to it afterwards
+    grown.mkdir()
+    shutil.copy(once / META_FILE, grown / META_FILE)
+    shutil.copy(once / "ivf.faiss", grown / "ivf.faiss")
+    template = faiss.read_index(str(once / "ivf.faiss"))
+    for number, group in enumerate([videos[:4], videos[4:]]):
+        write_part(grown, number, make_part(model["dual"], group, 1.5, 2, None), model["dual"].identity, template)
+    for number in (0, 1):
+        for name in ("lists.npy", "vectors.npy", "part.json"):
+            assert (part_dir(once, number) / name).read_bytes() == (part_dir(grown, number) / name).read_bytes(), name
+    a, b = open_index(once), open_index(grown)
+    assert b.vectors.ntotal == a.vectors.ntotal == a.rows
+    assert np.array_equal(faiss.serialize_index(a.vectors), faiss.serialize_index(b.vectors))
 
 
 def test_removed_videos_are_not_found_and_are_named_when_unknown(model, tmp_path):
@@ -151,6 +171,31 @@ def test_a_tampered_or_mismatched_index_is_refused_naming_the_file(model, tmp_pa
     vectors.write_bytes(vectors.read_bytes()[:-100])
     with pytest.raises(InputError, match=r"part-000001/vectors.npy"):
         open_index(truncated)
+
+    ivf = tmp_path / "ivf"
+    shutil.copytree(folder, ivf)
+    to_ivf(ivf, nprobe=4)
+    lists = part_dir(ivf, 1) / "lists.npy"
+    np.save(lists, np.load(lists) + 10_000)
+    with pytest.raises(InputError, match=r"part-000001/lists.npy: list numbers outside"):
+        open_index(ivf)
+    np.save(lists, np.load(lists)[:-1] - 10_000)
+    with pytest.raises(InputError, match=r"part-000001/lists.npy: integer \["):
+        open_index(ivf)
+    retrained = faiss.read_index(str(ivf / "ivf.faiss"))
+    retrained.nprobe = 7  # another IVF's bytes
+    faiss.write_index(retrained, str(ivf / "ivf.faiss"))
+    with pytest.raises(InputError, match=r"ivf.faiss: not the IVF index.json records"):
+        open_index(ivf)
+
+    older = tmp_path / "older"  # format 2: its flat parts are read as they are, its IVF parts are not
+    shutil.copytree(folder, older)
+    meta = json.loads((older / META_FILE).read_text())
+    (older / META_FILE).write_text(json.dumps({**meta, "format": 2}))
+    assert open_index(older).rows == open_index(folder).rows
+    (older / META_FILE).write_text(json.dumps({**meta, "format": 2, "kind": "ivf", "nlist": 4}))
+    with pytest.raises(InputError, match=r"index.json: an index of format 2 \(kind 'ivf'\).*index the videos again"):
+        open_index(older)
 
     shorter = tmp_path / "shorter"
     shutil.copytree(folder, shorter)
@@ -193,8 +238,8 @@ def test_an_add_killed_midway_and_rerun_writes_the_files_of_one_add(portable_mod
     write_manifest(manifest, portable_model["manifest"])
     write_manifest(first, portable_model["manifest"][:2])
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    args = ["--device", "cpu", "--videos-per-part", "2", "-q"]
-    for out in (whole, killed):  # an index of two videos, then an add of the rest
+    args = ["--device", "cpu", "--videos-per-part", "2", "--kind", "ivf", "-q"]
+    for out in (whole, killed):  # an index of two videos (an IVF from the start), then an add of the rest
         assert run_cli("index", portable_model["copy"], first, "-o", out, *args).returncode == 0
     done = run_cli("index", portable_model["copy"], manifest, "-o", whole, *args)
     assert done.returncode == 0, done.stderr
@@ -207,7 +252,8 @@ def test_an_add_killed_midway_and_rerun_writes_the_files_of_one_add(portable_mod
     def files(folder):  # less the locks (they hold the writer's pid)
         return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".lock"))
 
-    assert files(whole) == files(killed) and len(files(whole)) > 10
+    assert files(whole) == files(killed) and len(files(whole)) > 10 and (whole / "ivf.faiss").is_file()
+    assert len(list(whole.glob("parts/*/lists.npy"))) == len(list(whole.glob("parts/*/vectors.npy"))) > 2
     for name in files(whole):
         assert (whole / name).read_bytes() == (killed / name).read_bytes(), name
 

@@ -2,20 +2,21 @@
 
 ::
 
-    INDEX/index.json              format 2; what the vectors and words were made with: the model's
+    INDEX/index.json              format 3; what the vectors and words were made with: the model's
                                   codebook and visual vocabulary size, its dual encoder (weights
                                   sha256, dim), clip_seconds, window, stride, feature settings; the kind of
-                                  vector index (flat: exact inner product; ivf: inverted lists,
-                                  nlist, nprobe) and the trained empty IVF's sha256
-    INDEX/ivf.faiss               ivf only: the trained, empty index every part's lists go into
+                                  vector index (flat: exact inner product; ivf: inverted lists, nlist,
+                                  nprobe, and the sha256 of ivf.faiss)
+    INDEX/ivf.faiss               ivf only: the trained, empty IVF (its coarse quantiser), one for every part
     INDEX/parts/part-NNNNNN/      one per batch of added videos, written whole, then renamed into place:
-        part.json                 rows, videos, dim, and the dual encoder its vectors come from
+        part.json                 rows, videos, dim, the dual encoder its vectors come from, and (ivf)
+                                  the sha256 of the ivf.faiss its lists were assigned by
         segments/                 a columnar table (memory-mapped when read), one row a segment:
                                   video (int32: row of videos/), start, end (float64 seconds),
                                   sentence (UTF-8), words (int32 visual words 0 … V-1)
         videos/                   id and path (UTF-8) of each video of the part
-        vectors.npy | vectors.faiss   the segments' video-tower vectors: float32 [rows, dim] (flat),
-                                  or the part's inverted lists (ivf; local ids 0 … rows-1)
+        vectors.npy               the segments' video-tower vectors, float32 [rows, dim]
+        lists.npy                 ivf only: int32 [rows], the inverted list of each vector
     INDEX/removed.npy             int64: rows removed (global numbers, ascending); absent when none
     INDEX/config.yaml, INDEX/failures*.jsonl
 
@@ -23,11 +24,14 @@ A segment's global row is its part's offset (the rows of the parts before it) pl
 part. Opening an index (:func:`open_index`) checks every part against ``index.json`` and itself —
 another model's vectors, a truncated vector file or a table whose rows disagree with its vectors
 are refused naming the file — and assembles the searchable faiss index from the parts in order: the
-same index, bit for bit, as one built from every vector at once.
+same index, bit for bit, as one built from every vector at once. A part holds its vectors and (ivf)
+their lists, not a faiss index: the coarse quantiser is stored once, and the inverted lists are
+filled at open with each list's memory reserved whole (the vectors' own size, no growth slack).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -43,18 +47,22 @@ import numpy as np
 from videobert.corpus.columns import Table, TableBuilder, write_table
 from videobert.errors import InputError
 from videobert.readers import MAX_MAPPED_BYTES, Field, check_fields, load_npy, read_bytes, read_json
-from videobert.store import atomic_save_npy, atomic_write_bytes, atomic_write_json, fsync_folder, temp_path_for, write_synced
+from videobert.store import (
+    atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_folder, temp_path_for, write_synced,
+)
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3
+READABLE_FORMATS = (2, 3)  # format 2: flat indexes only (its IVF parts were faiss files; index again)
 META_FILE = "index.json"
 PARTS = "parts"
 PART_FILE = "part.json"
 REMOVED_FILE = "removed.npy"
 IVF_FILE = "ivf.faiss"
+LISTS_FILE = "lists.npy"
 FLAT_LIMIT = 250_000  # segments an exact index searches within the first stage's time (d 128, 2-core CPU)
-IVF_FILE_LIMIT = 4 << 30  # bytes a faiss file of this folder may hold (a 1 M × 256 IVF-Flat is 1 GiB)
+IVF_FILE_LIMIT = 512 << 20  # bytes ivf.faiss may hold (65 536 centroids of 1 024 numbers: 256 MiB)
 _PART_NAME = re.compile(r"^part-(\d{6})$")
 
 
@@ -108,7 +116,8 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 def write_part(index_dir: str | Path, number: int, part: NewPart, dual: str, template: faiss.Index | None) -> Path:
     """Write ``part`` as part ``number`` of the index (module docstring), whole under a temporary
     name, then renamed into place. ``dual``: the dual encoder's identity its vectors come from;
-    ``template``: the trained empty IVF (None: a flat index, vectors as ``vectors.npy``)."""
+    ``template``: the index's trained empty IVF, whose quantiser assigns the vectors their lists
+    (None: a flat index)."""
     target = part_dir(index_dir, number)
     tmp = temp_path_for(target)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -120,20 +129,31 @@ def write_part(index_dir: str | Path, number: int, part: NewPart, dual: str, tem
             videos.add(id=video_id, path=path)
         write_table(tmp / "videos", videos.arrays())
         vectors = np.ascontiguousarray(part.vectors, np.float32)
-        if template is None:
-            data = _npy_bytes(vectors)
-            write_synced(tmp / "vectors.npy", data)
-        else:
-            data = _ivf_part(template, vectors)
-            write_synced(tmp / "vectors.faiss", data)
-        write_synced(tmp / PART_FILE, json.dumps({"rows": len(part), "videos": len(part.video_ids),
-                                                 "dim": int(vectors.shape[1]), "dual": dual}) + "\n")
+        write_synced(tmp / "vectors.npy", _npy_bytes(vectors))
+        info = {"rows": len(part), "videos": len(part.video_ids), "dim": int(vectors.shape[1]), "dual": dual}
+        if template is not None:
+            write_synced(tmp / LISTS_FILE, _npy_bytes(assign_lists(template, vectors)))
+            info["ivf"] = template_sha(template)
+        write_synced(tmp / PART_FILE, json.dumps(info) + "\n")
         tmp.rename(target)
         fsync_folder(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def assign_lists(template: faiss.Index, vectors: np.ndarray) -> np.ndarray:
+    """int32 [rows]: the inverted list of each of ``vectors`` (the IVF's coarse quantiser, as its add does)."""
+    if not vectors.shape[0]:
+        return np.zeros(0, np.int32)
+    return faiss.extract_index_ivf(template).quantizer.assign(np.ascontiguousarray(vectors, np.float32), 1)[:, 0] \
+        .astype(np.int32)
+
+
+def template_sha(template: faiss.Index) -> str:
+    """The sha256 of a trained empty IVF's bytes (``ivf.faiss``)."""
+    return hashlib.sha256(faiss.serialize_index(template).tobytes()).hexdigest()
 
 
 def _segment_rows(part: NewPart) -> TableBuilder:
@@ -144,12 +164,6 @@ def _segment_rows(part: NewPart) -> TableBuilder:
     return rows
 
 
-def _ivf_part(template: faiss.Index, vectors: np.ndarray) -> bytes:
-    index = faiss.clone_index(template)
-    index.add_with_ids(vectors, np.arange(vectors.shape[0], dtype=np.int64))
-    return faiss.serialize_index(index).tobytes()
-
-
 @dataclass
 class _Part:
     folder: Path | None
@@ -158,6 +172,7 @@ class _Part:
     segments: Table
     video_ids: list[str]
     video_paths: list[str]
+    info: dict[str, Any]
 
 
 class SearchIndex:
@@ -285,7 +300,8 @@ class SearchIndex:
         if part.vectors is not None and part.vectors.size:
             vectors = faiss.IndexFlatIP(part.vectors.shape[1])
             vectors.add(np.ascontiguousarray(part.vectors, np.float32))
-        return cls(None, meta, [_Part(None, 0, len(part), _segment_rows(part).table(), part.video_ids, part.video_paths)],
+        return cls(None, meta, [_Part(None, 0, len(part), _segment_rows(part).table(), part.video_ids, part.video_paths,
+                                      {})],
                    vectors, np.zeros(0, np.int64))
 
 
@@ -295,25 +311,28 @@ META_FIELDS = {
     "dim": Field("int", 1, 65_536), "clip_seconds": Field("number", 0, 3600, above=True), "window": Field("int", 1, 100_000),
     "stride": Field("int", 1, 100_000, required=False),
     "features": Field("dict", required=False, nullable=True), "kind": Field("str"), "nprobe": Field("int", 1, 1_000_000),
-    "nlist": Field("int", 1, 1 << 22, required=False),
+    "nlist": Field("int", 1, 1 << 22, required=False), "ivf": Field("str", required=False),
 }
 PART_FIELDS = {"rows": Field("int", 0, 1 << 40), "videos": Field("int", 0, 1 << 32), "dim": Field("int", 1, 65_536),
-               "dual": Field("str", nullable=True)}
+               "dual": Field("str", nullable=True), "ivf": Field("str", required=False)}
 
 
 def read_meta(index_dir: str | Path) -> dict[str, Any]:
-    """``index.json`` of an index folder, checked field by field (format 2)."""
+    """``index.json`` of an index folder, checked field by field (format 3, or a flat one of format 2)."""
     folder = Path(index_dir)
     path = folder / META_FILE
     if not path.is_file():
         raise InputError(f"{folder}: not an index folder (no {META_FILE}; make one with 'videobert index')", "missing")
     meta = read_json(path, "index settings", expect=dict)
-    if meta.get("format") != FORMAT:
-        raise InputError(f"{path}: an index of format {meta.get('format')!r}, this version reads format {FORMAT} "
-                         "(index the videos again with 'videobert index')")
+    if meta.get("format") not in READABLE_FORMATS or (meta.get("format") != FORMAT and meta.get("kind") != "flat"):
+        raise InputError(f"{path}: an index of format {meta.get('format')!r} (kind {meta.get('kind')!r}); this version "
+                         f"reads format {FORMAT} and flat indexes of format 2 (index the videos again with "
+                         "'videobert index' into a new folder)")
     check_fields(meta, path, META_FIELDS)
     if meta["kind"] not in ("flat", "ivf"):
         raise InputError(f"{path}: kind: {meta['kind']!r} is neither flat nor ivf")
+    if meta["kind"] == "ivf" and not (isinstance(meta.get("ivf"), str) and isinstance(meta.get("nlist"), int)):
+        raise InputError(f"{path}: an ivf index records no ivf (the sha256 of {IVF_FILE}) or nlist")
     return meta
 
 
@@ -322,33 +341,18 @@ def open_index(index_dir: str | Path) -> SearchIndex:
     (one-line :class:`InputError` naming the file), the faiss index assembled in part order."""
     folder = Path(index_dir)
     meta = read_meta(folder)
-    dim, kind = int(meta["dim"]), meta["kind"]
-    template = _read_faiss(folder / IVF_FILE, dim) if kind == "ivf" else None
-    vectors = faiss.clone_index(template) if template is not None else faiss.IndexFlatIP(dim)
+    dim = int(meta["dim"])
     parts, offset = [], 0
     for number in part_numbers(folder):
         part = _open_part(part_dir(folder, number), meta, offset)
-        if kind == "flat":
-            path = part.folder / "vectors.npy"
-
-            def expected(shape, dtype, path=path, rows=part.rows):
-                if shape != (rows, dim) or dtype != np.float32:
-                    raise InputError(f"{path}: float32 [{rows}, {dim}] vectors expected (the part's rows, the index's "
-                                     f"dim), got {dtype} {list(shape)}")
-
-            array = load_npy(path, "segment vectors", check=expected, mmap=True, max_bytes=MAX_MAPPED_BYTES)
-            if not np.isfinite(array).all():
-                raise InputError(f"{path}: segment vectors hold NaN or infinity")
-            vectors.add(np.ascontiguousarray(array, np.float32).reshape(-1, dim))
-        else:
-            lists = _read_faiss(part.folder / "vectors.faiss", dim)
-            if lists.ntotal != part.rows or faiss.try_extract_index_ivf(lists) is None or \
-                    faiss.extract_index_ivf(lists).nlist != faiss.extract_index_ivf(vectors).nlist:
-                raise InputError(f"{part.folder / 'vectors.faiss'}: inverted lists of {lists.ntotal} vectors, the part has "
-                                 f"{part.rows} rows (or another IVF than {IVF_FILE})")
-            vectors.merge_from(lists, offset)
         parts.append(part)
         offset += part.rows
+    if meta["kind"] == "flat":
+        vectors = faiss.IndexFlatIP(dim)
+        for part in parts:
+            vectors.add(_part_vectors(part, dim))
+    else:
+        vectors = _assemble_ivf(folder, meta, parts)
     removed = np.zeros(0, np.int64)
     if (folder / REMOVED_FILE).is_file():
         removed = load_npy(folder / REMOVED_FILE, "removed rows")
@@ -359,6 +363,63 @@ def open_index(index_dir: str | Path) -> SearchIndex:
     return SearchIndex(folder, meta, parts, vectors, removed)
 
 
+def _part_vectors(part: _Part, dim: int) -> np.ndarray:
+    """float32 [rows, dim]: a part's ``vectors.npy``, checked (shape, type, finite)."""
+    path = part.folder / "vectors.npy"
+
+    def expected(shape, dtype):
+        if shape != (part.rows, dim) or dtype != np.float32:
+            raise InputError(f"{path}: float32 [{part.rows}, {dim}] vectors expected (the part's rows, the index's "
+                             f"dim), got {dtype} {list(shape)}")
+
+    array = load_npy(path, "segment vectors", check=expected, mmap=True, max_bytes=MAX_MAPPED_BYTES)
+    if not np.isfinite(array).all():
+        raise InputError(f"{path}: segment vectors hold NaN or infinity")
+    return np.ascontiguousarray(array, np.float32).reshape(-1, dim)
+
+
+def _part_lists(part: _Part, meta: dict[str, Any]) -> np.ndarray:
+    """int64 [rows]: a part's ``lists.npy``, checked against the index's IVF."""
+    path, nlist = part.folder / LISTS_FILE, int(meta["nlist"])
+    if part.info.get("ivf") != meta["ivf"]:
+        raise InputError(f"{part.folder / PART_FILE}: its vectors were given the lists of another IVF "
+                         f"({part.info.get('ivf')}; the index's {IVF_FILE}: {meta['ivf']})")
+
+    def expected(shape, dtype):
+        if shape != (part.rows,) or dtype.kind not in "iu":
+            raise InputError(f"{path}: integer [{part.rows}] list numbers expected (the part's rows), got {dtype} "
+                             f"{list(shape)}")
+
+    lists = np.array(load_npy(path, "inverted list numbers", check=expected, mmap=True, max_bytes=MAX_MAPPED_BYTES),
+                     np.int64)
+    if lists.size and (lists.min() < 0 or lists.max() >= nlist):
+        raise InputError(f"{path}: list numbers outside 0 … {nlist - 1}")
+    return lists
+
+
+def _assemble_ivf(folder: Path, meta: dict[str, Any], parts: list[_Part]) -> faiss.Index:
+    """The IVF of an index: its trained empty ``ivf.faiss``, each list's memory reserved for the
+    vectors the parts give it, then the parts' vectors added in order with their stored lists."""
+    data = read_bytes(folder / IVF_FILE, "faiss index", limit=IVF_FILE_LIMIT)
+    if hashlib.sha256(data).hexdigest() != meta["ivf"]:
+        raise InputError(f"{folder / IVF_FILE}: not the IVF {META_FILE} records (its sha256 differs)")
+    index = _deserialize(folder / IVF_FILE, data, int(meta["dim"]))
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None or ivf.nlist != int(meta["nlist"]) or index.ntotal:
+        raise InputError(f"{folder / IVF_FILE}: not an empty IVF of {meta['nlist']} lists")
+    lists = [_part_lists(part, meta) for part in parts]
+    counts = np.bincount(np.concatenate(lists), minlength=ivf.nlist) if lists else np.zeros(ivf.nlist, np.int64)
+    for number, count in enumerate(counts.tolist()):  # allocated once at its size: no slack from growing
+        ivf.invlists.resize(number, count)
+        ivf.invlists.resize(number, 0)
+    for part, assigned in zip(parts, lists):
+        vectors = _part_vectors(part, int(meta["dim"]))
+        ids = np.arange(part.offset, part.offset + part.rows, dtype=np.int64)
+        if part.rows:
+            ivf.add_core(part.rows, faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(assigned))
+    return index
+
+
 def part_info(folder: Path) -> dict[str, Any]:
     """A part's ``part.json``, checked field by field."""
     where = folder / PART_FILE
@@ -366,7 +427,10 @@ def part_info(folder: Path) -> dict[str, Any]:
 
 
 def _read_faiss(path: Path, dim: int) -> faiss.Index:
-    data = read_bytes(path, "faiss index", limit=IVF_FILE_LIMIT)
+    return _deserialize(path, read_bytes(path, "faiss index", limit=IVF_FILE_LIMIT), dim)
+
+
+def _deserialize(path: Path, data: bytes, dim: int) -> faiss.Index:
     try:
         index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
     except RuntimeError as exc:
@@ -396,7 +460,7 @@ def _open_part(folder: Path, meta: dict[str, Any], offset: int) -> _Part:
                          f"{int(meta['visual_vocab_size']) - 1}")
     ids = [videos.ragged["id"].text(i) for i in range(videos.rows)]
     paths = [videos.ragged["path"].text(i) for i in range(videos.rows)]
-    return _Part(folder, offset, segments.rows, segments, ids, paths)
+    return _Part(folder, offset, segments.rows, segments, ids, paths, info)
 
 
 # ------------------------------------------------------------------------ growing and shrinking
@@ -458,9 +522,10 @@ def read_template(index_dir: str | Path) -> faiss.Index:
 
 
 def to_ivf(index_dir: str | Path, nprobe: int, sample: int = 200_000, seed: int = 0) -> None:
-    """Move a flat index's vectors into inverted lists: an IVF trained on a seeded sample of them
-    (``ivf.faiss``), each part's lists beside its ``vectors.npy``, then ``index.json`` says ivf,
-    then the ``vectors.npy`` go — killed at any point, the index reads as before or as after."""
+    """Give a flat index's vectors inverted lists: an IVF trained on a seeded sample of them
+    (``ivf.faiss``), each part's ``lists.npy`` and ``part.json`` naming that IVF, then ``index.json``
+    says ivf — killed at any point, the index reads as before (flat; the lists written so far are
+    made again by the rerun, the same bytes) or as after. The vectors stay where they are."""
     folder = Path(index_dir)
     meta = read_meta(folder)
     if meta["kind"] != "flat":
@@ -478,9 +543,11 @@ def to_ivf(index_dir: str | Path, nprobe: int, sample: int = 200_000, seed: int 
     log.info("%s: %d segments, more than an exact index searches quickly: training an IVF of %d lists on %d of them",
              folder, total, nlist, chosen.shape[0])
     template = train_ivf(chosen, nlist)
+    sha = template_sha(template)
     atomic_write_bytes(folder / IVF_FILE, faiss.serialize_index(template).tobytes())
     for number, array in zip(numbers, arrays):
-        atomic_write_bytes(part_dir(folder, number) / "vectors.faiss", _ivf_part(template, np.ascontiguousarray(array)))
-    atomic_write_json(folder / META_FILE, {**meta, "kind": "ivf", "nlist": nlist, "nprobe": nprobe})
-    for number in numbers:
-        (part_dir(folder, number) / "vectors.npy").unlink(missing_ok=True)
+        where = part_dir(folder, number)
+        atomic_save_npy(where / LISTS_FILE, assign_lists(template, np.asarray(array)))
+        atomic_write_text(where / PART_FILE, json.dumps({**part_info(where), "ivf": sha}) + "\n")
+    atomic_write_json(folder / META_FILE, {**meta, "format": FORMAT, "kind": "ivf", "nlist": nlist, "nprobe": nprobe,
+                                           "ivf": sha})

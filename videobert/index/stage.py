@@ -32,7 +32,7 @@ from videobert.corpus.align import overlapping_clips
 from videobert.dual import LoadedDual, load_dual, video_vectors
 from videobert.errors import ConfigError, InputError, StageError
 from videobert.index.folder import (
-    FLAT_LIMIT, META_FILE, NewPart, held_videos, part_dir, part_info, part_numbers, read_meta, read_template,
+    FLAT_LIMIT, FORMAT, META_FILE, NewPart, held_videos, part_dir, part_info, part_numbers, read_meta, read_template,
     remove_videos, to_ivf, write_part,
 )
 from videobert.inference import LoadedModel, load_model
@@ -146,10 +146,10 @@ def make_part(dual: LoadedDual, videos: Sequence[tuple[str, str, np.ndarray]], c
 def index_meta(loaded: LoadedModel, dual: LoadedDual, clip_seconds: float, window: int,
                features: dict[str, Any] | None, cfg: IndexConfig) -> dict[str, Any]:
     """What ``index.json`` records of a model and a segmenting (module docstring of the folder)."""
-    return {"format": 2, "codebook": loaded.vocab.codebook, "visual_vocab_size": loaded.layout.visual_vocab_size,
+    return {"format": FORMAT, "codebook": loaded.vocab.codebook, "visual_vocab_size": loaded.layout.visual_vocab_size,
             "dual": dual.identity, "dim": dual.dim, "clip_seconds": clip_seconds, "window": window,
             "stride": cfg.stride or max(1, window // 2),
-            "features": features, "kind": "ivf" if cfg.kind == "ivf" else "flat", "nprobe": cfg.nprobe}
+            "features": features, "kind": "flat", "nprobe": cfg.nprobe}  # ivf once its vectors are there to train on
 
 
 def claim_index_dir(out: Path, meta: dict[str, Any]) -> dict[str, Any]:
