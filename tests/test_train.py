@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from pipelines import pretrain as pretrain_stage
 from tests.conftest import REPO, run_cli
-from videobert.training import STATE_FILE, list_checkpoints, load_training_state
+from videobert.training import STATE_FILE, list_checkpoints, load_training_state, resume_point
 from videobert.corpus import load_corpus
 from videobert.corpus.joint_vocab import JointVocabulary
 from videobert.errors import ConfigError, InputError
@@ -255,3 +255,18 @@ def test_without_vocab_flag_the_corpus_vocabulary_initialises_visual_words(featu
     # the centroids' geometry, up to scale: their pairwise distances correlate perfectly
     distance = lambda x: np.linalg.norm(x[:, None] - x[None], axis=-1)[np.triu_indices(len(x), 1)]  # noqa: E731
     assert np.corrcoef(distance(visual), distance(centroids))[0, 1] > 0.99
+
+
+def test_a_distillation_resumes_only_with_its_own_settings_and_a_finished_one_is_found(tmp_path):
+    from videobert import config as cfgmod
+    from videobert.distil.stage import DistilConfig
+
+    cfg = DistilConfig(steps=20)
+    cfgmod.save(cfg, tmp_path / "config.yaml")
+    with pytest.raises(ConfigError, match=r"config.yaml: --resume with a different config \(steps: 20 -> 30\)"):
+        resume_point(tmp_path, DistilConfig(steps=30), 30, "dual.json")
+    assert resume_point(tmp_path, cfg, 20, "dual.json") == (None, None)  # nothing saved yet: step 0
+    (tmp_path / "dual.json").write_text('{"steps": 20}')
+    assert resume_point(tmp_path, cfg, 20, "dual.json") == (None, None)  # a summary, but no weights beside it
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert resume_point(tmp_path, cfg, 20, "dual.json") == (None, {"steps": 20})

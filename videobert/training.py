@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from videobert.errors import InputError, StageError
+from videobert import config as cfgmod
+from videobert.errors import ConfigError, InputError, StageError
+from videobert.readers import read_json
 from videobert.store import fsync_folder, safe_torch_load, temp_path_for
 
 log = logging.getLogger(__name__)
@@ -134,3 +136,32 @@ def batch_rows(step: int, batch_size: int, count: int, seed: int) -> np.ndarray:
         where = epochs == epoch
         rows[where] = order[offsets[where]]
     return rows
+
+
+def resume_point(folder: Path, cfg: Any, steps: int, summary_file: str) -> tuple[list[Path] | None, dict | None]:
+    """Where a ``--resume`` of the training run in ``folder`` starts: (its checkpoints, newest first,
+    or None to start at step 0; or the summary ``summary_file`` of a run of ``steps`` steps already
+    finished). Refuses a run whose saved ``config.yaml`` differs from ``cfg`` in anything but speed
+    (:func:`videobert.config.settings`), naming each setting that changed."""
+    saved_path = folder / "config.yaml"
+    if saved_path.exists():
+        saved, current = cfgmod.read_yaml(saved_path), cfgmod.settings(cfg)
+        changed = sorted(k for k in current if saved.get(k) != current[k])
+        if changed:
+            differences = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+            raise ConfigError(f"{saved_path}: --resume with a different config ({differences}); "
+                              "resume with the same settings or start a new run folder")
+    finished = folder / summary_file
+    if finished.exists():
+        try:
+            summary = read_json(finished, "run summary")
+        except InputError as exc:
+            log.warning("%s; resuming from the checkpoints instead", exc)
+            summary = {}
+        if isinstance(summary, dict) and summary.get("steps") == steps and (folder / "model.safetensors").exists():
+            return None, summary
+    checkpoints = list_checkpoints(folder)
+    if not checkpoints:
+        log.info("%s: no checkpoint to resume from; starting at step 0", folder)
+        return None, None
+    return [path for _, path in reversed(checkpoints)], None

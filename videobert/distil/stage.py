@@ -44,9 +44,9 @@ from videobert.retrieval.metrics import chance_metrics, metrics_from_counts
 from videobert.retrieval.two_stage import DualFirstStage, two_stage_ladder
 from videobert.runtime import DeviceName, Precision, dist_env, process_group
 from videobert.store import (
-    FolderLock, StageSummary, atomic_write_json, file_sha256, prepare_output_dir, read_json, temp_path_for,
+    FolderLock, StageSummary, atomic_write_json, file_sha256, prepare_output_dir, temp_path_for,
 )
-from videobert.training import list_checkpoints
+from videobert.training import list_checkpoints, resume_point
 
 log = logging.getLogger(__name__)
 
@@ -177,29 +177,12 @@ def measure(teacher: LoadedModel, student: DualEncoder, gallery: Gallery, cfg: D
 
 def _existing(out: Path, cfg: DistilConfig, resume: bool) -> tuple[list[Path] | None, dict | None]:
     """(checkpoints to resume from, newest first; or the summary of a distillation that finished)."""
-    checkpoints = list_checkpoints(out)
-    finished = out / INFO_FILE
     if not resume:
-        if finished.exists() or checkpoints:
+        if (out / INFO_FILE).exists() or list_checkpoints(out):
             raise ConfigError(f"{out} already holds a dual encoder or its checkpoints; pass --resume to continue "
                               "(or finish) that run, or delete the folder to start afresh")
         return None, None
-    saved_path = out / "config.yaml"
-    if saved_path.exists():
-        saved, current = cfgmod.read_yaml(saved_path), cfgmod.settings(cfg)
-        changed = sorted(k for k in current if saved.get(k) != current[k])
-        if changed:
-            raise ConfigError(f"{saved_path}: --resume with a different config ("
-                              + ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed) + ")")
-    if finished.exists():
-        try:
-            summary = read_json(finished, "dual encoder summary")
-        except InputError as exc:
-            log.warning("%s; finishing from the checkpoints instead", exc)
-            summary = {}
-        if isinstance(summary, dict) and summary.get("steps") == cfg.steps and (out / "model.safetensors").exists():
-            return None, summary
-    return ([path for _, path in reversed(checkpoints)] or None), None
+    return resume_point(out, cfg, cfg.steps, INFO_FILE)
 
 
 def _message(summary: dict[str, Any]) -> str:

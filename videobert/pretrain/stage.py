@@ -36,14 +36,14 @@ from videobert.threads import restore_threads, training_threads
 from videobert.model import ModelConfig, VideoBERT
 from videobert.model_card import write_model_card
 from videobert.pretrain.package import package
-from videobert.training import list_checkpoints
+from videobert.training import list_checkpoints, resume_point
 from videobert.inputs import TokenLayout, pad_multiple
 from videobert.pretrain.data import DataConfig, PretrainExamples, StepBatches, VideoClips, validation_batches
 from videobert.pretrain.losses import LOSS_NAMES, LossWeights, validation_metrics
 from videobert.pretrain.trainer import OptimConfig, Trainer
 from videobert.runtime import DeviceName, Precision, dist_env, process_group, resolve_device, resolve_precision
 from videobert.store import (
-    FolderLock, StageSummary, atomic_write_json, atomic_write_text, prepare_output_dir, read_json, read_jsonl,
+    FolderLock, StageSummary, atomic_write_json, atomic_write_text, prepare_output_dir, read_jsonl,
     UnsafeFileError,
 )
 from videobert.vocab.stage import load_centroids
@@ -378,34 +378,14 @@ def _existing_run(model_dir: Path, cfg: PretrainConfig, resume: bool) -> tuple[l
     overwrite a run without ``resume`` and to resume one whose settings differ in anything but
     speed (:func:`videobert.config.settings`)."""
     checkpoints = list_checkpoints(model_dir)
-    finished = model_dir / "summary.json"
     if not resume:
-        if finished.exists():
+        if (model_dir / "summary.json").exists():
             raise ConfigError(f"{model_dir} already holds a trained model; choose another folder")
         if checkpoints:
             raise ConfigError(f"{model_dir} holds checkpoints (last: step {checkpoints[-1][0]}); "
                               "pass --resume to continue that run or choose another folder")
         return None, None
-    saved_path = model_dir / "config.yaml"
-    if saved_path.exists():
-        saved, current = cfgmod.read_yaml(saved_path), cfgmod.settings(cfg)
-        changed = sorted(k for k in current if saved.get(k) != current[k])
-        if changed:
-            differences = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-            raise ConfigError(f"{saved_path}: --resume with a different config ({differences}); "
-                              "resume with the same settings or start a new run folder")
-    if finished.exists():
-        try:
-            summary = read_json(finished, "run summary")
-        except InputError as exc:
-            log.warning("%s; resuming from the checkpoints instead", exc)
-            summary = {}
-        if isinstance(summary, dict) and summary.get("steps") == cfg.steps and (model_dir / "model.safetensors").exists():
-            return None, summary
-    if not checkpoints:
-        log.info("%s: no checkpoint to resume from; starting at step 0", model_dir)
-        return None, None
-    return [path for _, path in reversed(checkpoints)], None
+    return resume_point(model_dir, cfg, cfg.steps, "summary.json")
 
 
 class _Curves:
