@@ -315,6 +315,13 @@ def test_extract_is_up_to_date_whatever_lists_the_same_videos_and_adding_one_ext
     assert run("videos")[:2] == ["extract", "vocab"]
     assert (run_dir / "features" / "a.npy").read_bytes() == b"kept"  # in place: not set aside
     assert not any(p.name.startswith("extract-") for p in (run_dir / ".previous").iterdir())
+    (videos / "b.mp4").unlink()  # a video taken out: its features stop feeding vocab and tokenize
+    (run_dir / "features" / "b.npy").write_bytes(b"gone")
+    assert run("videos")[:2] == ["extract", "vocab"]
+    assert sorted(p.name for p in (run_dir / "features").glob("*.npy")) == ["a.npy"]
+    kept = [p for p in (run_dir / ".previous").iterdir() if p.name.startswith("extract-")]
+    assert len(kept) == 1 and (kept[0] / "b.npy").read_bytes() == b"gone"
+    assert kept[0].name in json.loads((run_dir / "pipeline.json").read_text())["previous"]  # prune deletes it
 
 
 def test_an_interrupted_stage_is_said_so_and_resuming_is_said_only_where_there_is_something(tmp_path, caplog):

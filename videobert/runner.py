@@ -16,7 +16,9 @@ and the hashes of the stages it reads. A stage whose hash is unchanged and that 
 skipped; a changed stage reruns, and so does every stage after it, because their hashes include
 its hash. A stage that was interrupted with the same hash resumes in place (the stages are
 resumable); one whose settings changed starts from an empty folder, its previous outputs moved
-aside to ``RUN/.previous/<stage>-<time>/`` (deleted only by ``videobert prune RUN``).
+aside to ``RUN/.previous/<stage>-<time>/`` (deleted only by ``videobert prune RUN``). Extract,
+whose inputs changed but settings did not, runs again in its folder, keeping the features of
+unchanged videos and setting aside those of videos the corpus no longer lists.
 
 The runner deletes nothing and writes into no folder it did not create: a non-empty RUN without
 ``pipeline.json`` (a ``configs/`` folder of your own included), or a stage folder that
@@ -68,7 +70,9 @@ from videobert.pretrain.stage import PretrainConfig
 from videobert.retrieval import stage as retrieval_stage
 from videobert.retrieval.stage import EvaluateConfig
 from videobert.readers import Field, check_field, check_fields, open_regular
-from videobert.store import FolderLock, StageCall, StageSummary, atomic_write_json, read_failures, read_json
+from videobert.store import (
+    FolderLock, StageCall, StageSummary, atomic_write_json, fsync_folder, read_failures, read_json,
+)
 from videobert.synthetic import stage as synthetic_stage
 from videobert.synthetic.stage import SynthConfig
 from videobert.text import stage as text_stage
@@ -165,11 +169,14 @@ class Stage:
     # with the same settings and other inputs, runs again in its folder, keeping what is still valid
     # (extract keeps the features of every video whose file is unchanged) instead of from an empty one
     incremental: bool = False
+    # an incremental stage's files of inputs no longer given (FOLDER, manifest): set aside after it runs
+    unlisted: Callable[[Path, Path], list[Path]] | None = None
 
 
 STAGES = (
     Stage("synth", "synth", (), synthetic_stage.run, outputs=("manifest.jsonl", LABELS_FILE, ZERO_SHOT_FILE)),
-    Stage("extract", "features", ("synth",), features_stage.run, torchrun=True, incremental=True),
+    Stage("extract", "features", ("synth",), features_stage.run, torchrun=True, incremental=True,
+          unlisted=features_stage.unlisted_features),
     Stage("vocab", "vocab", ("extract",), vocab_stage.run),
     Stage("tokenize", "tokens", ("extract", "vocab"), vocab_stage.run_tokenize, torchrun=True),
     Stage("asr", "transcripts", ("synth",), text_stage.run),
@@ -439,6 +446,12 @@ class Runner:
     def _set_aside(self, name: str, folder: Path) -> Path:
         """Move a stage's previous outputs to ``RUN/.previous/<stage>-<time>`` (recorded in
         ``pipeline.json``, which is how ``prune`` knows what it may delete)."""
+        target = self._set_aside_target(name)
+        os.replace(folder, target)
+        return target
+
+    def _set_aside_target(self, name: str) -> Path:
+        """A new ``RUN/.previous/<stage>-<time>`` name, recorded before anything is moved there."""
         previous = self.run_dir / PREVIOUS
         if previous.is_symlink() or (previous.exists() and not previous.is_dir()):
             raise ConfigError(f"{previous}: a link or a file, not the folder where the runner keeps earlier outputs; "
@@ -450,10 +463,22 @@ class Runner:
         while target.exists():
             serial += 1
             target = previous / f"{name}-{stamp}-{serial}"
-        os.replace(folder, target)
         self.previous.append(target.name)
         self._save_state()
         return target
+
+    def _set_aside_unlisted(self, name: str, folder: Path, files: list[Path]) -> None:
+        """Move the outputs of inputs the corpus no longer lists from ``folder`` (run in place) to
+        ``RUN/.previous/<stage>-<time>/``, so that later stages read only the corpus's own."""
+        if not files:
+            return
+        kept = self._set_aside_target(name)
+        kept.mkdir()
+        for path in files:
+            os.replace(path, kept / path.name)
+        fsync_folder(kept)
+        log.warning("%s: %d outputs of videos the corpus no longer lists (%s) were moved to %s (videobert prune %s "
+                    "deletes them)", name, len(files), ", ".join(p.stem for p in files[:3]), kept, self.run_dir)
 
     def _save_state(self) -> None:
         atomic_write_json(self.state_path, {"stages": self.state, "config": cfgmod.to_dict(self.cfg),
@@ -566,6 +591,8 @@ class Runner:
                     raise
                 raise StageError(f"stage '{name}' failed: {reason}; fix the cause and rerun to resume", code) from exc
             seconds = time.perf_counter() - began
+            if stage.unlisted is not None:
+                self._set_aside_unlisted(name, folder, stage.unlisted(folder, self.manifest))
             failures = _failure_count(folder)
             self.state[name].update(status="done", seconds=round(seconds, 1), failures=failures,
                                     finished=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -400,6 +400,14 @@ def list_videos(features_dir: str | Path) -> list[str]:
     return sorted(p.stem for p in Path(features_dir).glob("*.npy") if not p.name.startswith("."))
 
 
+def unlisted_features(features_dir: str | Path, manifest: str | Path) -> list[Path]:
+    """The feature files in ``features_dir`` of videos ``manifest`` no longer lists (what a folder
+    extracted into again, in place, keeps from its earlier videos)."""
+    held = list_videos(features_dir)
+    listed = {entry.video_id for entry in read_manifest(manifest)} if held else set()
+    return [feature_path(features_dir, video_id) for video_id in held if video_id not in listed]
+
+
 def is_complete(path: str | Path) -> bool:
     """Whether ``path`` is a finished feature file: float16 ``[n_clips > 0, 1024]``, its header
     agreeing with its size. Files only appear by atomic rename, so one that reads back with that
