@@ -311,6 +311,10 @@ def test_extract_is_up_to_date_whatever_lists_the_same_videos_and_adding_one_ext
                                       '{"video_id": "b", "video": "videos/b.mp4", "split": "test"}\n')
     assert run("m.jsonl") == ["corpus", "pretrain", "distil", "evaluate"]  # the same videos: not extracted again
     (run_dir / "features" / "a.npy").write_bytes(b"kept")
+    state = json.loads((run_dir / "pipeline.json").read_text())
+    del state["stages"]["extract"]["settings_hash"]  # as an earlier version recorded it
+    (run_dir / "pipeline.json").write_text(json.dumps(state))
+    assert run("m.jsonl") == []  # up to date, and now its settings are recorded
     (videos / "c.mp4").write_bytes(b"c")
     assert run("videos")[:2] == ["extract", "vocab"]
     assert (run_dir / "features" / "a.npy").read_bytes() == b"kept"  # in place: not set aside

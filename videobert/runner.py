@@ -542,6 +542,9 @@ class Runner:
                 continue
             if up_to_date:
                 log.info("%s: up to date (same config and inputs), skipped", name)
+                if stage.incremental and "settings_hash" not in recorded:  # recorded by an earlier version
+                    recorded["settings_hash"] = self._settings_hash(stage)  # the same hash: the same settings
+                    self._save_state()
                 results.append(StageResult(name, "skipped", recorded.get("seconds", 0.0), recorded.get("failures", 0), folder))
                 continue
             shortfall = self.split_shortfall(name)
