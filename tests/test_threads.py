@@ -96,3 +96,29 @@ def test_launched_ranks_share_the_budget_and_know_it_as_videoberts_choice(monkey
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     monkeypatch.delenv(threads.CHOSEN_MARK, raising=False)
     assert threads.child_env(4)["OMP_NUM_THREADS"] == "3" and threads.CHOSEN_MARK not in threads.child_env(4)
+
+
+def test_the_plans_step_is_timed_on_the_threads_pretraining_uses_and_gives_them_back(monkeypatch):
+    import torch
+
+    from videobert.pretrain import probe
+    from videobert.pretrain.stage import PretrainConfig
+
+    seen = []
+    real = probe.Trainer.step
+
+    def step(self, batch):
+        seen.append(torch.get_num_threads())
+        return real(self, batch)
+
+    monkeypatch.setattr(probe.Trainer, "step", step)
+    monkeypatch.setattr(threads, "_chose_threads", True)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = PretrainConfig(preset="tiny", batch_size=4, device="cpu")
+        timed = probe.measure_step(cfg, 40, 12, warmup=1, steps=1)
+        assert timed["step_seconds"] > 0 and seen and set(seen) == {1}  # tiny: one thread, as pretrain gives it
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -25,6 +25,7 @@ from videobert.pretrain.data import PretrainExamples, StepBatches
 from videobert.pretrain.stage import PretrainConfig, build_model
 from videobert.pretrain.trainer import Trainer
 from videobert.runtime import resolve_device, resolve_precision
+from videobert.threads import restore_threads, training_threads
 
 CPU_PROBE_BATCH = 8
 SMALL_MODEL = 10_000_000  # parameters: below, a CPU step is timed on the whole batch
@@ -61,8 +62,10 @@ def measure_step(cfg: PretrainConfig, text_vocab_size: int, visual_vocab_size: i
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     torch_state = torch.random.get_rng_state()
+    threads_before = None
     try:
         model = build_model(dataclasses.replace(cfg, init="scratch"), layout).to(device)
+        threads_before = training_threads(model.config.hidden_size, device)  # as pretraining runs it
         parameters = sum(p.numel() for p in model.parameters())
         batch = cfg.batch_size
         if device.type == "cpu" and parameters > SMALL_MODEL:
@@ -89,6 +92,10 @@ def measure_step(cfg: PretrainConfig, text_vocab_size: int, visual_vocab_size: i
         peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                 else max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before))
     finally:
+        restore_threads(threads_before)
         torch.random.set_rng_state(torch_state)
+        model = trainer = examples = batches = None  # the plan goes on to run: give the probe's memory back
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return {"step_seconds": seconds, "measured_batch": batch, "parameters": parameters, "device": str(device),
             "precision": precision, "peak_bytes": int(peak)}
