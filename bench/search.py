@@ -16,7 +16,7 @@ Per collection it prints the time to build or grow it (vectors and writing), its
 IVF) and bytes on disk; then, per query, in a fresh process that opens the index and asks the
 queries — so that memory is a searcher's, not the build's — the text tower's, the first stage's
 (faiss) and the re-ranking's (K cross-encoder pairs) milliseconds, end to end with the model loaded
-(p50 and p95), and the process's peak RSS. Beside them: the exhaustive cross-encoder (every
+(p50 and p95), and the process's own peak RSS (VmHWM). Beside them: the exhaustive cross-encoder (every
 segment scored) measured at the smallest size and extrapolated linearly beyond it, labelled so;
 at the smallest size, how many of the exhaustive top 5 the two-stage top 5 holds; and the time to
 add 1 000 more videos to the smallest and to the largest collection.
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -101,6 +100,18 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def peak_rss() -> int:
+    """Bytes: this process's own resident high-water mark (VmHWM). Not getrusage's ru_maxrss, which
+    a process started by another carries over from its parent (Linux keeps the larger of the two
+    across fork and exec), so that a searcher started by the building process would report the
+    builder's memory."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def measure(args) -> None:
     """The searcher's side (a fresh process): open the index, ask the queries, print JSON."""
     began = time.perf_counter()
@@ -127,7 +138,7 @@ def measure(args) -> None:
         exhaustive.append(time.perf_counter() - start)
     out = {"open_seconds": opened, "rows": index.live_rows, "kind": index.meta["kind"],
            "end_to_end": ends, "parts": timings, "exhaustive": exhaustive, "agree": agree,
-           "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+           "peak_rss": peak_rss()}
     print(json.dumps(out))
 
 
