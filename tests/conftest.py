@@ -63,8 +63,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+# the longest files (minutes each on 2 cores) start first, so that under ``pytest -n 2`` the process
+# that runs them is not the last to finish
+SLOW_FILES = ("test_demo.py", "test_benchmarks.py", "test_search.py", "test_downstream.py")
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
+
+    items.sort(key=lambda item: SLOW_FILES.index(item.path.name) if item.path.name in SLOW_FILES else len(SLOW_FILES))
 
     if torch.cuda.is_available():
         return
