@@ -63,9 +63,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-# the longest files (minutes each on 2 cores) start first, so that under ``pytest -n 2`` the process
-# that runs them is not the last to finish
-SLOW_FILES = ("test_demo.py", "test_benchmarks.py", "test_search.py", "test_downstream.py")
+# the longest file (a third of the suite on 2 cores) starts first, so that under ``pytest -n 2`` the
+# process that runs it is not the last to finish (pyproject: --no-loadscope-reorder keeps this order)
+SLOW_FILES = ("test_demo.py",)
 
 
 def pytest_collection_modifyitems(config, items):
