@@ -12,7 +12,9 @@ clips: they overlap by default), each segment's video-tower vector computed
 are planned first (``INDEX/adding.json``), so that an add killed halfway and run again writes the
 parts one uninterrupted add writes; ``--shard I/N`` and torchrun ranks share its parts out. Time and
 memory follow the videos added, not the index. When the index outgrows ``flat_limit`` segments (or
-``kind: ivf`` is asked for) its vectors move into an IVF (:func:`videobert.index.folder.to_ivf`).
+``kind: ivf`` is asked for, at the end of the first add) an IVF is trained on a sample of its
+vectors and every part is given its vectors' inverted lists (:func:`videobert.index.folder.to_ivf`);
+later parts are written with theirs.
 ``remove`` takes videos out (their rows stop being found; the parts keep their bytes).
 """
 
