@@ -119,6 +119,36 @@ def test_an_ivf_index_searched_exhaustively_finds_what_the_flat_one_finds(model,
     np.testing.assert_allclose(scores, ivf_scores, rtol=1e-5)
 
 
+def test_a_conversion_to_ivf_cut_short_reads_as_flat_and_its_rerun_writes_the_files_of_one(model, tmp_path,
+                                                                                                monkeypatch):
+    import videobert.index.folder as folder_module
+
+    videos = model["videos"]
+    whole = build(tmp_path / "whole", model, [videos[:4], videos[4:]], window=2)
+    cut = tmp_path / "cut"
+    shutil.copytree(whole, cut)
+    to_ivf(whole, nprobe=4)
+    flat = open_index(cut)
+    real = folder_module.atomic_write_json
+
+    def killed(path, data):  # every part's lists written, index.json not yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(folder_module, "atomic_write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        to_ivf(cut, nprobe=4)
+    monkeypatch.setattr(folder_module, "atomic_write_json", real)
+    assert (part_dir(cut, 1) / "lists.npy").is_file()
+    again = open_index(cut)  # read as before: flat, the same vectors
+    assert again.meta["kind"] == "flat"
+    assert np.array_equal(faiss.serialize_index(again.vectors), faiss.serialize_index(flat.vectors))
+    to_ivf(cut, nprobe=4)
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(cut) for p in cut.rglob("*") if p.is_file())
+    for name in files:
+        assert (whole / name).read_bytes() == (cut / name).read_bytes(), name
+
+
 def test_parts_added_to_an_ivf_index_give_the_ivf_of_one_conversion(model, tmp_path):
     videos = model["videos"]
     once = build(tmp_path / "once", model, [videos[:4], videos[4:]], window=2)
@@ -171,6 +201,14 @@ def test_a_tampered_or_mismatched_index_is_refused_naming_the_file(model, tmp_pa
     vectors.write_bytes(vectors.read_bytes()[:-100])
     with pytest.raises(InputError, match=r"part-000001/vectors.npy"):
         open_index(truncated)
+    nan = tmp_path / "nan"  # refused before an IVF is trained on it, too
+    shutil.copytree(folder, nan)
+    bad = np.load(part_dir(nan, 0) / "vectors.npy")
+    bad[0, 0] = np.nan
+    np.save(part_dir(nan, 0) / "vectors.npy", bad)
+    with pytest.raises(InputError, match=r"part-000000/vectors.npy: segment vectors hold NaN"):
+        to_ivf(nan, nprobe=4)
+    assert not (nan / "ivf.faiss").exists()
 
     ivf = tmp_path / "ivf"
     shutil.copytree(folder, ivf)
@@ -181,6 +219,10 @@ def test_a_tampered_or_mismatched_index_is_refused_naming_the_file(model, tmp_pa
         open_index(ivf)
     np.save(lists, np.load(lists)[:-1] - 10_000)
     with pytest.raises(InputError, match=r"part-000001/lists.npy: integer \["):
+        open_index(ivf)
+    info = json.loads((part_dir(ivf, 0) / "part.json").read_text())
+    (part_dir(ivf, 0) / "part.json").write_text(json.dumps({**info, "ivf": "0" * 64}))
+    with pytest.raises(InputError, match=r"part-000000/part.json: its vectors were given the lists of another IVF"):
         open_index(ivf)
     retrained = faiss.read_index(str(ivf / "ivf.faiss"))
     retrained.nprobe = 7  # another IVF's bytes

@@ -350,7 +350,7 @@ def open_index(index_dir: str | Path) -> SearchIndex:
     if meta["kind"] == "flat":
         vectors = faiss.IndexFlatIP(dim)
         for part in parts:
-            vectors.add(_part_vectors(part, dim))
+            vectors.add(_part_vectors(part.folder, part.rows, dim))
     else:
         vectors = _assemble_ivf(folder, meta, parts)
     removed = np.zeros(0, np.int64)
@@ -363,13 +363,14 @@ def open_index(index_dir: str | Path) -> SearchIndex:
     return SearchIndex(folder, meta, parts, vectors, removed)
 
 
-def _part_vectors(part: _Part, dim: int) -> np.ndarray:
-    """float32 [rows, dim]: a part's ``vectors.npy``, checked (shape, type, finite)."""
-    path = part.folder / "vectors.npy"
+def _part_vectors(folder: Path, rows: int, dim: int) -> np.ndarray:
+    """float32 [rows, dim], memory-mapped: the ``vectors.npy`` of the part in ``folder``, checked
+    (shape against its rows and the index's dim, type, finite)."""
+    path = folder / "vectors.npy"
 
     def expected(shape, dtype):
-        if shape != (part.rows, dim) or dtype != np.float32:
-            raise InputError(f"{path}: float32 [{part.rows}, {dim}] vectors expected (the part's rows, the index's "
+        if shape != (rows, dim) or dtype != np.float32:
+            raise InputError(f"{path}: float32 [{rows}, {dim}] vectors expected (the part's rows, the index's "
                              f"dim), got {dtype} {list(shape)}")
 
     array = load_npy(path, "segment vectors", check=expected, mmap=True, max_bytes=MAX_MAPPED_BYTES)
@@ -413,7 +414,7 @@ def _assemble_ivf(folder: Path, meta: dict[str, Any], parts: list[_Part]) -> fai
         ivf.invlists.resize(number, count)
         ivf.invlists.resize(number, 0)
     for part, assigned in zip(parts, lists):
-        vectors = _part_vectors(part, int(meta["dim"]))
+        vectors = _part_vectors(part.folder, part.rows, int(meta["dim"]))
         ids = np.arange(part.offset, part.offset + part.rows, dtype=np.int64)
         if part.rows:
             ivf.add_core(part.rows, faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(assigned))
@@ -531,8 +532,8 @@ def to_ivf(index_dir: str | Path, nprobe: int, sample: int = 200_000, seed: int 
     if meta["kind"] != "flat":
         return
     numbers = part_numbers(folder)
-    arrays = [load_npy(part_dir(folder, n) / "vectors.npy", "segment vectors", mmap=True, max_bytes=MAX_MAPPED_BYTES)
-              .reshape(-1, int(meta["dim"])) for n in numbers]
+    arrays = [_part_vectors(part_dir(folder, n), int(part_info(part_dir(folder, n))["rows"]), int(meta["dim"]))
+              for n in numbers]
     total = sum(a.shape[0] for a in arrays)
     nlist = min(ivf_lists(total), max(1, total // 39))
     rng = np.random.default_rng([seed, 0x1F])
